@@ -1,0 +1,43 @@
+/* mg_test.h: helpers shared by the C tests: cmocka includes, oracle file loading, and the
+ * tolerance check |got - ref| <= atol + rtol * |ref| with a report of the worst element. */
+#ifndef MG_TEST_H
+#define MG_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the includes above first */
+#include <cmocka.h>
+
+#include "multigrain/npy.h"
+#include "multigrain/status.h"
+
+#define MG_TEST_SKIP 77
+
+/* $MG_ORACLE_DIR (where this test's generator wrote its references); fails the test if unset. */
+const char *mg_test_oracle_dir(void);
+/* True when the oracle generator could not run (no torch): the test should return MG_TEST_SKIP. */
+int mg_test_oracle_unavailable(void);
+/* A scratch folder for the test ($MG_TEST_TMP or /tmp). */
+const char *mg_test_tmp_dir(void);
+
+/* Loads <oracle dir>/<name>.npy as float32 (or as `dtype` with the _as variant); fails the test on error. */
+void mg_test_load(const char *name, mg_npy *out);
+void mg_test_load_as(const char *name, mg_dtype dtype, mg_npy *out);
+
+/* Compares n floats; on any element outside atol + rtol*|ref| prints the tensor name, the max abs and
+ * rel error, the first bad index, and fails the test. Returns the max abs error. */
+double mg_test_assert_close(const char *what, const float *got, const float *ref, size_t n, double atol,
+                            double rtol);
+double mg_test_assert_close_f64(const char *what, const double *got, const double *ref, size_t n,
+                                double atol, double rtol);
+
+/* Asserts a status is MG_OK, printing the recorded message otherwise. */
+#define mg_assert_ok(expr)                                                                         \
+    do {                                                                                           \
+        mg_status s__ = (expr);                                                                    \
+        if (s__ != MG_OK) fail_msg("%s -> %s: %s", #expr, mg_status_name(s__), mg_error_message()); \
+    } while (0)
+
+#endif
