@@ -33,4 +33,9 @@ int mg_ops_get_threads(void);
 #ifdef __cplusplus
 }
 #endif
+
+/* op families */
+#include "multigrain/ops_conv.h"
+#include "multigrain/ops_layers.h"
+
 #endif

@@ -1,28 +1,37 @@
-/* cmd_train.c: `multigrain train`: command-line parsing into the training options. */
+/* cmd_train.c: `multigrain train`: command-line parsing, the effective configuration (file, --set
+ * overrides, option shortcuts), --print-lr, and the checks and run-folder set-up before training. */
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
+#include "core/log.h"
 #include "core/parse.h"
 #include "core/threadpool.h"
+#include "multigrain/config.h"
+#include "multigrain/schedule.h"
+
+#define IMAGENET_TRAIN_IMAGES 1281167
 
 typedef struct train_args {
     const char *config;
     const char *data;
     const char *out;
     const char *resume;
-    int batch_size; /* 0 = from config */
-    int epochs;
-    double lr;
-    int threads;
-    int64_t seed;
+    /* option shortcuts for config keys: the text as given (NULL = not given), checked when parsed */
+    const char *batch_size, *epochs, *lr, *threads, *seed;
     bool print_lr;
+    int64_t steps_per_epoch; /* 0 = from train_images */
+    int64_t train_images;
+    int64_t lr_every;
     const char *sets[64];
     int n_sets;
 } train_args;
 
-enum { OPT_RESUME = 256, OPT_SET, OPT_EPOCHS, OPT_LR, OPT_SEED, OPT_PRINT_LR };
+enum { OPT_RESUME = 256, OPT_SET, OPT_EPOCHS, OPT_LR, OPT_SEED, OPT_PRINT_LR, OPT_SPE, OPT_IMAGES, OPT_LR_EVERY };
 
 static const struct option train_longopts[] = {
     {"config", required_argument, NULL, 'c'},  {"data", required_argument, NULL, 'd'},
@@ -30,11 +39,15 @@ static const struct option train_longopts[] = {
     {"set", required_argument, NULL, OPT_SET}, {"batch-size", required_argument, NULL, 'b'},
     {"epochs", required_argument, NULL, OPT_EPOCHS}, {"lr", required_argument, NULL, OPT_LR},
     {"threads", required_argument, NULL, 'j'}, {"seed", required_argument, NULL, OPT_SEED},
-    {"print-lr", no_argument, NULL, OPT_PRINT_LR}, {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}};
+    {"print-lr", no_argument, NULL, OPT_PRINT_LR}, {"steps-per-epoch", required_argument, NULL, OPT_SPE},
+    {"train-images", required_argument, NULL, OPT_IMAGES}, {"lr-every", required_argument, NULL, OPT_LR_EVERY},
+    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
 
 static mg_status train_on_opt(void *ctx, int opt, const char *name, const char *arg) {
     train_args *a = ctx;
+    int iv;
+    double dv;
+    int64_t lv;
     switch (opt) {
     case 'c': a->config = arg; return MG_OK;
     case 'd': a->data = arg; return MG_OK;
@@ -47,24 +60,85 @@ static mg_status train_on_opt(void *ctx, int opt, const char *name, const char *
             return MG_FAIL(MG_ERR_USAGE, "%s: at most %d overrides", name, a->n_sets);
         a->sets[a->n_sets++] = arg;
         return MG_OK;
-    case 'b': return mg_parse_int(arg, 1, 1 << 20, name, MG_ERR_USAGE, &a->batch_size);
-    case OPT_EPOCHS: return mg_parse_int(arg, 1, 100000, name, MG_ERR_USAGE, &a->epochs);
-    case OPT_LR: return mg_parse_double(arg, 0.0, 100.0, name, MG_ERR_USAGE, &a->lr);
-    case 'j': return mg_parse_int(arg, 0, 1024, name, MG_ERR_USAGE, &a->threads);
-    case OPT_SEED: return mg_parse_int64(arg, 0, INT64_MAX, name, MG_ERR_USAGE, &a->seed);
+    case 'b': a->batch_size = arg; return mg_parse_int(arg, 1, 1 << 20, name, MG_ERR_USAGE, &iv);
+    case OPT_EPOCHS: a->epochs = arg; return mg_parse_int(arg, 1, 100000, name, MG_ERR_USAGE, &iv);
+    case OPT_LR: a->lr = arg; return mg_parse_double(arg, 0.0, 100.0, name, MG_ERR_USAGE, &dv);
+    case 'j': a->threads = arg; return mg_parse_int(arg, 0, 1024, name, MG_ERR_USAGE, &iv);
+    case OPT_SEED: a->seed = arg; return mg_parse_int64(arg, 0, INT64_MAX, name, MG_ERR_USAGE, &lv);
     case OPT_PRINT_LR: a->print_lr = true; return MG_OK;
+    case OPT_SPE: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->steps_per_epoch);
+    case OPT_IMAGES: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->train_images);
+    case OPT_LR_EVERY: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->lr_every);
     default: return MG_FAIL(MG_ERR_USAGE, "train: unhandled option %s", name);
     }
+}
+
+/* The effective configuration: defaults < config file < --set (in order) < option shortcuts. */
+static mg_status train_build_config(const train_args *a, mg_config *cfg) {
+    mg_config_init(cfg);
+    if (a->config) MG_TRY(mg_config_load_file(cfg, a->config));
+    for (int i = 0; i < a->n_sets; i++) MG_TRY(mg_config_set(cfg, a->sets[i]));
+    const struct {
+        const char *text, *key, *option;
+    } shortcuts[] = {{a->batch_size, "batch_size", "--batch-size"}, {a->epochs, "epochs", "--epochs"},
+                     {a->lr, "lr", "--lr"},                         {a->threads, "threads", "--threads"},
+                     {a->seed, "seed", "--seed"}};
+    for (size_t i = 0; i < sizeof shortcuts / sizeof shortcuts[0]; i++)
+        if (shortcuts[i].text)
+            MG_TRY(mg_config_set_value(cfg, shortcuts[i].key, shortcuts[i].text, shortcuts[i].option, MG_ERR_USAGE));
+    return mg_config_validate(cfg);
+}
+
+static mg_status train_print_lr(const train_args *a, const mg_config *cfg) {
+    int64_t spe = a->steps_per_epoch;
+    if (!spe) spe = mg_schedule_steps_per_epoch(a->train_images, cfg->epoch_len_factor, cfg->batch_size);
+    mg_schedule sched;
+    MG_TRY(mg_schedule_init(&sched, cfg, spe));
+    if (!a->steps_per_epoch)
+        printf("# steps per epoch = ceil(int(%" PRId64 " images * epoch_len_factor %g) / batch_size %d) = %" PRId64
+               " (--steps-per-epoch or --train-images to change)\n",
+               a->train_images, cfg->epoch_len_factor, cfg->batch_size, spe);
+    MG_TRY(mg_schedule_print(&sched, stdout, a->lr_every, cfg->optimizer == MG_OPTIMIZER_THOR));
+    if (fflush(stdout) != 0) return MG_FAIL(MG_ERR_IO, "--print-lr: cannot write to standard output");
+    return MG_OK;
 }
 
 mg_status mg_cmd_train(int argc, char **argv) {
     const mg_command *cmd = mg_command_find("train");
     train_args a = {0};
-    a.lr = -1;
+    a.train_images = IMAGENET_TRAIN_IMAGES;
     int first = 0, help = 0;
     MG_TRY(mg_cli_parse(cmd, argc, argv, "c:d:o:b:j:", train_longopts, train_on_opt, &a, &first, &help));
     if (help) return MG_OK;
     if (first < argc) return MG_FAIL(MG_ERR_USAGE, "train: unexpected argument '%s'", argv[first]);
-    MG_TRY(mg_pool_global_set_threads(a.threads));
-    return MG_FAIL(MG_ERR_NOT_IMPLEMENTED, "train: training is not implemented yet in this version");
+
+    mg_config cfg;
+    MG_TRY(train_build_config(&a, &cfg));
+    if (a.print_lr) return train_print_lr(&a, &cfg);
+
+    if (!a.data) return MG_FAIL(MG_ERR_USAGE, "train: --data ROOT is required (a folder holding train/ and val/)");
+    if (!a.out) return MG_FAIL(MG_ERR_USAGE, "train: --out RUN_DIR is required");
+    if (!mg_path_is_dir(a.data))
+        return MG_FAIL(MG_ERR_IO, "train: --data '%s' does not exist or is not a folder", a.data);
+    char *train_dir = mg_path_join(a.data, "train");
+    if (!train_dir) return MG_FAIL(MG_ERR_NOMEM, "train: out of memory");
+    bool has_train = mg_path_is_dir(train_dir);
+    free(train_dir);
+    if (!has_train)
+        return MG_FAIL(MG_ERR_IO, "train: --data '%s' has no train/ folder (expected ROOT/train/<class>/*.jpg)",
+                       a.data);
+    MG_TRY(mg_dir_create(a.out));
+    char *cfg_path = mg_path_join(a.out, "config.yaml");
+    if (!cfg_path) return MG_FAIL(MG_ERR_NOMEM, "train: out of memory");
+    mg_status s = mg_config_write_file(&cfg, cfg_path);
+    if (s == MG_OK)
+        mg_log_info("train: effective config written to %s (hash %016" PRIx64 ")", cfg_path, mg_config_hash(&cfg));
+    free(cfg_path);
+    MG_TRY(s);
+    MG_TRY(mg_pool_global_set_threads(cfg.threads));
+    if (cfg.optimizer == MG_OPTIMIZER_THOR)
+        return MG_FAIL(MG_ERR_NOT_IMPLEMENTED, "train: optimizer 'thor' is not implemented yet in this version");
+    return MG_FAIL(MG_ERR_NOT_IMPLEMENTED,
+                   "train: training loop not implemented yet (config, data folder and run folder '%s' checked)",
+                   a.out);
 }

@@ -21,8 +21,14 @@ const mg_command mg_commands[] = {
      "      --lr X              base learning rate (0..100)\n"
      "  -j, --threads N         compute threads (0 = all cores, default)\n"
      "      --seed N            random seed (0..2^63-1)\n"
-     "      --print-lr          print the learning-rate schedule and exit\n"
-     "  -h, --help              show this help\n",
+     "      --print-lr          print the learning-rate schedule (step epoch lr) and exit\n"
+     "      --lr-every N        with --print-lr: a row every N steps (default: epoch boundaries)\n"
+     "      --steps-per-epoch N with --print-lr: steps per epoch (default from --train-images)\n"
+     "      --train-images N    with --print-lr: training images (default 1281167, ImageNet)\n"
+     "  -h, --help              show this help\n"
+     "\n"
+     "Precedence: defaults < --config < --set (in order) < the option shortcuts above.\n"
+     "Keys and schedules: docs/config.md.\n",
      mg_cmd_train},
     {"eval", "top-1/top-5 accuracy of a checkpoint on a labelled image folder",
      "usage: multigrain eval --checkpoint C --data ROOT/val [--mode crop --size 224 | --mode rect --max-side 500]\n"
@@ -34,22 +40,53 @@ const mg_command mg_commands[] = {
      "usage: multigrain embed --checkpoint C --images DIR_OR_LIST --out E.npy [--max-side S] [--p P]\n"
      "                       [--whiten W.safetensors]\n"
      "\n"
-     "Writes an N x D float32 .npy file and E.txt with the image paths in the same order.\n",
-     NULL},
+     "Writes an N x D float32 .npy file and E.txt with the image paths in the same order.\n"
+     "\n"
+     "options:\n"
+     "  -c, --checkpoint C      multigrain checkpoint (.safetensors; see multigrain convert)\n"
+     "  -i, --images PATH       a folder (every .jpg/.jpeg/.png below it, sorted) or a list file\n"
+     "  -o, --out E.npy         output embeddings (E.txt gets the paths)\n"
+     "      --mode rect|crop    rect (default): longest side --max-side, no crop; crop: classic centre crop\n"
+     "      --max-side S        longest side in rect mode (default 224)\n"
+     "      --size S            crop size in crop mode (default 224)\n"
+     "      --p P               GeM exponent (default: the checkpoint's)\n"
+     "  -j, --threads N         compute threads (0 = all cores)\n",
+     mg_cmd_embed},
     {"classify", "print the top-5 classes of images",
      "usage: multigrain classify --checkpoint C IMAGE...\n"
      "\n"
-     "Prints the five most probable classes and their probabilities for each image.\n",
-     NULL},
-    {"search", "exact cosine k-nearest-neighbour search between two embedding files",
-     "usage: multigrain search --index DB.npy --query Q.npy -k K [--out results.tsv]\n"
+     "Prints the most probable classes (index, probability, name) for each image.\n"
      "\n"
-     "Writes lines 'query_index db_index rank score' (rank from 0).\n",
-     NULL},
+     "options:\n"
+     "  -c, --checkpoint C      multigrain checkpoint\n"
+     "      --top K             classes to print (default 5)\n"
+     "      --mode crop|rect    crop (default): resize short side to 256/224*size, centre crop\n"
+     "      --size S            crop size (default 224)\n"
+     "      --max-side S        rect mode with this longest side\n"
+     "      --p P               GeM exponent (default: the checkpoint's)\n"
+     "  -j, --threads N         compute threads (0 = all cores)\n",
+     mg_cmd_classify},
+    {"search", "exact cosine k-nearest-neighbour search between two embedding files",
+     "usage: multigrain search --index DB.npy --query Q.npy -k K [--out results.tsv] [--threads N]\n"
+     "                         [--normalize] [--blas-threads]\n"
+     "\n"
+     "Writes tab-separated lines 'query_index db_index rank score' (rank from 0, best first;\n"
+     "equal scores: lower db_index first) to --out (atomically) or stdout. Inputs: float32 [N, D].\n"
+     "  --normalize       L2-normalise the rows of both files first (default: assume normalised)\n"
+     "  -j, --threads N   compute threads (0 = all cores, default)\n"
+     "  --blas-threads    multi-threaded sgemm instead of thread-pool tasks (for benchmarking)\n",
+     mg_cmd_search},
     {"whiten", "learn PCA whitening from embeddings, or fold it into a checkpoint",
-     "usage: multigrain whiten --embeddings E.npy --out W.safetensors [--dim D]\n"
-     "       multigrain whiten --embeddings E.npy --fold-into C --out C2.safetensors\n",
-     NULL},
+     "usage: multigrain whiten --embeddings E.npy --out W.safetensors [--dim D] [--append-one] [--eps X]\n"
+     "       multigrain whiten --embeddings E.npy --fold-into C --out C2.safetensors  (not implemented yet)\n"
+     "\n"
+     "Learns PCA whitening (mean, covariance with N-1, float64 eigendecomposition; P = U / sqrt(eigenvalue))\n"
+     "from float32 [N, D] embeddings; writes tensors whiten.mean [D] and whiten.P [D, D'].\n"
+     "  --dim D          keep the D leading components (default: all)\n"
+     "  --append-one     learn on [e, 1] / ||[e, 1]|| (recipe form, needed to fold a classifier with bias)\n"
+     "  --eps X          eigenvalue floor relative to the largest (default 1e-10)\n"
+     "  -j, --threads N  compute threads (0 = all cores, default)\n",
+     mg_cmd_whiten},
     {"tune-p", "choose the GeM exponent p* for a test resolution",
      "usage: multigrain tune-p --checkpoint C --images DIR --max-side S [--out C2.safetensors]\n"
      "\n"
@@ -60,12 +97,26 @@ const mg_command mg_commands[] = {
      "                                [--whiten-images DIR] [--max-side S] [--p P]\n",
      NULL},
     {"convert", "convert PyTorch .pth / torchvision weights to a multigrain checkpoint",
-     "usage: multigrain convert --from X.pth --to Y.safetensors [--arch resnet50]\n"
+     "usage: multigrain convert --from X.pth --to Y.safetensors [--arch A] [--num-classes K] [--p P]\n"
      "\n"
-     "Reads zip and legacy PyTorch checkpoints with a restricted unpickler (nothing is executed).\n",
-     NULL},
+     "Reads zip and legacy PyTorch checkpoints with a restricted unpickler (nothing is executed):\n"
+     "a torchvision ResNet state dict, a MultiGrain {'model_state': ...} or a {'state_dict': ...}.\n"
+     "\n"
+     "options:\n"
+     "      --from X.pth        PyTorch checkpoint to read\n"
+     "      --to Y.safetensors  multigrain checkpoint to write (atomically)\n"
+     "      --arch A            resnet18|34|50|101|152|se_resnet50 (default: inferred from the keys)\n"
+     "      --num-classes K     expected class count (default: from fc.weight)\n"
+     "      --p P               GeM exponent to store (default: pool.p from the file, else 1)\n"
+     "  -h, --help              show this help\n",
+     mg_cmd_convert},
     {"report", "write an HTML report with plots of a training run",
-     "usage: multigrain report RUN_DIR [--out report.html]\n", NULL},
+     "usage: multigrain report RUN_DIR [--out FILE]\n"
+     "\n"
+     "Writes an offline HTML page (inline SVG plots of loss, learning rate, top-1/top-5 and images/s\n"
+     "over steps, from RUN_DIR/metrics.jsonl) to FILE, default RUN_DIR/report.html.\n"
+     "  -o, --out FILE   where to write the page\n",
+     mg_cmd_report},
     {"bench", "measure the speed of ops, models and the data pipeline",
      "usage: multigrain bench ops|model|data [options]\n", NULL},
 };

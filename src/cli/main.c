@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "multigrain/multigrain.h"
+#include "multigrain/runtime.h"
 
 static void print_usage(FILE *out) {
     fprintf(out,
@@ -27,6 +28,7 @@ static int fail(mg_status s) {
 }
 
 int main(int argc, char **argv) {
+    mg_runtime_init(argc, argv); /* OMP_WAIT_POLICY=PASSIVE unless set: may re-exec once */
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];

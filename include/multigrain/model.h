@@ -1,0 +1,119 @@
+/* model.h: the MultiGrain network: a torchvision-layout ResNet (18/34/50/101/152, SE-ResNet-50)
+ * trunk, GeM pooling, a linear classifier on the raw pooled vector and an L2-normalised embedding
+ * (recipe §1.1-§1.2). Forward and backward in training, eval and frozen-BN modes, for any input
+ * size (activation memory and op plans are built once per input shape and reused).
+ *
+ * Parameters, gradients and momentum buffers each live in one contiguous float array over the
+ * trainable tensors (in PyTorch state_dict order, `pool.p` included), so zeroing, all-reduce,
+ * SGD and checkpointing are flat loops; every tensor is also reachable by its state_dict name.
+ * BN running statistics live in a second float array and num_batches_tracked counters in an
+ * int64 array. Gradients follow the op rule: backward ACCUMULATES into the gradient array. */
+#ifndef MULTIGRAIN_MODEL_H
+#define MULTIGRAIN_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "multigrain/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mg_model mg_model;
+
+typedef enum mg_model_mode {
+    MG_MODE_TRAIN = 0,  /* batch statistics, running statistics updated */
+    MG_MODE_EVAL = 1,   /* running statistics; backward still possible */
+    MG_MODE_FROZEN_BN = 2 /* running statistics, BN affine still trained (p fine-tuning) */
+} mg_model_mode;
+
+/* arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "se_resnet50". */
+mg_status mg_model_init(mg_model **model, const char *arch, int num_classes, float p);
+void mg_model_free(mg_model *m);
+
+const char *mg_model_arch(const mg_model *m);
+int mg_model_num_classes(const mg_model *m);
+/* Embedding (GeM) dimension: 512 for ResNet-18/34, 2048 otherwise. */
+int mg_model_embedding_dim(const mg_model *m);
+float mg_model_get_p(const mg_model *m);
+mg_status mg_model_set_p(mg_model *m, float p);
+/* Whether backward computes the gradient of the GeM exponent (fine-tuning p); default false. */
+void mg_model_set_learn_p(mg_model *m, bool learn);
+
+/* torchvision's initialisation: Kaiming-normal (fan_out, ReLU) convs, BN weight 1 bias 0,
+ * nn.Linear's default uniform for the classifier and conv biases; zero_init_last_bn sets the last
+ * BN weight of every residual block to 0 (torchvision's zero_init_residual). Deterministic in seed. */
+mg_status mg_model_init_weights(mg_model *m, uint64_t seed, bool zero_init_last_bn);
+
+/* Named tensors (state_dict names, plus "pool.p"). Returns a pointer to the float data (or NULL if
+ * unknown / not float), and optionally the element count. */
+float *mg_model_tensor(mg_model *m, const char *name, int64_t *count);
+/* The gradient of a trainable tensor by name, or NULL. */
+float *mg_model_tensor_grad(mg_model *m, const char *name);
+/* num_batches_tracked counters by name (NULL if unknown). */
+int64_t *mg_model_counter(mg_model *m, const char *name);
+
+/* Iteration over every state_dict entry in PyTorch order. kind: 0 trainable, 1 BN buffer,
+ * 2 num_batches_tracked (int64). shape has up to 4 dims. */
+int mg_model_tensor_count(const mg_model *m);
+const char *mg_model_tensor_info(const mg_model *m, int index, int *kind, int *ndim, int64_t shape[4],
+                                 int64_t *count);
+void *mg_model_tensor_data(mg_model *m, int index);
+
+/* Flat arrays: trainable parameters, their gradients (same layout), element count. */
+float *mg_model_params(mg_model *m);
+float *mg_model_grads(mg_model *m);
+int64_t mg_model_param_count(const mg_model *m);
+void mg_model_zero_grad(mg_model *m);
+
+/* Outputs of the last forward, owned by the model, valid until the next forward. */
+typedef struct mg_model_outputs {
+    int n;            /* batch */
+    int dim;          /* embedding dimension */
+    int num_classes;
+    const float *pooled;    /* [n, dim] raw GeM vector e */
+    const float *logits;    /* [n, num_classes] W e + b */
+    const float *embedding; /* [n, dim] e / (|e| + 1e-6) */
+} mg_model_outputs;
+
+/* x: [n, 3, h, w] normalised images. */
+mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int n, int h, int w,
+                           mg_model_outputs *out);
+/* Backward of the last forward. Any of the upstream gradients may be NULL: dlogits [n, K],
+ * dembedding [n, dim] (w.r.t. the normalised embedding), dpooled [n, dim] (w.r.t. the raw e).
+ * Parameter gradients accumulate into mg_model_grads(). */
+mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *dembedding, const float *dpooled);
+
+/* An intermediate activation of the last forward: "stem" (after the max pool), "layer1".."layer4"
+ * (outputs of the stages). dims receives [n, c, h, w]. NULL when unknown. */
+const float *mg_model_activation(mg_model *m, const char *name, int dims[4]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
+
+/* ---- checkpoints (model_io.c) ------------------------------------------------------------------ */
+#include "multigrain/checkpoint.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Adds every model tensor (state_dict names + pool.p) to a checkpoint writer; the data is borrowed
+ * until the writer commits. The writer's meta (arch, classes, p) must match the model. */
+mg_status mg_model_checkpoint_add(mg_model *m, mg_checkpoint_writer *w);
+/* Writes a weights-only checkpoint atomically. class_names_json and config may be NULL. */
+mg_status mg_model_save(mg_model *m, const char *path, int64_t epoch, int64_t step, const char *class_names_json,
+                        const char *config);
+/* Copies the network tensors of an open checkpoint into a model of the same arch and class count. */
+mg_status mg_model_load_tensors(mg_model *m, const mg_checkpoint *c);
+/* Opens a checkpoint and builds the model it describes (arch, classes, p, weights). When ckpt is not
+ * NULL the checkpoint stays open there (metadata, class names, optimizer tensors); close it with
+ * mg_checkpoint_close. */
+mg_status mg_model_load(const char *path, mg_model **model, mg_checkpoint *ckpt);
+
+#ifdef __cplusplus
+}
+#endif

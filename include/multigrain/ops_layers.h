@@ -1,0 +1,171 @@
+/* ops_layers.h: the non-convolution CPU ops (batch norm, pooling, GeM, linear, L2 norm, element-wise,
+ * cross-entropy, pairwise distances, SGD): forward and backward over NCHW float32, PyTorch semantics.
+ *
+ * Conventions shared by every function here (see docs/ops.md):
+ *  - Parameter gradients (BN weight/bias, linear W/b, GeM p) ACCUMULATE (+=); activation gradients
+ *    (dx, ds, dlogits, ...) are WRITTEN (=). A NULL gradient pointer means "not needed" and is skipped.
+ *  - Shapes are plain ints (> 0); buffers are dense, row-major, caller-owned.
+ *  - Bad input (NULL required buffer, non-positive or inconsistent shape, out-of-range label) returns
+ *    MG_ERR_INVALID_ARG with a message naming the op and argument; nothing crashes.
+ *  - Implementation: mg_ops_get_impl() at call time (MG_OPS_REFERENCE = plain serial C loops, the oracle's
+ *    twin; MG_OPS_FAST = oneDNN / OpenBLAS / loops parallelised over mg_pool_global()). The *_impl
+ *    variants below force one for a single call (tests). Ops are not re-entrant from inside a
+ *    mg_pool_global() task. */
+#ifndef MULTIGRAIN_OPS_LAYERS_H
+#define MULTIGRAIN_OPS_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "multigrain/ops.h"
+#include "multigrain/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Forces the implementation used by layer ops on the calling thread: MG_OPS_FAST or MG_OPS_REFERENCE,
+ * or -1 to go back to mg_ops_get_impl(). Intended for tests comparing both paths. */
+void mg_layers_force_impl(int impl);
+
+/* ------------------------------------------------------------------------------------------------
+ * Batch norm 2d over x [n,c,h,w], per channel c. torch.nn.BatchNorm2d(momentum=0.1, eps=1e-5).
+ * TRAIN : normalise with batch mean and biased batch variance; update running_mean/var in place with
+ *         r = (1-momentum) r + momentum * stat, using the UNBIASED variance (n*h*w/(n*h*w-1)) for var.
+ * EVAL  : normalise with running statistics (no update).
+ * FROZEN: forward like EVAL; backward treats mean/var as constants (affine with fixed statistics) while
+ *         weight and bias still receive gradients.
+ * save_mean/save_invstd [c] (required) receive the statistics used (batch or running, invstd =
+ * 1/sqrt(var+eps)); backward reads them. weight/bias may be NULL (= 1 / 0, affine=False). */
+typedef enum mg_bn_mode { MG_BN_TRAIN = 0, MG_BN_EVAL = 1, MG_BN_FROZEN = 2 } mg_bn_mode;
+
+typedef struct mg_bn2d_args {
+    mg_bn_mode mode;
+    int n, c, h, w;
+    float momentum; /* 0.1 in PyTorch */
+    float eps;      /* 1e-5 in PyTorch */
+} mg_bn2d_args;
+
+/* The PyTorch defaults for a given shape and mode. */
+mg_bn2d_args mg_bn2d_default_args(mg_bn_mode mode, int n, int c, int h, int w);
+
+mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                          float *running_mean, float *running_var, float *save_mean, float *save_invstd,
+                          float *y);
+/* dx [n,c,h,w] written (NULL: skipped); dweight, dbias [c] accumulated (NULL: skipped). dx may alias dy. */
+mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
+                           const float *save_mean, const float *save_invstd, float *dx, float *dweight,
+                           float *dbias);
+
+/* ------------------------------------------------------------------------------------------------
+ * Element-wise ops. n = number of elements. */
+/* y = max(x, 0); y may equal x (in place). */
+mg_status mg_relu_forward(size_t n, const float *x, float *y);
+/* dx = dy * (y > 0), from the OUTPUT y (so the input may have been overwritten); dx may equal dy. */
+mg_status mg_relu_backward(size_t n, const float *y, const float *dy, float *dx);
+/* y = a + b; y may equal a or b. */
+mg_status mg_add_forward(size_t n, const float *a, const float *b, float *y);
+/* da = dy, db = dy (written; either may be NULL; either may equal dy). */
+mg_status mg_add_backward(size_t n, const float *dy, float *da, float *db);
+/* y = 1 / (1 + exp(-x)); y may equal x. */
+mg_status mg_sigmoid_forward(size_t n, const float *x, float *y);
+/* dx = dy * y * (1 - y) from the output; dx may equal dy. */
+mg_status mg_sigmoid_backward(size_t n, const float *y, const float *dy, float *dx);
+/* Channel scale (squeeze-excitation): y[n,c,h,w] = x[n,c,h,w] * s[n,c]; y may equal x. */
+mg_status mg_chscale_forward(int n, int c, int hw, const float *x, const float *s, float *y);
+/* dx = dy * s (written, may alias dy; NULL: skipped), ds[n,c] = sum_hw dy * x (written; NULL: skipped). */
+mg_status mg_chscale_backward(int n, int c, int hw, const float *x, const float *s, const float *dy,
+                              float *dx, float *ds);
+
+/* ------------------------------------------------------------------------------------------------
+ * 2-d pooling (torch.nn.functional.max_pool2d / avg_pool2d with ceil_mode=False, dilation 1). */
+typedef struct mg_win2d {
+    int kh, kw; /* kernel */
+    int sh, sw; /* stride */
+    int ph, pw; /* zero/-inf padding, at most half the kernel (PyTorch's rule) */
+} mg_win2d;
+
+/* Output size floor((in + 2p - k)/s) + 1; fails if the window does not fit or padding > k/2. */
+mg_status mg_win2d_out_size(const mg_win2d *win, int h, int w, int *oh, int *ow);
+
+/* Max pool: padding acts as -inf, ties keep the FIRST maximum in row-major window order, NaN wins.
+ * argmax [n,c,oh,ow] (optional in forward, required in backward) receives the flat h*w index of the
+ * chosen input element within its plane. */
+mg_status mg_maxpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, const float *x, float *y,
+                               int32_t *argmax);
+/* dx written (zeros where nothing was selected, sums where windows overlap). */
+mg_status mg_maxpool2d_backward(int n, int c, int h, int w, const mg_win2d *win, const int32_t *argmax,
+                                const float *dy, float *dx);
+/* Average pool with count_include_pad=True (PyTorch's default): the divisor counts padded positions
+ * that lie inside the padded input but not beyond it. */
+mg_status mg_avgpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, const float *x, float *y);
+mg_status mg_avgpool2d_backward(int n, int c, int h, int w, const mg_win2d *win, const float *dy, float *dx);
+/* Adaptive average pool to [oh,ow] (torch adaptive_avg_pool2d: bins [floor(i*H/oh), ceil((i+1)*H/oh))).
+ * oh = ow = 1 is global average pooling. */
+mg_status mg_adaptive_avgpool2d_forward(int n, int c, int h, int w, int oh, int ow, const float *x, float *y);
+mg_status mg_adaptive_avgpool2d_backward(int n, int c, int h, int w, int oh, int ow, const float *dy,
+                                         float *dx);
+
+/* ------------------------------------------------------------------------------------------------
+ * GeM pooling over the whole h x w plane: y[n,c] = (mean_hw max(x, 1e-6)^p)^(1/p), p > 0.
+ * p == 1 is the plain spatial average of x (no clamp; identical to global average pooling), as in the
+ * MultiGrain code. Backward: dx written; dp (a single float, NULL: skipped) accumulated with
+ * d y / d p of the clamped formula (also at p == 1). Gradient to x is 0 where x < 1e-6 (torch clamp). */
+#define MG_GEM_EPS 1e-6f
+mg_status mg_gem_forward(int n, int c, int h, int w, float p, const float *x, float *y);
+/* y is the forward output (saved). */
+mg_status mg_gem_backward(int n, int c, int h, int w, float p, const float *x, const float *y,
+                          const float *dy, float *dx, float *dp);
+
+/* ------------------------------------------------------------------------------------------------
+ * Linear: y[n,out] = x[n,in] W[out,in]^T + b[out] (b may be NULL). Fast path: OpenBLAS sgemm.
+ * Backward: dx = dy W (written; NULL skips), dW += dy^T x, db += sum_n dy (accumulated; NULL skips). */
+mg_status mg_linear_forward(int n, int in, int out, const float *x, const float *W, const float *b, float *y);
+mg_status mg_linear_backward(int n, int in, int out, const float *x, const float *W, const float *dy,
+                             float *dx, float *dW, float *db);
+
+/* ------------------------------------------------------------------------------------------------
+ * Row L2 normalisation (MultiGrain): y[i,:] = x[i,:] / (||x[i,:]||_2 + 1e-6). y may not alias x in
+ * backward (backward needs x). norms [n] (optional) receives ||x[i,:]||. */
+#define MG_L2NORM_EPS 1e-6f
+mg_status mg_l2norm_forward(int n, int d, const float *x, float *y, float *norms);
+/* dx = (dy - x (x.dy) / (r (r+eps))) / (r+eps) with r = ||x||; at r = 0 the second term is dropped
+ * (torch's norm subgradient 0). dx written; may alias dy. */
+mg_status mg_l2norm_backward(int n, int d, const float *x, const float *dy, float *dx);
+
+/* ------------------------------------------------------------------------------------------------
+ * Softmax cross-entropy, mean over the batch: F.cross_entropy(logits, labels, label_smoothing=ls).
+ * logits [n,k], labels [n] in 0..k-1, 0 <= ls <= 1. *loss receives the mean loss; dlogits [n,k]
+ * (NULL: skipped) is WRITTEN with grad_scale * d loss / d logits (grad_scale = upstream gradient, e.g.
+ * the loss weight lambda). Stable: log-sum-exp with the row max subtracted, accumulated in double. */
+mg_status mg_cross_entropy(int n, int k, const float *logits, const int32_t *labels, float label_smoothing,
+                           float grad_scale, float *loss, float *dlogits);
+
+/* ------------------------------------------------------------------------------------------------
+ * Pairwise Euclidean distances D[i,j] = sqrt(max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j)) of x [n,d], D [n,n].
+ * The diagonal is exactly 0. Backward: dx[i] = sum_j (dD[i,j] + dD[j,i]) (x_i - x_j) / D[i,j] over pairs
+ * with D[i,j] > 0; pairs at distance 0 (the diagonal, duplicates) contribute 0 (the subgradient 0,
+ * where torch's sqrt would give NaN). dx written. D is the forward output. */
+mg_status mg_pdist_forward(int n, int d, const float *x, float *D);
+mg_status mg_pdist_backward(int n, int d, const float *x, const float *D, const float *dD, float *dx);
+
+/* ------------------------------------------------------------------------------------------------
+ * SGD with momentum, torch.optim.SGD semantics (dampening 0):
+ *   g' = g + weight_decay * w
+ *   v  = first_step ? g' : momentum * v + g'          (torch's buffer init on the first step)
+ *   w -= lr * (nesterov ? g' + momentum * v : v)
+ * momentum == 0: plain SGD, v unused (may be NULL). weight_decay is per tensor (0 for no decay).
+ * w, g and v must not overlap. */
+typedef struct mg_sgd_args {
+    float lr;
+    float momentum;
+    float weight_decay;
+    int nesterov;
+} mg_sgd_args;
+
+mg_status mg_sgd_step(const mg_sgd_args *a, size_t n, float *w, const float *g, float *v, int first_step);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

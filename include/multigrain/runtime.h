@@ -1,0 +1,26 @@
+/* runtime.h: process start-up settings for the threading runtimes under the ops.
+ *
+ * oneDNN (Debian build) runs on the GNU OpenMP runtime (libgomp), whose idle threads spin on a
+ * barrier for a while (OMP_WAIT_POLICY unset: up to GOMP_SPINCOUNT = 300000 spins) before they
+ * sleep. On a shared machine a spinning thread steals the core another process (or our own other
+ * thread) needs, and a 2-thread run can become slower than a 1-thread run. libgomp reads its
+ * settings from the environment when it is loaded, before main(), so they cannot be changed from
+ * inside the process: mg_runtime_init() sets OMP_WAIT_POLICY=PASSIVE when the user has not chosen a
+ * policy and re-executes the program once (via /proc/self/exe, same argv and environment plus that
+ * variable). An explicit OMP_WAIT_POLICY (e.g. ACTIVE on a dedicated machine) is respected;
+ * MG_NO_REEXEC=1 disables the re-exec. Call it first thing in main(). */
+#ifndef MULTIGRAIN_RUNTIME_H
+#define MULTIGRAIN_RUNTIME_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returns normally (either nothing to do, or the re-exec failed and the program goes on with the
+ * runtime's defaults); on success of the re-exec it does not return. */
+void mg_runtime_init(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

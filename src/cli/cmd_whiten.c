@@ -1,0 +1,96 @@
+/* cmd_whiten.c: `multigrain whiten`: learn PCA whitening from an embedding file and save it. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/threadpool.h"
+#include "eval/embfile.h"
+#include "multigrain/whiten.h"
+
+typedef struct whiten_args {
+    const char *emb, *out, *fold;
+    int64_t dim;
+    double eps;
+    bool append_one;
+    int threads;
+} whiten_args;
+
+enum { OPT_EMB = 256, OPT_DIM, OPT_FOLD, OPT_EPS, OPT_APPEND };
+
+static const struct option whiten_longopts[] = {
+    {"embeddings", required_argument, NULL, OPT_EMB}, {"out", required_argument, NULL, 'o'},
+    {"dim", required_argument, NULL, OPT_DIM},        {"fold-into", required_argument, NULL, OPT_FOLD},
+    {"eps", required_argument, NULL, OPT_EPS},        {"append-one", no_argument, NULL, OPT_APPEND},
+    {"threads", required_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static mg_status whiten_on_opt(void *ctx, int opt, const char *name, const char *arg) {
+    whiten_args *a = ctx;
+    switch (opt) {
+    case OPT_EMB: a->emb = arg; return MG_OK;
+    case 'o': a->out = arg; return MG_OK;
+    case OPT_FOLD: a->fold = arg; return MG_OK;
+    case OPT_DIM: return mg_parse_int64(arg, 1, 65536, name, MG_ERR_USAGE, &a->dim);
+    case OPT_EPS: return mg_parse_double(arg, 1e-300, 1.0, name, MG_ERR_USAGE, &a->eps);
+    case OPT_APPEND: a->append_one = true; return MG_OK;
+    case 'j': return mg_parse_int(arg, 0, 1024, name, MG_ERR_USAGE, &a->threads);
+    default: return MG_FAIL(MG_ERR_USAGE, "whiten: unhandled option %s", name);
+    }
+}
+
+static mg_status whiten_run(const whiten_args *a, mg_npy *e) {
+    MG_TRY(mg_embfile_load("--embeddings", a->emb, e));
+    int64_t n = e->shape[0], d = e->shape[1];
+    if (n < 2)
+        return MG_FAIL(MG_ERR_FORMAT, "--embeddings %s: need at least 2 rows to learn a whitening, found %lld", a->emb,
+                       (long long)n);
+    const float *x = e->data;
+    float *aug = NULL;
+    int64_t dx = d;
+    if (a->append_one) {
+        dx = d + 1;
+        aug = malloc((size_t)n * (size_t)dx * sizeof *aug);
+        if (!aug) return MG_FAIL(MG_ERR_NOMEM, "whiten: out of memory");
+        for (int64_t i = 0; i < n; i++) mg_whiten_augment(x + i * d, d, aug + i * dx);
+        x = aug;
+    }
+    if (a->dim > dx) {
+        free(aug);
+        return MG_FAIL(MG_ERR_USAGE, "--dim: expected at most %lld (the embedding dimension%s), found %lld",
+                       (long long)dx, a->append_one ? " + 1" : "", (long long)a->dim);
+    }
+    mg_whiten w;
+    mg_status s = mg_whiten_fit(x, n, dx, a->dim, a->eps, &w);
+    free(aug);
+    if (s != MG_OK) return s;
+    s = mg_whiten_save(&w, a->out);
+    if (s == MG_OK)
+        mg_log_info("whiten: learned %lld -> %lld whitening from %lld embeddings, wrote %s", (long long)w.dim_in,
+                    (long long)w.dim_out, (long long)n, a->out);
+    mg_whiten_free(&w);
+    return s;
+}
+
+mg_status mg_cmd_whiten(int argc, char **argv) {
+    const mg_command *cmd = mg_command_find("whiten");
+    whiten_args a = {0};
+    int first = 0, help = 0;
+    MG_TRY(mg_cli_parse(cmd, argc, argv, "o:j:", whiten_longopts, whiten_on_opt, &a, &first, &help));
+    if (help) return MG_OK;
+    if (first < argc) return MG_FAIL(MG_ERR_USAGE, "whiten: unexpected argument '%s'", argv[first]);
+    if (!a.emb) return MG_FAIL(MG_ERR_USAGE, "whiten: --embeddings E.npy is required");
+    if (!a.out) return MG_FAIL(MG_ERR_USAGE, "whiten: --out FILE.safetensors is required");
+    if (a.fold)
+        return MG_FAIL(MG_ERR_NOT_IMPLEMENTED,
+                       "whiten --fold-into: not implemented yet (needs checkpoint loading; the folding math is "
+                       "mg_whiten_fold_classifier)");
+    MG_TRY(mg_pool_global_set_threads(a.threads));
+    mg_npy e = {0};
+    mg_status s = whiten_run(&a, &e);
+    mg_npy_free(&e);
+    return s;
+}

@@ -1,0 +1,708 @@
+/* model.c: the MultiGrain ResNet (+ GeM + classifier + L2-normalised embedding): parameter
+ * arrays addressed by state_dict names, per-shape planning of op plans and activation memory,
+ * forward and backward (see include/multigrain/model.h). */
+#include "multigrain/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/rng.h"
+#include "multigrain/ops_conv.h"
+#include "multigrain/ops_layers.h"
+#include "nn/resnet_spec.h"
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Structure */
+
+typedef struct unit { /* conv -> BN (-> ReLU) */
+    int conv_w;                                   /* spec index of the conv weight */
+    int bn_w, bn_b, bn_rm, bn_rv, bn_cnt;         /* spec indices */
+    int c_in, c_out, k, stride, pad;              /* static shape */
+    int relu;
+    /* per input shape */
+    int n, h_in, w_in, h_out, w_out;
+    mg_conv2d_plan plan;
+    const float *in;
+    float *conv_out, *out;                        /* out = BN output, ReLU applied in place */
+    float *save_mean, *save_invstd;
+} unit;
+
+typedef struct block {
+    unit u[3];
+    int n_units;
+    unit ds;
+    int has_ds;
+    int has_se, se_hidden;
+    int se_fc1_w, se_fc1_b, se_fc2_w, se_fc2_b;
+    float *se_pool, *se_h, *se_s, *se_ds; /* [n,C], [n,C/16], [n,C], [n,C] */
+    const float *in;
+    float *out;
+    int c_out;
+} block;
+
+struct mg_model {
+    mg_resnet_spec spec;
+    char arch[32];
+    int bottleneck;
+    int dim;
+    bool learn_p;
+    /* tensors */
+    int64_t *offset; /* per spec entry: offset into params (trainable), buffers, or counters */
+    float *params, *grads, *buffers;
+    int64_t *counters;
+    int64_t n_params, n_buffers, n_counters;
+    int idx_p, idx_fc_w, idx_fc_b;
+    /* network */
+    unit stem;
+    block *blocks;
+    int n_blocks;
+    int stage_end[4]; /* index of the last block of each stage */
+    /* per-shape state */
+    int n, h, w; /* planned input shape (0 = none) */
+    mg_arena act;
+    void *conv_ws;
+    float *stem_pool;
+    int32_t *stem_argmax;
+    int pool_h, pool_w;
+    float *pooled, *logits, *embedding, *dpooled, *tmp_vec;
+    float *bnd[2], *scr[3]; /* gradient buffers: block boundaries and scratch */
+    const float *x;
+    mg_model_mode mode;
+    int have_forward;
+};
+
+static float *P(mg_model *m, int idx) {
+    return m->spec.entries[idx].kind == MG_PARAM_TRAINABLE ? m->params + m->offset[idx]
+                                                           : m->buffers + m->offset[idx];
+}
+static float *G(mg_model *m, int idx) { return m->grads + m->offset[idx]; }
+
+static int find_req(mg_model *m, const char *fmt, const char *prefix, const char *suffix) {
+    char name[MG_SPEC_NAME_MAX];
+    snprintf(name, sizeof name, fmt, prefix, suffix);
+    int i = mg_resnet_spec_find(&m->spec, name);
+    MG_ASSERT(i >= 0); /* the spec and this file describe the same network */
+    return i;
+}
+
+static void unit_setup(mg_model *m, unit *u, const char *conv, const char *bn, int c_in, int c_out, int k,
+                       int stride, int relu) {
+    memset(u, 0, sizeof *u);
+    u->conv_w = find_req(m, "%s%s", conv, ".weight");
+    u->bn_w = find_req(m, "%s%s", bn, ".weight");
+    u->bn_b = find_req(m, "%s%s", bn, ".bias");
+    u->bn_rm = find_req(m, "%s%s", bn, ".running_mean");
+    u->bn_rv = find_req(m, "%s%s", bn, ".running_var");
+    u->bn_cnt = find_req(m, "%s%s", bn, ".num_batches_tracked");
+    u->c_in = c_in;
+    u->c_out = c_out;
+    u->k = k;
+    u->stride = stride;
+    u->pad = k / 2;
+    u->relu = relu;
+}
+
+static void build_network(mg_model *m) {
+    static const int layers_cfg[MG_ARCH_COUNT][4] = {
+        {2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 6, 3}, {3, 4, 23, 3}, {3, 8, 36, 3}, {3, 4, 6, 3}};
+    const int *cfg = layers_cfg[m->spec.arch];
+    int expansion = m->bottleneck ? 4 : 1;
+    unit_setup(m, &m->stem, "conv1", "bn1", 3, 64, 7, 2, 1);
+    int total = cfg[0] + cfg[1] + cfg[2] + cfg[3];
+    m->blocks = calloc((size_t)total, sizeof *m->blocks);
+    MG_ASSERT(m->blocks);
+    m->n_blocks = total;
+    int in_ch = 64, bi = 0;
+    for (int s = 0; s < 4; s++) {
+        int planes = 64 << s;
+        for (int b = 0; b < cfg[s]; b++, bi++) {
+            block *blk = &m->blocks[bi];
+            int stride = (s > 0 && b == 0) ? 2 : 1;
+            char pre[32], conv[48], bn[48];
+            snprintf(pre, sizeof pre, "layer%d.%d", s + 1, b);
+            if (m->bottleneck) {
+                blk->n_units = 3;
+                snprintf(conv, sizeof conv, "%s.conv1", pre);
+                snprintf(bn, sizeof bn, "%s.bn1", pre);
+                unit_setup(m, &blk->u[0], conv, bn, in_ch, planes, 1, 1, 1);
+                snprintf(conv, sizeof conv, "%s.conv2", pre);
+                snprintf(bn, sizeof bn, "%s.bn2", pre);
+                unit_setup(m, &blk->u[1], conv, bn, planes, planes, 3, stride, 1); /* v1.5 */
+                snprintf(conv, sizeof conv, "%s.conv3", pre);
+                snprintf(bn, sizeof bn, "%s.bn3", pre);
+                unit_setup(m, &blk->u[2], conv, bn, planes, planes * 4, 1, 1, 0);
+            } else {
+                blk->n_units = 2;
+                snprintf(conv, sizeof conv, "%s.conv1", pre);
+                snprintf(bn, sizeof bn, "%s.bn1", pre);
+                unit_setup(m, &blk->u[0], conv, bn, in_ch, planes, 3, stride, 1);
+                snprintf(conv, sizeof conv, "%s.conv2", pre);
+                snprintf(bn, sizeof bn, "%s.bn2", pre);
+                unit_setup(m, &blk->u[1], conv, bn, planes, planes, 3, 1, 0);
+            }
+            blk->c_out = planes * expansion;
+            if (stride != 1 || in_ch != blk->c_out) {
+                blk->has_ds = 1;
+                snprintf(conv, sizeof conv, "%s.downsample.0", pre);
+                snprintf(bn, sizeof bn, "%s.downsample.1", pre);
+                unit_setup(m, &blk->ds, conv, bn, in_ch, blk->c_out, 1, stride, 0);
+                blk->ds.pad = 0;
+            }
+            if (m->spec.arch == MG_ARCH_SE_RESNET50) {
+                blk->has_se = 1;
+                blk->se_hidden = blk->c_out / 16;
+                blk->se_fc1_w = find_req(m, "%s%s", pre, ".se.fc1.weight");
+                blk->se_fc1_b = find_req(m, "%s%s", pre, ".se.fc1.bias");
+                blk->se_fc2_w = find_req(m, "%s%s", pre, ".se.fc2.weight");
+                blk->se_fc2_b = find_req(m, "%s%s", pre, ".se.fc2.bias");
+            }
+            in_ch = blk->c_out;
+        }
+        m->stage_end[s] = bi - 1;
+    }
+}
+
+mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float p) {
+    *out = NULL;
+    mg_arch a;
+    MG_TRY(mg_arch_from_name(arch, "model architecture", &a));
+    if (!(p > 0) || !isfinite(p))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "model: GeM exponent p must be a positive number, found %g", p);
+    mg_model *m = calloc(1, sizeof *m);
+    if (!m) return MG_FAIL(MG_ERR_NOMEM, "model: out of memory");
+    mg_status s = mg_resnet_spec_init(&m->spec, a, num_classes);
+    if (s != MG_OK) {
+        free(m);
+        return s;
+    }
+    snprintf(m->arch, sizeof m->arch, "%s", mg_arch_name(a));
+    m->bottleneck = a != MG_ARCH_RESNET18 && a != MG_ARCH_RESNET34;
+    m->dim = m->spec.feature_dim;
+    m->offset = calloc((size_t)m->spec.n, sizeof *m->offset);
+    if (!m->offset) goto nomem;
+    for (int i = 0; i < m->spec.n; i++) {
+        const mg_spec_entry *e = &m->spec.entries[i];
+        if (e->kind == MG_PARAM_TRAINABLE) {
+            m->offset[i] = m->n_params;
+            m->n_params += e->count;
+        } else if (e->kind == MG_PARAM_BN_BUFFER) {
+            m->offset[i] = m->n_buffers;
+            m->n_buffers += e->count;
+        } else {
+            m->offset[i] = m->n_counters;
+            m->n_counters += 1;
+        }
+    }
+    m->params = calloc((size_t)m->n_params, sizeof(float));
+    m->grads = calloc((size_t)m->n_params, sizeof(float));
+    m->buffers = calloc((size_t)(m->n_buffers ? m->n_buffers : 1), sizeof(float));
+    m->counters = calloc((size_t)(m->n_counters ? m->n_counters : 1), sizeof(int64_t));
+    if (!m->params || !m->grads || !m->buffers || !m->counters) goto nomem;
+    m->idx_p = mg_resnet_spec_find(&m->spec, "pool.p");
+    m->idx_fc_w = mg_resnet_spec_find(&m->spec, "fc.weight");
+    m->idx_fc_b = mg_resnet_spec_find(&m->spec, "fc.bias");
+    MG_ASSERT(m->idx_p >= 0 && m->idx_fc_w >= 0 && m->idx_fc_b >= 0);
+    build_network(m);
+    /* Defaults that make a fresh model usable: BN identity statistics, the requested p. */
+    for (int i = 0; i < m->spec.n; i++) {
+        const mg_spec_entry *e = &m->spec.entries[i];
+        size_t len = strlen(e->name);
+        if (len > 12 && !strcmp(e->name + len - 12, ".running_var"))
+            for (int64_t k = 0; k < e->count; k++) P(m, i)[k] = 1.0f;
+    }
+    *P(m, m->idx_p) = p;
+    *out = m;
+    return MG_OK;
+nomem:
+    mg_model_free(m);
+    return MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory for %d classes", arch, num_classes);
+}
+
+static void free_plans(mg_model *m) {
+    mg_conv2d_plan_free(&m->stem.plan);
+    for (int b = 0; b < m->n_blocks; b++) {
+        for (int i = 0; i < m->blocks[b].n_units; i++) mg_conv2d_plan_free(&m->blocks[b].u[i].plan);
+        if (m->blocks[b].has_ds) mg_conv2d_plan_free(&m->blocks[b].ds.plan);
+    }
+    mg_arena_free(&m->act);
+    free(m->conv_ws);
+    m->conv_ws = NULL;
+    m->n = m->h = m->w = 0;
+    m->have_forward = 0;
+}
+
+void mg_model_free(mg_model *m) {
+    if (!m) return;
+    if (m->blocks) free_plans(m);
+    free(m->blocks);
+    free(m->offset);
+    free(m->params);
+    free(m->grads);
+    free(m->buffers);
+    free(m->counters);
+    mg_resnet_spec_free(&m->spec);
+    free(m);
+}
+
+const char *mg_model_arch(const mg_model *m) { return m->arch; }
+int mg_model_num_classes(const mg_model *m) { return m->spec.num_classes; }
+int mg_model_embedding_dim(const mg_model *m) { return m->dim; }
+float mg_model_get_p(const mg_model *m) { return m->params[m->offset[m->idx_p]]; }
+void mg_model_set_learn_p(mg_model *m, bool learn) { m->learn_p = learn; }
+
+mg_status mg_model_set_p(mg_model *m, float p) {
+    if (!(p > 0) || !isfinite(p))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "model: GeM exponent p must be a positive number, found %g", p);
+    *P(m, m->idx_p) = p;
+    return MG_OK;
+}
+
+float *mg_model_params(mg_model *m) { return m->params; }
+float *mg_model_grads(mg_model *m) { return m->grads; }
+int64_t mg_model_param_count(const mg_model *m) { return m->n_params; }
+void mg_model_zero_grad(mg_model *m) { memset(m->grads, 0, (size_t)m->n_params * sizeof(float)); }
+
+float *mg_model_tensor(mg_model *m, const char *name, int64_t *count) {
+    int i = mg_resnet_spec_find(&m->spec, name);
+    if (i < 0 || m->spec.entries[i].kind == MG_PARAM_BN_COUNTER) return NULL;
+    if (count) *count = m->spec.entries[i].count;
+    return P(m, i);
+}
+
+float *mg_model_tensor_grad(mg_model *m, const char *name) {
+    int i = mg_resnet_spec_find(&m->spec, name);
+    if (i < 0 || m->spec.entries[i].kind != MG_PARAM_TRAINABLE) return NULL;
+    return G(m, i);
+}
+
+int64_t *mg_model_counter(mg_model *m, const char *name) {
+    int i = mg_resnet_spec_find(&m->spec, name);
+    if (i < 0 || m->spec.entries[i].kind != MG_PARAM_BN_COUNTER) return NULL;
+    return m->counters + m->offset[i];
+}
+
+int mg_model_tensor_count(const mg_model *m) { return m->spec.n; }
+
+const char *mg_model_tensor_info(const mg_model *m, int index, int *kind, int *ndim, int64_t shape[4],
+                                 int64_t *count) {
+    if (index < 0 || index >= m->spec.n) return NULL;
+    const mg_spec_entry *e = &m->spec.entries[index];
+    if (kind) *kind = (int)e->kind;
+    if (ndim) *ndim = e->ndim;
+    if (shape)
+        for (int d = 0; d < 4; d++) shape[d] = d < e->ndim ? e->shape[d] : 1;
+    if (count) *count = e->count;
+    return e->name;
+}
+
+void *mg_model_tensor_data(mg_model *m, int index) {
+    if (index < 0 || index >= m->spec.n) return NULL;
+    if (m->spec.entries[index].kind == MG_PARAM_BN_COUNTER) return m->counters + m->offset[index];
+    return P(m, index);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Initialisation (torchvision's defaults) */
+
+mg_status mg_model_init_weights(mg_model *m, uint64_t seed, bool zero_init_last_bn) {
+    for (int i = 0; i < m->spec.n; i++) {
+        const mg_spec_entry *e = &m->spec.entries[i];
+        mg_rng rng;
+        mg_rng_init(&rng, seed, (uint64_t)i, 0x696e6974 /* "init" */, 0);
+        size_t len = strlen(e->name);
+        float *d = e->kind == MG_PARAM_BN_COUNTER ? NULL : P(m, i);
+        int is_conv = e->ndim == 4;
+        int is_bn = strstr(e->name, "bn") || strstr(e->name, "downsample.1");
+        if (e->kind == MG_PARAM_BN_COUNTER) {
+            m->counters[m->offset[i]] = 0;
+        } else if (e->kind == MG_PARAM_BN_BUFFER) {
+            float v = (len > 12 && !strcmp(e->name + len - 12, ".running_var")) ? 1.0f : 0.0f;
+            for (int64_t k = 0; k < e->count; k++) d[k] = v;
+        } else if (i == m->idx_p) {
+            /* keep p */
+        } else if (is_conv) {
+            /* kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / (K * R * S)) */
+            double fan_out = (double)e->shape[0] * e->shape[2] * e->shape[3];
+            double sd = sqrt(2.0 / fan_out);
+            for (int64_t k = 0; k < e->count; k++) d[k] = (float)(sd * mg_rng_normal(&rng));
+        } else if (is_bn && !strstr(e->name, "se.")) {
+            float v = (len > 7 && !strcmp(e->name + len - 7, ".weight")) ? 1.0f : 0.0f;
+            for (int64_t k = 0; k < e->count; k++) d[k] = v;
+        } else {
+            /* nn.Linear / conv bias default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform a=sqrt(5)
+             * for the weight gives the same bound). fan_in of a bias is its layer's input size. */
+            int w_idx = i;
+            if (len > 5 && !strcmp(e->name + len - 5, ".bias")) {
+                char wname[MG_SPEC_NAME_MAX];
+                snprintf(wname, sizeof wname, "%.*s.weight", (int)(len - 5), e->name);
+                w_idx = mg_resnet_spec_find(&m->spec, wname);
+                MG_ASSERT(w_idx >= 0);
+            }
+            const mg_spec_entry *we = &m->spec.entries[w_idx];
+            double fan_in = 1;
+            for (int dd = 1; dd < we->ndim; dd++) fan_in *= (double)we->shape[dd];
+            double bound = 1.0 / sqrt(fan_in);
+            for (int64_t k = 0; k < e->count; k++) d[k] = (float)mg_rng_uniform_range(&rng, -bound, bound);
+        }
+    }
+    if (zero_init_last_bn) {
+        for (int b = 0; b < m->n_blocks; b++) {
+            unit *u = &m->blocks[b].u[m->blocks[b].n_units - 1];
+            memset(P(m, u->bn_w), 0, (size_t)u->c_out * sizeof(float));
+        }
+    }
+    return MG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Planning: op plans and activation memory for one input shape */
+
+static mg_status unit_plan(unit *u, int n, int h, int w, size_t *ws_max) {
+    mg_conv2d_desc d = {.n = n, .c = u->c_in, .h = h, .w = w, .k = u->c_out, .r = u->k, .s = u->k,
+                        .stride_h = u->stride, .stride_w = u->stride, .pad_h = u->pad, .pad_w = u->pad,
+                        .dil_h = 1, .dil_w = 1, .groups = 1, .has_bias = 0};
+    u->n = n;
+    u->h_in = h;
+    u->w_in = w;
+    MG_TRY(mg_conv2d_plan_init(&u->plan, &d));
+    u->h_out = u->plan.p;
+    u->w_out = u->plan.q;
+    size_t ws = mg_conv2d_plan_workspace_size(&u->plan);
+    if (ws > *ws_max) *ws_max = ws;
+    return MG_OK;
+}
+
+static size_t unit_out_elems(const unit *u) { return (size_t)u->n * u->c_out * u->h_out * u->w_out; }
+
+static mg_status act_alloc(mg_model *m, float **p, size_t elems) {
+    *p = mg_arena_alloc(&m->act, elems * sizeof(float));
+    if (!*p) return mg_error_wrap(MG_ERR_NOMEM, "model: activation memory");
+    return MG_OK;
+}
+
+/* Activation bytes needed per unit: conv output, BN output, saved statistics. */
+static size_t unit_bytes(const unit *u) {
+    return 2 * mg_arena_round(unit_out_elems(u) * sizeof(float)) + 2 * mg_arena_round((size_t)u->c_out * 4);
+}
+
+static mg_status unit_alloc(mg_model *m, unit *u) {
+    MG_TRY(act_alloc(m, &u->conv_out, unit_out_elems(u)));
+    MG_TRY(act_alloc(m, &u->out, unit_out_elems(u)));
+    MG_TRY(act_alloc(m, &u->save_mean, (size_t)u->c_out));
+    MG_TRY(act_alloc(m, &u->save_invstd, (size_t)u->c_out));
+    return MG_OK;
+}
+
+static mg_status plan_shape(mg_model *m, int n, int h, int w) {
+    if (m->n == n && m->h == h && m->w == w) return MG_OK;
+    free_plans(m);
+    size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0;
+    mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
+    if (s != MG_OK) return mg_error_wrap(s, "model: input %dx%d", h, w);
+    mg_win2d pool = {3, 3, 2, 2, 1, 1};
+    MG_TRY(mg_win2d_out_size(&pool, m->stem.h_out, m->stem.w_out, &m->pool_h, &m->pool_w));
+    bytes += unit_bytes(&m->stem);
+    size_t stem_pool = (size_t)n * 64 * m->pool_h * m->pool_w;
+    bytes += mg_arena_round(stem_pool * 4) * 2;
+    max_elems = unit_out_elems(&m->stem);
+    max_bnd = stem_pool;
+    int ch = m->pool_h, cw = m->pool_w;
+    for (int b = 0; b < m->n_blocks; b++) {
+        block *blk = &m->blocks[b];
+        int bh = ch, bw = cw;
+        for (int i = 0; i < blk->n_units; i++) {
+            unit *u = &blk->u[i];
+            MG_TRY(unit_plan(u, n, bh, bw, &ws_max));
+            bh = u->h_out;
+            bw = u->w_out;
+            bytes += unit_bytes(u);
+            if (unit_out_elems(u) > max_elems) max_elems = unit_out_elems(u);
+        }
+        if (blk->has_ds) {
+            MG_TRY(unit_plan(&blk->ds, n, ch, cw, &ws_max));
+            bytes += unit_bytes(&blk->ds);
+        }
+        size_t out_elems = (size_t)n * blk->c_out * bh * bw;
+        bytes += mg_arena_round(out_elems * 4);
+        if (blk->has_se) bytes += 4 * mg_arena_round((size_t)n * blk->c_out * 4);
+        if (out_elems > max_bnd) max_bnd = out_elems;
+        if (out_elems > max_elems) max_elems = out_elems;
+        ch = bh;
+        cw = bw;
+    }
+    if (max_bnd > max_elems) max_elems = max_bnd;
+    size_t vec = (size_t)n * m->dim;
+    bytes += 4 * mg_arena_round(vec * 4) + mg_arena_round((size_t)n * m->spec.num_classes * 4);
+    bytes += 2 * mg_arena_round(max_bnd * 4) + 3 * mg_arena_round(max_elems * 4);
+    MG_TRY(mg_arena_init(&m->act, bytes));
+    if (ws_max) {
+        if (posix_memalign(&m->conv_ws, 64, ws_max) != 0) {
+            m->conv_ws = NULL;
+            return MG_FAIL(MG_ERR_NOMEM, "model: cannot allocate %zu bytes of convolution workspace", ws_max);
+        }
+    }
+    /* Every conv runs one at a time, so all plans share one workspace. */
+    MG_TRY(mg_conv2d_plan_set_workspace(&m->stem.plan, m->conv_ws, ws_max));
+    MG_TRY(unit_alloc(m, &m->stem));
+    MG_TRY(act_alloc(m, &m->stem_pool, stem_pool));
+    m->stem_argmax = mg_arena_alloc(&m->act, stem_pool * sizeof(int32_t));
+    if (!m->stem_argmax) return mg_error_wrap(MG_ERR_NOMEM, "model: activation memory");
+    for (int b = 0; b < m->n_blocks; b++) {
+        block *blk = &m->blocks[b];
+        for (int i = 0; i < blk->n_units; i++) {
+            MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
+            MG_TRY(unit_alloc(m, &blk->u[i]));
+        }
+        if (blk->has_ds) {
+            MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
+            MG_TRY(unit_alloc(m, &blk->ds));
+        }
+        unit *last = &blk->u[blk->n_units - 1];
+        MG_TRY(act_alloc(m, &blk->out, unit_out_elems(last)));
+        if (blk->has_se) {
+            MG_TRY(act_alloc(m, &blk->se_pool, (size_t)n * blk->c_out));
+            MG_TRY(act_alloc(m, &blk->se_h, (size_t)n * blk->c_out));
+            MG_TRY(act_alloc(m, &blk->se_s, (size_t)n * blk->c_out));
+            MG_TRY(act_alloc(m, &blk->se_ds, (size_t)n * blk->c_out));
+        }
+    }
+    MG_TRY(act_alloc(m, &m->pooled, vec));
+    MG_TRY(act_alloc(m, &m->embedding, vec));
+    MG_TRY(act_alloc(m, &m->dpooled, vec));
+    MG_TRY(act_alloc(m, &m->tmp_vec, vec));
+    MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
+    for (int i = 0; i < 2; i++) MG_TRY(act_alloc(m, &m->bnd[i], max_bnd));
+    for (int i = 0; i < 3; i++) MG_TRY(act_alloc(m, &m->scr[i], max_elems));
+    m->n = n;
+    m->h = h;
+    m->w = w;
+    return MG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Forward */
+
+static mg_bn_mode bn_mode(mg_model_mode mode) {
+    return mode == MG_MODE_TRAIN ? MG_BN_TRAIN : mode == MG_MODE_EVAL ? MG_BN_EVAL : MG_BN_FROZEN;
+}
+
+static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
+    u->in = in;
+    if (m->mode == MG_MODE_TRAIN && (int64_t)u->n * u->h_out * u->w_out < 2)
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "model forward: training-mode batch norm needs more than one value per channel, but "
+                       "a batch of %d image(s) gives a %dx%d map; use a larger batch or input",
+                       u->n, u->h_out, u->w_out);
+    MG_TRY(mg_conv2d_forward(&u->plan, in, P(m, u->conv_w), NULL, u->conv_out));
+    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    MG_TRY(mg_bn2d_forward(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
+                           u->save_mean, u->save_invstd, u->out));
+    if (m->mode == MG_MODE_TRAIN) m->counters[m->offset[u->bn_cnt]] += 1;
+    if (u->relu) MG_TRY(mg_relu_forward(unit_out_elems(u), u->out, u->out));
+    return MG_OK;
+}
+
+static mg_status block_forward(mg_model *m, block *blk, const float *in) {
+    blk->in = in;
+    const float *x = in;
+    for (int i = 0; i < blk->n_units; i++) {
+        MG_TRY(unit_forward(m, &blk->u[i], x));
+        x = blk->u[i].out;
+    }
+    unit *last = &blk->u[blk->n_units - 1];
+    size_t elems = unit_out_elems(last);
+    int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;
+    const float *main = last->out;
+    if (blk->has_se) {
+        MG_TRY(mg_adaptive_avgpool2d_forward(n, c, last->h_out, last->w_out, 1, 1, last->out, blk->se_pool));
+        MG_TRY(mg_linear_forward(n, c, blk->se_hidden, blk->se_pool, P(m, blk->se_fc1_w), P(m, blk->se_fc1_b),
+                                 blk->se_h));
+        MG_TRY(mg_relu_forward((size_t)n * blk->se_hidden, blk->se_h, blk->se_h));
+        MG_TRY(mg_linear_forward(n, blk->se_hidden, c, blk->se_h, P(m, blk->se_fc2_w), P(m, blk->se_fc2_b),
+                                 blk->se_s));
+        MG_TRY(mg_sigmoid_forward((size_t)n * c, blk->se_s, blk->se_s));
+        MG_TRY(mg_chscale_forward(n, c, hw, last->out, blk->se_s, blk->out));
+        main = blk->out;
+    }
+    const float *idn = in;
+    if (blk->has_ds) {
+        MG_TRY(unit_forward(m, &blk->ds, in));
+        idn = blk->ds.out;
+    }
+    MG_TRY(mg_add_forward(elems, main, idn, blk->out));
+    MG_TRY(mg_relu_forward(elems, blk->out, blk->out));
+    return MG_OK;
+}
+
+mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int n, int h, int w,
+                           mg_model_outputs *out) {
+    if (!m || !x || !out) return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: null argument");
+    if (n < 1 || h < 1 || w < 1)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: expected a batch of n >= 1 images of h, w >= 1, found %dx3x%dx%d",
+                       n, h, w);
+    m->have_forward = 0;
+    MG_TRY(plan_shape(m, n, h, w));
+    m->mode = mode;
+    m->x = x;
+    MG_TRY(unit_forward(m, &m->stem, x));
+    mg_win2d pool = {3, 3, 2, 2, 1, 1};
+    MG_TRY(mg_maxpool2d_forward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem.out, m->stem_pool,
+                                m->stem_argmax));
+    const float *cur = m->stem_pool;
+    for (int b = 0; b < m->n_blocks; b++) {
+        MG_TRY(block_forward(m, &m->blocks[b], cur));
+        cur = m->blocks[b].out;
+    }
+    const unit *last = &m->blocks[m->n_blocks - 1].u[m->blocks[m->n_blocks - 1].n_units - 1];
+    MG_TRY(mg_gem_forward(n, m->dim, last->h_out, last->w_out, mg_model_get_p(m), cur, m->pooled));
+    MG_TRY(mg_linear_forward(n, m->dim, m->spec.num_classes, m->pooled, P(m, m->idx_fc_w), P(m, m->idx_fc_b),
+                             m->logits));
+    MG_TRY(mg_l2norm_forward(n, m->dim, m->pooled, m->embedding, NULL));
+    out->n = n;
+    out->dim = m->dim;
+    out->num_classes = m->spec.num_classes;
+    out->pooled = m->pooled;
+    out->logits = m->logits;
+    out->embedding = m->embedding;
+    m->have_forward = 1;
+    return MG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Backward */
+
+/* A scratch buffer different from a and b. */
+static float *scratch_other(mg_model *m, const float *a, const float *b) {
+    for (int i = 0; i < 3; i++)
+        if (m->scr[i] != a && m->scr[i] != b) return m->scr[i];
+    MG_ASSERT(0);
+    return NULL;
+}
+
+/* dy: gradient w.r.t. the unit's output (ReLU applied in place on it when the unit has one, so it
+ * must be a scratch or boundary buffer we may overwrite). dx: where the input gradient goes
+ * (NULL: not needed); accumulate: add into dx instead of writing. */
+static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int accumulate) {
+    size_t elems = unit_out_elems(u);
+    if (u->relu) MG_TRY(mg_relu_backward(elems, u->out, dy, dy));
+    float *t = scratch_other(m, dy, dx);
+    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    MG_TRY(mg_bn2d_backward(&a, u->conv_out, dy, P(m, u->bn_w), u->save_mean, u->save_invstd, t, G(m, u->bn_w),
+                            G(m, u->bn_b)));
+    MG_TRY(mg_conv2d_backward_weights(&u->plan, u->in, t, G(m, u->conv_w), NULL));
+    if (!dx) return MG_OK;
+    if (!accumulate) return mg_conv2d_backward_data(&u->plan, t, P(m, u->conv_w), dx);
+    /* dy is no longer needed once BN backward has run, so the third buffer may be dy itself. */
+    float *tmp = scratch_other(m, t, dx);
+    MG_TRY(mg_conv2d_backward_data(&u->plan, t, P(m, u->conv_w), tmp));
+    return mg_add_forward((size_t)u->n * u->c_in * u->h_in * u->w_in, dx, tmp, dx);
+}
+
+/* g: gradient w.r.t. the block output (a boundary buffer; overwritten). din: the other boundary
+ * buffer, receives the gradient w.r.t. the block input. */
+static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
+    unit *last = &blk->u[blk->n_units - 1];
+    size_t elems = unit_out_elems(last);
+    int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;
+    MG_TRY(mg_relu_backward(elems, blk->out, g, g));
+    /* identity / downsample branch -> din (written) */
+    if (blk->has_ds) {
+        /* the ds unit has no ReLU, so g is only read */
+        MG_TRY(unit_backward(m, &blk->ds, g, din, 0));
+    } else {
+        memcpy(din, g, (size_t)n * c * hw * sizeof(float));
+    }
+    /* main branch */
+    float *dmain = g;
+    if (blk->has_se) {
+        float *dlast = m->scr[0];
+        MG_TRY(mg_chscale_backward(n, c, hw, last->out, blk->se_s, g, dlast, blk->se_ds));
+        MG_TRY(mg_sigmoid_backward((size_t)n * c, blk->se_s, blk->se_ds, blk->se_ds));
+        float *dh = m->tmp_vec; /* [n, hidden] fits: hidden < dim */
+        MG_TRY(mg_linear_backward(n, blk->se_hidden, c, blk->se_h, P(m, blk->se_fc2_w), blk->se_ds, dh,
+                                  G(m, blk->se_fc2_w), G(m, blk->se_fc2_b)));
+        MG_TRY(mg_relu_backward((size_t)n * blk->se_hidden, blk->se_h, dh, dh));
+        float *dpool = blk->se_ds; /* reuse: [n, c] */
+        MG_TRY(mg_linear_backward(n, c, blk->se_hidden, blk->se_pool, P(m, blk->se_fc1_w), dh, dpool,
+                                  G(m, blk->se_fc1_w), G(m, blk->se_fc1_b)));
+        /* average-pool backward, added to the channel-scale gradient */
+        float inv = 1.0f / (float)hw;
+        for (int i = 0; i < n * c; i++) {
+            float v = dpool[i] * inv;
+            float *d = dlast + (size_t)i * hw;
+            for (int k = 0; k < hw; k++) d[k] += v;
+        }
+        dmain = dlast;
+    }
+    /* units in reverse; the first one adds into din */
+    float *dy = dmain;
+    for (int i = blk->n_units - 1; i >= 0; i--) {
+        if (i == 0) {
+            MG_TRY(unit_backward(m, &blk->u[0], dy, din, 1));
+        } else {
+            float *dx = scratch_other(m, dy, NULL);
+            /* unit_backward needs a third buffer distinct from dy and dx */
+            MG_TRY(unit_backward(m, &blk->u[i], dy, dx, 0));
+            dy = dx;
+        }
+    }
+    return MG_OK;
+}
+
+mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *dembedding, const float *dpooled) {
+    if (!m || !m->have_forward)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "model backward: no forward pass to differentiate");
+    int n = m->n, dim = m->dim, k = m->spec.num_classes;
+    memset(m->dpooled, 0, (size_t)n * dim * sizeof(float));
+    if (dlogits)
+        MG_TRY(mg_linear_backward(n, dim, k, m->pooled, P(m, m->idx_fc_w), dlogits, m->dpooled,
+                                  G(m, m->idx_fc_w), G(m, m->idx_fc_b)));
+    if (dembedding) {
+        MG_TRY(mg_l2norm_backward(n, dim, m->pooled, dembedding, m->tmp_vec));
+        MG_TRY(mg_add_forward((size_t)n * dim, m->dpooled, m->tmp_vec, m->dpooled));
+    }
+    if (dpooled) MG_TRY(mg_add_forward((size_t)n * dim, m->dpooled, dpooled, m->dpooled));
+    block *lb = &m->blocks[m->n_blocks - 1];
+    const unit *last = &lb->u[lb->n_units - 1];
+    float dp = 0;
+    float *g = m->bnd[0], *gin = m->bnd[1];
+    MG_TRY(mg_gem_backward(n, dim, last->h_out, last->w_out, mg_model_get_p(m), lb->out, m->pooled, m->dpooled,
+                           g, m->learn_p ? &dp : NULL));
+    if (m->learn_p) G(m, m->idx_p)[0] += dp;
+    for (int b = m->n_blocks - 1; b >= 0; b--) {
+        MG_TRY(block_backward(m, &m->blocks[b], g, gin));
+        float *t = g;
+        g = gin;
+        gin = t;
+    }
+    /* stem: max-pool backward, then conv1/bn1 (no input gradient needed) */
+    mg_win2d pool = {3, 3, 2, 2, 1, 1};
+    float *dstem = m->scr[0];
+    MG_TRY(mg_maxpool2d_backward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem_argmax, g, dstem));
+    MG_TRY(unit_backward(m, &m->stem, dstem, NULL, 0));
+    return MG_OK;
+}
+
+const float *mg_model_activation(mg_model *m, const char *name, int dims[4]) {
+    if (!m->have_forward) return NULL;
+    if (!strcmp(name, "stem")) {
+        dims[0] = m->n;
+        dims[1] = 64;
+        dims[2] = m->pool_h;
+        dims[3] = m->pool_w;
+        return m->stem_pool;
+    }
+    if (!strncmp(name, "layer", 5) && name[5] >= '1' && name[5] <= '4' && name[6] == '\0') {
+        block *blk = &m->blocks[m->stage_end[name[5] - '1']];
+        unit *last = &blk->u[blk->n_units - 1];
+        dims[0] = m->n;
+        dims[1] = blk->c_out;
+        dims[2] = last->h_out;
+        dims[3] = last->w_out;
+        return blk->out;
+    }
+    return NULL;
+}

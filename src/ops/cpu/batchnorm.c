@@ -1,0 +1,276 @@
+/* batchnorm.c: batch norm 2d (train / eval / frozen), forward and backward: argument checks, the plain C
+ * per-channel kernels (reference: double accumulation, serial over channels; fast: vectorisable blocked
+ * float sums and fused loops, parallel over channels), and the optional oneDNN path (batchnorm_dnnl.c). */
+#include <math.h>
+#include <string.h>
+
+#include "ops/cpu/batchnorm_internal.h"
+#include "ops/cpu/layers_simd.h"
+#include "ops/cpu/layers_util.h"
+
+mg_bn2d_args mg_bn2d_default_args(mg_bn_mode mode, int n, int c, int h, int w) {
+    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f};
+    return a;
+}
+
+static mg_status check_args(const char *op, const mg_bn2d_args *a) {
+    if (!a) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: args is NULL", op);
+    MG_CHECK_POS(op, a->n);
+    MG_CHECK_POS(op, a->c);
+    MG_CHECK_POS(op, a->h);
+    MG_CHECK_POS(op, a->w);
+    if (a->mode != MG_BN_TRAIN && a->mode != MG_BN_EVAL && a->mode != MG_BN_FROZEN)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: mode must be TRAIN, EVAL or FROZEN, found %d", op, (int)a->mode);
+    if (!(a->eps > 0.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: expected eps > 0 and 0 <= momentum <= 1, found eps=%g momentum=%g",
+                       op, (double)a->eps, (double)a->momentum);
+    if (a->mode == MG_BN_TRAIN && (long long)a->n * a->h * a->w < 2)
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "%s: training mode needs more than 1 value per channel, found n*h*w = 1", op);
+    return MG_OK;
+}
+
+typedef struct bn_ctx {
+    const mg_bn2d_args *a;
+    const float *x, *dy, *weight, *bias, *save_mean, *save_invstd;
+    float *running_mean, *running_var, *sm, *si, *y, *dx, *dweight, *dbias;
+} bn_ctx;
+
+/* Forward for channels [c0, c1). */
+static void bn_forward_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    double count = (double)a->n * (double)hw;
+    for (size_t c = c0; c < c1; c++) {
+        float mean, invstd;
+        if (a->mode == MG_BN_TRAIN) {
+            double s = 0;
+            for (int n = 0; n < a->n; n++) {
+                const float *xp = t->x + n * chw + c * hw;
+                for (size_t i = 0; i < hw; i++) s += xp[i];
+            }
+            double m = s / count, v = 0;
+            for (int n = 0; n < a->n; n++) {
+                const float *xp = t->x + n * chw + c * hw;
+                for (size_t i = 0; i < hw; i++) {
+                    double d = xp[i] - m;
+                    v += d * d;
+                }
+            }
+            double var = v / count;
+            mean = (float)m;
+            invstd = (float)(1.0 / sqrt(var + (double)a->eps));
+            if (t->running_mean)
+                t->running_mean[c] = (1.0f - a->momentum) * t->running_mean[c] + a->momentum * mean;
+            if (t->running_var)
+                t->running_var[c] =
+                    (1.0f - a->momentum) * t->running_var[c] + a->momentum * (float)(v / (count - 1.0));
+        } else {
+            mean = t->running_mean[c];
+            invstd = (float)(1.0 / sqrt((double)t->running_var[c] + (double)a->eps));
+        }
+        t->sm[c] = mean;
+        t->si[c] = invstd;
+        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
+        float alpha = invstd * g, beta = b - mean * alpha;
+        for (int n = 0; n < a->n; n++) {
+            const float *xp = t->x + n * chw + c * hw;
+            float *yp = t->y + n * chw + c * hw;
+            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * alpha + beta;
+        }
+    }
+}
+
+static void bn_backward_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    double count = (double)a->n * (double)hw;
+    for (size_t c = c0; c < c1; c++) {
+        float mean = t->save_mean[c], invstd = t->save_invstd[c];
+        double sdy = 0, sdyx = 0; /* sum dy, sum dy*(x-mean) */
+        for (int n = 0; n < a->n; n++) {
+            const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
+            for (size_t i = 0; i < hw; i++) {
+                sdy += gp[i];
+                sdyx += (double)gp[i] * (double)(xp[i] - mean);
+            }
+        }
+        if (t->dweight) t->dweight[c] += (float)(sdyx * invstd);
+        if (t->dbias) t->dbias[c] += (float)sdy;
+        if (!t->dx) continue;
+        float g = t->weight ? t->weight[c] : 1.0f;
+        if (a->mode == MG_BN_TRAIN) {
+            /* dx = (dy - mean(dy) - (x-mean) invstd^2 mean(dy (x-mean))) invstd g */
+            float mdy = (float)(sdy / count);
+            float k = (float)(sdyx / count * (double)invstd * (double)invstd);
+            float scale = invstd * g;
+            for (int n = 0; n < a->n; n++) {
+                const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
+                float *dp = t->dx + n * chw + c * hw;
+                for (size_t i = 0; i < hw; i++) dp[i] = (gp[i] - mdy - (xp[i] - mean) * k) * scale;
+            }
+        } else {
+            float scale = invstd * g;
+            for (int n = 0; n < a->n; n++) {
+                const float *gp = t->dy + n * chw + c * hw;
+                float *dp = t->dx + n * chw + c * hw;
+                for (size_t i = 0; i < hw; i++) dp[i] = gp[i] * scale;
+            }
+        }
+    }
+}
+
+/* y = x * a + b; the in-place variant takes one pointer (restrict) */
+__attribute__((noinline)) static void axpb(const float *restrict x, float *restrict y, size_t n, float a, float b) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) y[i] = x[i] * a + b;
+    for (size_t i = n8; i < n; i++) y[i] = x[i] * a + b;
+}
+__attribute__((noinline)) static void axpb_inplace(float *restrict y, size_t n, float a, float b) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) y[i] = y[i] * a + b;
+    for (size_t i = n8; i < n; i++) y[i] = y[i] * a + b;
+}
+
+/* ---- fast kernels: same maths, vectorisable loops (layers_simd.h), float sums in double-added blocks ---- */
+static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    double count = (double)a->n * (double)hw;
+    for (size_t c = c0; c < c1; c++) {
+        float mean, invstd;
+        if (a->mode == MG_BN_TRAIN) {
+            double s = 0, v = 0;
+            for (int n = 0; n < a->n; n++) s += mg_simd_sum(t->x + n * chw + c * hw, hw);
+            mean = (float)(s / count);
+            for (int n = 0; n < a->n; n++) v += mg_simd_sumsq_dev(t->x + n * chw + c * hw, hw, mean);
+            /* v is centred on the float mean: add the (tiny) correction for its rounding */
+            double dm = s / count - (double)mean, var = v / count - dm * dm;
+            if (var < 0) var = 0;
+            invstd = (float)(1.0 / sqrt(var + (double)a->eps));
+            if (t->running_mean)
+                t->running_mean[c] = (1.0f - a->momentum) * t->running_mean[c] + a->momentum * mean;
+            if (t->running_var)
+                t->running_var[c] =
+                    (1.0f - a->momentum) * t->running_var[c] + a->momentum * (float)(var * count / (count - 1.0));
+        } else {
+            mean = t->running_mean[c];
+            invstd = (float)(1.0 / sqrt((double)t->running_var[c] + (double)a->eps));
+        }
+        t->sm[c] = mean;
+        t->si[c] = invstd;
+        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
+        float alpha = invstd * g, beta = b - mean * alpha;
+        for (int n = 0; n < a->n; n++) {
+            const float *xp = t->x + n * chw + c * hw;
+            float *yp = t->y + n * chw + c * hw;
+            if (xp == yp)
+                axpb_inplace(yp, hw, alpha, beta);
+            else
+                axpb(xp, yp, hw, alpha, beta);
+        }
+    }
+}
+
+/* dx = g*A + x*B + C (dx may be g: the in-place variant) */
+__attribute__((noinline)) static void bn_dx_kernel(const float *restrict g, const float *restrict x, float *restrict dx, size_t n, float A,
+                         float B, float C) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) dx[i] = g[i] * A + x[i] * B + C;
+    for (size_t i = n8; i < n; i++) dx[i] = g[i] * A + x[i] * B + C;
+}
+__attribute__((noinline)) static void bn_dx_kernel_inplace(float *restrict g, const float *restrict x, size_t n, float A, float B, float C) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) g[i] = g[i] * A + x[i] * B + C;
+    for (size_t i = n8; i < n; i++) g[i] = g[i] * A + x[i] * B + C;
+}
+
+static void bn_backward_fast_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    double count = (double)a->n * (double)hw;
+    for (size_t c = c0; c < c1; c++) {
+        float mean = t->save_mean[c], invstd = t->save_invstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < a->n; n++)
+            mg_simd_sum_g_gx(t->dy + n * chw + c * hw, t->x + n * chw + c * hw, hw, mean, &sdy, &sdyx);
+        if (t->dweight) t->dweight[c] += (float)(sdyx * invstd);
+        if (t->dbias) t->dbias[c] += (float)sdy;
+        if (!t->dx) continue;
+        float scale = invstd * (t->weight ? t->weight[c] : 1.0f);
+        float A = scale, B = 0.0f, C = 0.0f;
+        if (a->mode == MG_BN_TRAIN) {
+            /* (g - mdy - (x-mean) k) scale = g scale + x (-k scale) + (mean k - mdy) scale */
+            double mdy = sdy / count, k = sdyx / count * (double)invstd * (double)invstd;
+            B = (float)(-k * scale);
+            C = (float)(((double)mean * k - mdy) * scale);
+        }
+        for (int n = 0; n < a->n; n++) {
+            const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
+            float *dp = t->dx + n * chw + c * hw;
+            if (dp == gp)
+                bn_dx_kernel_inplace(dp, xp, hw, A, B, C);
+            else
+                bn_dx_kernel(gp, xp, dp, hw, A, B, C);
+        }
+    }
+}
+
+mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                          float *running_mean, float *running_var, float *save_mean, float *save_invstd,
+                          float *y) {
+    const char *op = "bn2d_forward";
+    MG_TRY(check_args(op, a));
+    MG_CHECK_PTR(op, x);
+    MG_CHECK_PTR(op, y);
+    MG_CHECK_PTR(op, save_mean);
+    MG_CHECK_PTR(op, save_invstd);
+    if (a->mode != MG_BN_TRAIN) {
+        MG_CHECK_PTR(op, running_mean);
+        MG_CHECK_PTR(op, running_var);
+    }
+    int fast = mg_layers_use_fast();
+#if MG_HAVE_ONEDNN
+    if (fast && mg_bn2d_dnnl_enabled()) {
+        mg_status s = mg_bn2d_dnnl_forward(a, x, weight, bias, running_mean, running_var, save_mean,
+                                           save_invstd, y);
+        if (s != MG_ERR_UNSUPPORTED) return s;
+    }
+#endif
+    bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .running_mean = running_mean,
+                .running_var = running_var, .sm = save_mean, .si = save_invstd, .y = y};
+    if (fast)
+        mg_layers_parallel_for((size_t)a->c, 1, bn_forward_fast_range, &t);
+    else
+        bn_forward_range(&t, 0, (size_t)a->c);
+    return MG_OK;
+}
+
+mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
+                           const float *save_mean, const float *save_invstd, float *dx, float *dweight,
+                           float *dbias) {
+    const char *op = "bn2d_backward";
+    MG_TRY(check_args(op, a));
+    MG_CHECK_PTR(op, x);
+    MG_CHECK_PTR(op, dy);
+    MG_CHECK_PTR(op, save_mean);
+    MG_CHECK_PTR(op, save_invstd);
+    int fast = mg_layers_use_fast();
+#if MG_HAVE_ONEDNN
+    if (fast && mg_bn2d_dnnl_enabled()) {
+        mg_status s = mg_bn2d_dnnl_backward(a, x, dy, weight, save_mean, save_invstd, dx, dweight, dbias);
+        if (s != MG_ERR_UNSUPPORTED) return s;
+    }
+#endif
+    bn_ctx t = {.a = a, .x = x, .dy = dy, .weight = weight, .save_mean = save_mean,
+                .save_invstd = save_invstd, .dx = dx, .dweight = dweight, .dbias = dbias};
+    if (fast)
+        mg_layers_parallel_for((size_t)a->c, 1, bn_backward_fast_range, &t);
+    else
+        bn_backward_range(&t, 0, (size_t)a->c);
+    return MG_OK;
+}

@@ -1,0 +1,406 @@
+/* conv2d_dnnl.c: the oneDNN fast path of conv2d. A plan holds three "ops" (forward, backward data,
+ * backward weights), each a oneDNN convolution primitive plus, per argument, the caller's plain
+ * NCHW/OIHW memory and, when the primitive wants another layout, a cached reorder primitive and an
+ * inner buffer in the plan's workspace. Everything is created once in mg_conv2d_dnnl_init; a call
+ * only sets data handles and executes.
+ *
+ * Layouts: PLAIN asks oneDNN for nchw/oihw everywhere (no reorders; oneDNN then runs its
+ * im2col+gemm or plain-layout jit kernels); BLOCKED passes format "any" so oneDNN picks its blocked
+ * layouts (nChw16c / OIhw16i16o on AVX-512, 8c on AVX2) and the plan reorders in and out. AUTO
+ * (the default) takes the per-shape choice from choose_layout() below, measured with bench_ops.
+ *
+ * Gradient rule: oneDNN writes diff_weights/diff_bias, so backward weights always computes into
+ * inner buffers and accumulates into the caller's dw/db with a reorder that carries a sum post-op
+ * (dst = dst + reordered src), which also converts from the blocked layout in the same pass.
+ *
+ * Threads: oneDNN here runs on OpenMP; every execution first sets the OpenMP thread count of the
+ * calling thread to mg_ops_get_threads(). Scratchpads are in user mode (inside the workspace), so
+ * oneDNN allocates nothing per call. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "ops/cpu/conv2d_internal.h"
+
+#define MG_WS_ALIGN 64
+
+/* The argument roles of one op. */
+enum { ARG_IN = 0, ARG_OUT = 1, ARG_OUT_ACC = 2 };
+
+typedef struct mg_dnnl_arg {
+    int arg;                  /* DNNL_ARG_* */
+    int dir;                  /* ARG_IN, ARG_OUT or ARG_OUT_ACC */
+    dnnl_memory_t user;       /* the caller's plain buffer; its handle is set per call */
+    dnnl_memory_t inner;      /* the primitive's layout, in the workspace; NULL = use `user` */
+    dnnl_primitive_t reorder; /* user->inner (IN) or inner->user (OUT; + sum for OUT_ACC) */
+    size_t off, bytes;        /* place of `inner` in the workspace */
+} mg_dnnl_arg;
+
+typedef struct mg_dnnl_op {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    int nargs;
+    mg_dnnl_arg a[4];
+    dnnl_memory_t scratch; /* user-mode scratchpad, in the workspace; NULL when none is needed */
+    size_t scratch_off;
+    size_t ws_bytes; /* workspace this op needs (inner buffers + scratchpad) */
+    dnnl_exec_arg_t exec[5];
+    int nexec;
+    char name[128];
+} mg_dnnl_op;
+
+enum { OP_FWD = 0, OP_BWD_DATA = 1, OP_BWD_WEIGHTS = 2, OP_COUNT = 3 };
+
+typedef struct mg_dnnl_state {
+    dnnl_stream_t stream;
+    mg_dnnl_op op[OP_COUNT];
+    mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
+} mg_dnnl_state;
+
+/* ---------------------------------------------------------------------------------------------- */
+
+static dnnl_engine_t g_engine;
+static dnnl_status_t g_engine_status = dnnl_runtime_error;
+static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
+
+static void engine_create(void) { g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0); }
+
+#define DNNL_TRY(call)                                                                                       \
+    do {                                                                                                     \
+        dnnl_status_t st_ = (call);                                                                          \
+        if (st_ != dnnl_success)                                                                             \
+            return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): %s failed with status %d", #call, (int)st_);    \
+    } while (0)
+
+static size_t align_up(size_t v) { return (v + MG_WS_ALIGN - 1) / MG_WS_ALIGN * MG_WS_ALIGN; }
+
+/* Per-op, per-shape layout choice when the caller asks for AUTO. Measured with
+ * `bench_ops --layout both` on ResNet-50 shapes (docs/PERFORMANCE.md, "Convolutions"):
+ *  - 1x1 convolutions are one GEMM per image in the plain layout (oneDNN's gemm kernel reaches
+ *    85-100% of peak), while the blocked 1x1 kernels lose more to the reorders of x and y than they
+ *    gain: plain for all three ops.
+ *  - Larger kernels (3x3, the 7x7 stem): the blocked direct kernels beat plain im2col+gemm by
+ *    1.2-1.6x for forward and backward data, reorders included; for backward weights only while
+ *    the output is large: at 7x7 outputs (ResNet stage 4) the blocked kernel's per-thread
+ *    reduction dominates and plain gemm is 1.3-2x faster.
+ * The environment variable MG_CONV_LAYOUT=plain|blocked overrides this for experiments. */
+static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int which) {
+    const char *e = getenv("MG_CONV_LAYOUT");
+    if (e && !strcmp(e, "plain")) return MG_CONV2D_LAYOUT_PLAIN;
+    if (e && !strcmp(e, "blocked")) return MG_CONV2D_LAYOUT_BLOCKED;
+    if (d->r == 1 && d->s == 1) return MG_CONV2D_LAYOUT_PLAIN;
+    if (which == OP_BWD_WEIGHTS && (long)p * q <= 49) return MG_CONV2D_LAYOUT_PLAIN;
+    return MG_CONV2D_LAYOUT_BLOCKED;
+}
+
+/* Sets up one argument: `user_md` is the caller's plain layout, `prim_md` the one the primitive
+ * wants. Inputs and plain outputs that already match use the caller's memory directly. */
+static mg_status arg_init(mg_dnnl_arg *a, int arg, int dir, const dnnl_memory_desc_t *user_md,
+                          const dnnl_memory_desc_t *prim_md, size_t *ws_off) {
+    a->arg = arg;
+    a->dir = dir;
+    DNNL_TRY(dnnl_memory_create(&a->user, user_md, g_engine, DNNL_MEMORY_NONE));
+    if (dir != ARG_OUT_ACC && dnnl_memory_desc_equal(user_md, prim_md)) return MG_OK;
+    DNNL_TRY(dnnl_memory_create(&a->inner, prim_md, g_engine, DNNL_MEMORY_NONE));
+    a->bytes = dnnl_memory_desc_get_size(prim_md);
+    a->off = *ws_off;
+    *ws_off += align_up(a->bytes);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_status_t st = dnnl_success;
+    if (dir == ARG_OUT_ACC) {
+        st = dnnl_primitive_attr_create(&attr);
+        if (st == dnnl_success) st = dnnl_post_ops_create(&po);
+        if (st == dnnl_success) st = dnnl_post_ops_append_sum(po, 1.0f);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    if (st == dnnl_success) {
+        if (dir == ARG_IN)
+            st = dnnl_reorder_primitive_desc_create(&rpd, user_md, g_engine, prim_md, g_engine, attr);
+        else
+            st = dnnl_reorder_primitive_desc_create(&rpd, prim_md, g_engine, user_md, g_engine, attr);
+    }
+    if (st == dnnl_success) st = dnnl_primitive_create(&a->reorder, rpd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): creating a reorder for argument %d failed (status %d)",
+                       arg, (int)st);
+    return MG_OK;
+}
+
+/* Creates the primitive of `op` from its op descriptor and its arguments from the pd's layouts.
+ * roles[i] = {DNNL_ARG_*, dir, dnnl_query_* for the pd's md}; user_mds[i] = the caller's layout. */
+typedef struct {
+    int arg, dir;
+    dnnl_query_t query;
+    int index; /* the bias is weights/diff_weights md number 1 */
+    const dnnl_memory_desc_t *user_md;
+} mg_dnnl_role;
+
+static mg_status op_init(mg_dnnl_op *op, const dnnl_convolution_desc_t *cd, const_dnnl_primitive_desc_t hint,
+                         const mg_dnnl_role *roles, int nroles) {
+    dnnl_primitive_attr_t attr = NULL;
+    DNNL_TRY(dnnl_primitive_attr_create(&attr));
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&op->pd, cd, attr, g_engine, hint);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): no convolution implementation for this shape (status %d)",
+                       (int)st);
+    DNNL_TRY(dnnl_primitive_create(&op->prim, op->pd));
+    const char *impl = "";
+    if (dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+        snprintf(op->name, sizeof op->name, "%s", impl);
+    size_t off = 0;
+    op->nargs = nroles;
+    for (int i = 0; i < nroles; i++) {
+        const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(op->pd, roles[i].query, roles[i].index);
+        if (!pmd) return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): query of argument %d failed", roles[i].arg);
+        MG_TRY(arg_init(&op->a[i], roles[i].arg, roles[i].dir, roles[i].user_md, pmd, &off));
+    }
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(op->pd, dnnl_query_scratchpad_md, 0);
+    size_t sbytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (sbytes > 0) {
+        DNNL_TRY(dnnl_memory_create(&op->scratch, smd, g_engine, DNNL_MEMORY_NONE));
+        op->scratch_off = off;
+        off += align_up(sbytes);
+    }
+    op->ws_bytes = off;
+    op->nexec = 0;
+    for (int i = 0; i < nroles; i++) {
+        op->exec[op->nexec].arg = op->a[i].arg;
+        op->exec[op->nexec].memory = op->a[i].inner ? op->a[i].inner : op->a[i].user;
+        op->nexec++;
+    }
+    if (op->scratch) {
+        op->exec[op->nexec].arg = DNNL_ARG_SCRATCHPAD;
+        op->exec[op->nexec].memory = op->scratch;
+        op->nexec++;
+    }
+    return MG_OK;
+}
+
+static void op_free(mg_dnnl_op *op) {
+    for (int i = 0; i < op->nargs; i++) {
+        mg_dnnl_arg *a = &op->a[i];
+        if (a->reorder) dnnl_primitive_destroy(a->reorder);
+        if (a->inner) dnnl_memory_destroy(a->inner);
+        if (a->user) dnnl_memory_destroy(a->user);
+    }
+    if (op->scratch) dnnl_memory_destroy(op->scratch);
+    if (op->prim) dnnl_primitive_destroy(op->prim);
+    if (op->pd) dnnl_primitive_desc_destroy(op->pd);
+    memset(op, 0, sizeof *op);
+}
+
+/* True if oneDNN fell back to its slow reference kernel ("ref:any"). */
+static int op_is_ref(const mg_dnnl_op *op) { return !strncmp(op->name, "ref", 3); }
+
+/* The memory descriptors of one plan: the caller's plain ones and, per layout, what the primitive
+ * is asked for. */
+typedef struct {
+    dnnl_memory_desc_t x_u, y_u, w_u, b_u; /* plain: nchw, nchw, oihw/goihw, x */
+    dnnl_memory_desc_t x_any, y_any, w_any; /* format "any" */
+    dnnl_dims_t strides, dil, pad;
+} mg_dnnl_mds;
+
+static mg_status mds_init(const mg_conv2d_plan *plan, mg_dnnl_mds *m) {
+    const mg_conv2d_desc *d = &plan->d;
+    const int g = d->groups;
+    dnnl_dims_t xdims = {d->n, d->c, d->h, d->w};
+    dnnl_dims_t ydims = {d->n, d->k, plan->p, plan->q};
+    dnnl_dims_t wdims = {d->k, d->c, d->r, d->s};
+    dnnl_dims_t gwdims = {g, d->k / g, d->c / g, d->r, d->s};
+    dnnl_dims_t bdims = {d->k};
+    const int wnd = g > 1 ? 5 : 4;
+    const dnnl_dim_t *wd = g > 1 ? gwdims : wdims;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->x_u, 4, xdims, dnnl_f32, dnnl_nchw));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->y_u, 4, ydims, dnnl_f32, dnnl_nchw));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->w_u, wnd, wd, dnnl_f32, g > 1 ? dnnl_goihw : dnnl_oihw));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->b_u, 1, bdims, dnnl_f32, dnnl_a));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->x_any, 4, xdims, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->y_any, 4, ydims, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->w_any, wnd, wd, dnnl_f32, dnnl_format_tag_any));
+    m->strides[0] = d->stride_h, m->strides[1] = d->stride_w;
+    m->dil[0] = d->dil_h - 1, m->dil[1] = d->dil_w - 1; /* oneDNN counts dilation from 0 */
+    m->pad[0] = d->pad_h, m->pad[1] = d->pad_w;
+    return MG_OK;
+}
+
+static mg_status fwd_desc(const mg_conv2d_plan *plan, const mg_dnnl_mds *m, mg_conv2d_layout layout,
+                          dnnl_convolution_desc_t *cd) {
+    const int blk = layout == MG_CONV2D_LAYOUT_BLOCKED;
+    DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(
+        cd, dnnl_forward_training, dnnl_convolution_direct, blk ? &m->x_any : &m->x_u, blk ? &m->w_any : &m->w_u,
+        plan->d.has_bias ? &m->b_u : NULL, blk ? &m->y_any : &m->y_u, m->strides, m->dil, m->pad, m->pad));
+    return MG_OK;
+}
+
+/* Builds op `which` in `layout`. Backward ops need a forward pd as a hint: the plan's own when the
+ * layouts agree, otherwise a temporary one in the backward op's layout. */
+static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m, int which,
+                          mg_conv2d_layout layout) {
+    const int blk = layout == MG_CONV2D_LAYOUT_BLOCKED;
+    const dnnl_memory_desc_t *x_p = blk ? &m->x_any : &m->x_u, *y_p = blk ? &m->y_any : &m->y_u;
+    const dnnl_memory_desc_t *w_p = blk ? &m->w_any : &m->w_u;
+    const int nb = plan->d.has_bias ? 4 : 3;
+    dnnl_convolution_desc_t cd;
+    if (which == OP_FWD) {
+        MG_TRY(fwd_desc(plan, m, layout, &cd));
+        const mg_dnnl_role roles[] = {
+            {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->x_u},
+            {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &m->w_u},
+            {DNNL_ARG_DST, ARG_OUT, dnnl_query_dst_md, 0, &m->y_u},
+            {DNNL_ARG_BIAS, ARG_IN, dnnl_query_weights_md, 1, &m->b_u},
+        };
+        return op_init(&st->op[OP_FWD], &cd, NULL, roles, nb);
+    }
+    dnnl_primitive_desc_t hint = NULL;
+    if (layout != st->op_layout[OP_FWD]) {
+        dnnl_convolution_desc_t fcd;
+        MG_TRY(fwd_desc(plan, m, layout, &fcd));
+        DNNL_TRY(dnnl_primitive_desc_create(&hint, &fcd, NULL, g_engine, NULL));
+    }
+    const_dnnl_primitive_desc_t h = hint ? hint : st->op[OP_FWD].pd;
+    mg_status s;
+    if (which == OP_BWD_DATA) {
+        dnnl_status_t ds = dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, x_p, w_p, y_p,
+                                                                            m->strides, m->dil, m->pad, m->pad);
+        const mg_dnnl_role roles[] = {
+            {DNNL_ARG_DIFF_DST, ARG_IN, dnnl_query_diff_dst_md, 0, &m->y_u},
+            {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &m->w_u},
+            {DNNL_ARG_DIFF_SRC, ARG_OUT, dnnl_query_diff_src_md, 0, &m->x_u},
+        };
+        s = ds == dnnl_success ? op_init(&st->op[OP_BWD_DATA], &cd, h, roles, 3)
+                               : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward data desc failed (%d)", (int)ds);
+    } else {
+        dnnl_status_t ds = dnnl_dilated_convolution_backward_weights_desc_init(
+            &cd, dnnl_convolution_direct, x_p, w_p, plan->d.has_bias ? &m->b_u : NULL, y_p, m->strides, m->dil,
+            m->pad, m->pad);
+        const mg_dnnl_role roles[] = {
+            {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->x_u},
+            {DNNL_ARG_DIFF_DST, ARG_IN, dnnl_query_diff_dst_md, 0, &m->y_u},
+            {DNNL_ARG_DIFF_WEIGHTS, ARG_OUT_ACC, dnnl_query_diff_weights_md, 0, &m->w_u},
+            {DNNL_ARG_DIFF_BIAS, ARG_OUT_ACC, dnnl_query_diff_weights_md, 1, &m->b_u},
+        };
+        s = ds == dnnl_success ? op_init(&st->op[OP_BWD_WEIGHTS], &cd, h, roles, nb)
+                               : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward weights desc failed (%d)", (int)ds);
+    }
+    if (hint) dnnl_primitive_desc_destroy(hint);
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
+    pthread_once(&g_engine_once, engine_create);
+    if (g_engine_status != dnnl_success)
+        return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): creating the CPU engine failed (status %d)",
+                       (int)g_engine_status);
+    mg_dnnl_state *st = calloc(1, sizeof *st);
+    if (!st) return MG_FAIL(MG_ERR_NOMEM, "conv2d (oneDNN): out of memory for a plan");
+    plan->impl = st;
+    DNNL_TRY(dnnl_stream_create(&st->stream, g_engine, dnnl_stream_default_flags));
+    mg_dnnl_mds m;
+    MG_TRY(mds_init(plan, &m));
+    for (int i = 0; i < OP_COUNT; i++) {
+        mg_conv2d_layout layout = plan->layout == MG_CONV2D_LAYOUT_AUTO ? choose_layout(&plan->d, plan->p, plan->q, i) : plan->layout;
+        st->op_layout[i] = layout;
+        mg_status s = op_build(plan, st, &m, i, layout);
+        /* oneDNN has no optimised plain-layout kernel for some shapes and then runs its slow
+         * reference kernel ("ref:any"): the blocked layout is always at least as fast there. */
+        if (plan->layout == MG_CONV2D_LAYOUT_AUTO && layout == MG_CONV2D_LAYOUT_PLAIN &&
+            (s != MG_OK || op_is_ref(&st->op[i]))) {
+            op_free(&st->op[i]);
+            mg_error_clear();
+            st->op_layout[i] = MG_CONV2D_LAYOUT_BLOCKED;
+            s = op_build(plan, st, &m, i, MG_CONV2D_LAYOUT_BLOCKED);
+        }
+        if (s != MG_OK) return s; /* the caller frees the partial state */
+    }
+    size_t ws = 0;
+    for (int i = 0; i < OP_COUNT; i++)
+        if (st->op[i].ws_bytes > ws) ws = st->op[i].ws_bytes;
+    plan->ws_bytes = ws;
+    return MG_OK;
+}
+
+void mg_conv2d_dnnl_free(mg_conv2d_plan *plan) {
+    mg_dnnl_state *st = plan->impl;
+    if (!st) return;
+    for (int i = 0; i < OP_COUNT; i++) op_free(&st->op[i]);
+    if (st->stream) dnnl_stream_destroy(st->stream);
+    free(st);
+    plan->impl = NULL;
+}
+
+mg_status mg_conv2d_dnnl_bind_workspace(mg_conv2d_plan *plan) {
+    mg_dnnl_state *st = plan->impl;
+    char *ws = plan->ws;
+    for (int i = 0; i < OP_COUNT; i++) {
+        mg_dnnl_op *op = &st->op[i];
+        for (int j = 0; j < op->nargs; j++)
+            if (op->a[j].inner) DNNL_TRY(dnnl_memory_set_data_handle(op->a[j].inner, ws + op->a[j].off));
+        if (op->scratch) DNNL_TRY(dnnl_memory_set_data_handle(op->scratch, ws + op->scratch_off));
+    }
+    return MG_OK;
+}
+
+/* Runs one op on the caller's buffers ptr[i] (in the order of the op's roles). */
+static mg_status op_run(mg_dnnl_state *st, mg_dnnl_op *op, void *const *ptr) {
+    mg_omp_apply_threads();
+    for (int i = 0; i < op->nargs; i++) DNNL_TRY(dnnl_memory_set_data_handle(op->a[i].user, ptr[i]));
+    for (int i = 0; i < op->nargs; i++) {
+        const mg_dnnl_arg *a = &op->a[i];
+        if (a->dir != ARG_IN || !a->reorder) continue;
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
+        DNNL_TRY(dnnl_primitive_execute(a->reorder, st->stream, 2, args));
+    }
+    DNNL_TRY(dnnl_primitive_execute(op->prim, st->stream, op->nexec, op->exec));
+    for (int i = 0; i < op->nargs; i++) {
+        const mg_dnnl_arg *a = &op->a[i];
+        if (a->dir == ARG_IN || !a->reorder) continue;
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a->inner}, {DNNL_ARG_TO, a->user}};
+        DNNL_TRY(dnnl_primitive_execute(a->reorder, st->stream, 2, args));
+    }
+    DNNL_TRY(dnnl_stream_wait(st->stream));
+    return MG_OK;
+}
+
+mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b, float *y) {
+    mg_dnnl_state *st = plan->impl;
+    void *ptr[4] = {(void *)x, (void *)w, y, (void *)b};
+    return op_run(st, &st->op[OP_FWD], ptr);
+}
+
+mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, const float *w, float *dx) {
+    mg_dnnl_state *st = plan->impl;
+    void *ptr[3] = {(void *)dy, (void *)w, dx};
+    return op_run(st, &st->op[OP_BWD_DATA], ptr);
+}
+
+mg_status mg_conv2d_dnnl_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw,
+                                          float *db) {
+    mg_dnnl_state *st = plan->impl;
+    void *ptr[4] = {(void *)x, (void *)dy, dw, db};
+    return op_run(st, &st->op[OP_BWD_WEIGHTS], ptr);
+}
+
+void mg_conv2d_dnnl_op_layouts(const mg_conv2d_plan *plan, mg_conv2d_layout out[3]) {
+    const mg_dnnl_state *st = plan->impl;
+    for (int i = 0; i < OP_COUNT; i++) out[i] = st ? st->op_layout[i] : MG_CONV2D_LAYOUT_PLAIN;
+}
+
+void mg_conv2d_dnnl_kernel_names(const mg_conv2d_plan *plan, const char **fwd, const char **bwd_data,
+                                 const char **bwd_weights) {
+    const mg_dnnl_state *st = plan->impl;
+    *fwd = st ? st->op[OP_FWD].name : "";
+    *bwd_data = st ? st->op[OP_BWD_DATA].name : "";
+    *bwd_weights = st ? st->op[OP_BWD_WEIGHTS].name : "";
+}

@@ -1,0 +1,265 @@
+/* test_conv2d_fast_vs_ref.c: every fast conv2d backend compiled into this build (oneDNN with its
+ * plain and blocked layouts, im2col + sgemm) against the reference loops, on the shape classes of
+ * ResNet-50 (7x7/2 stem on 3 channels, 1x1, 3x3, 3x3/2, 1x1/2 downsample) at batch 1-2 and reduced
+ * spatial size so it runs in seconds, also under ASan. Checks forward, backward data (written: the
+ * output buffer starts as garbage) and backward weights (accumulated: dw/db start non-zero), and
+ * that plans report what they run. Also the argument validation (bad shapes, null buffers).
+ *
+ * Tolerance: inputs are U(-1, 1); the reference accumulates in double, the fast paths in float in
+ * an unknown order. A float sum of L products of size <= 1 errs by well under 2e-6 * L (about 16 ulp
+ * of the largest partial sum L/4 .. L), so atol = 2e-6 * L + 1e-5, rtol = 1e-4 (L = the reduction
+ * length of that output). An indexing bug gives errors of order 1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mg_test.h"
+#include "multigrain/ops.h"
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static float urand(void) {
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(g_rng >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+static float *rand_buf(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = urand();
+    return p;
+}
+
+typedef struct {
+    const char *name;
+    mg_conv2d_desc d;
+} shape;
+
+#define CONV(nn, cc, hh, kk, rr, st, pd, bias)                                                                   \
+    {                                                                                                            \
+        .n = nn, .c = cc, .h = hh, .w = hh, .k = kk, .r = rr, .s = rr, .stride_h = st, .stride_w = st,           \
+        .pad_h = pd, .pad_w = pd, .dil_h = 1, .dil_w = 1, .groups = 1, .has_bias = bias                          \
+    }
+
+static const shape k_shapes[] = {
+    {"stem 7x7/2 3->64", CONV(2, 3, 30, 64, 7, 2, 3, 0)},
+    {"1x1 64->256", CONV(2, 64, 14, 256, 1, 1, 0, 0)},
+    {"1x1 256->64 +bias", CONV(1, 256, 14, 64, 1, 1, 0, 1)},
+    {"3x3 64->64", CONV(2, 64, 12, 64, 3, 1, 1, 0)},
+    {"3x3/2 128->128", CONV(1, 128, 15, 128, 3, 2, 1, 0)},
+    {"1x1/2 256->512 downsample", CONV(1, 256, 14, 512, 1, 2, 0, 0)},
+    {"3x3 128->128 7x7 +bias", CONV(1, 128, 7, 128, 3, 1, 1, 1)},
+};
+
+typedef struct {
+    mg_conv2d_backend backend;
+    mg_conv2d_layout layout;
+    const char *name;
+} variant;
+
+static const variant k_variants[] = {
+#if MG_HAVE_ONEDNN
+    {MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_PLAIN, "onednn/plain"},
+    {MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_BLOCKED, "onednn/blocked"},
+    {MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_AUTO, "onednn/auto"},
+#endif
+    {MG_CONV2D_IM2COL, MG_CONV2D_LAYOUT_AUTO, "im2col+sgemm"},
+};
+
+static void check(const char *what, const char *shape_name, const char *variant_name, const float *got,
+                  const float *ref, size_t n, double red) {
+    char label[256];
+    snprintf(label, sizeof label, "%s [%s, %s]", what, shape_name, variant_name);
+    mg_test_assert_close(label, got, ref, n, 2e-6 * red + 1e-5, 1e-4);
+}
+
+static void test_fast_matches_reference(void **state) {
+    (void)state;
+    for (size_t si = 0; si < sizeof k_shapes / sizeof k_shapes[0]; si++) {
+        const shape *sh = &k_shapes[si];
+        mg_conv2d_plan ref;
+        mg_assert_ok(mg_conv2d_plan_init_ex(&ref, &sh->d, MG_CONV2D_REFERENCE, MG_CONV2D_LAYOUT_AUTO));
+        assert_string_equal(mg_conv2d_plan_impl_name(&ref), "reference");
+        const size_t nx = mg_conv2d_x_size(&ref), nw = mg_conv2d_w_size(&ref), ny = mg_conv2d_y_size(&ref);
+        const size_t nk = (size_t)sh->d.k;
+        float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(nk), *dy = rand_buf(ny);
+        float *dw0 = rand_buf(nw), *db0 = rand_buf(nk); /* accumulation starting values */
+        float *y_ref = malloc(ny * 4), *dx_ref = malloc(nx * 4), *dw_ref = malloc(nw * 4), *db_ref = malloc(nk * 4);
+        float *y = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4), *db = malloc(nk * 4);
+        const float *bias = sh->d.has_bias ? b : NULL;
+        memcpy(dw_ref, dw0, nw * 4);
+        memcpy(db_ref, db0, nk * 4);
+        mg_assert_ok(mg_conv2d_forward(&ref, x, w, bias, y_ref));
+        mg_assert_ok(mg_conv2d_backward_data(&ref, dy, w, dx_ref));
+        mg_assert_ok(mg_conv2d_backward_weights(&ref, x, dy, dw_ref, sh->d.has_bias ? db_ref : NULL));
+        const double red_fwd = (double)(sh->d.c / sh->d.groups) * sh->d.r * sh->d.s;
+        const double red_bd = (double)(sh->d.k / sh->d.groups) * sh->d.r * sh->d.s;
+        const double red_bw = (double)sh->d.n * ref.p * ref.q;
+        for (size_t vi = 0; vi < sizeof k_variants / sizeof k_variants[0]; vi++) {
+            const variant *v = &k_variants[vi];
+            mg_conv2d_plan plan;
+            mg_assert_ok(mg_conv2d_plan_init_ex(&plan, &sh->d, v->backend, v->layout));
+            const char *kf, *kd, *kw;
+            mg_conv2d_plan_kernel_names(&plan, &kf, &kd, &kw);
+            printf("  %-28s %-15s -> %-15s fwd %s | bwd_data %s | bwd_w %s\n", sh->name, v->name,
+                   mg_conv2d_plan_impl_name(&plan), kf, kd, kw);
+            /* outputs start as garbage: forward and backward data must write every element */
+            for (size_t i = 0; i < ny; i++) y[i] = NAN;
+            for (size_t i = 0; i < nx; i++) dx[i] = NAN;
+            memcpy(dw, dw0, nw * 4);
+            memcpy(db, db0, nk * 4);
+            mg_assert_ok(mg_conv2d_forward(&plan, x, w, bias, y));
+            check("forward y", sh->name, v->name, y, y_ref, ny, red_fwd);
+            mg_assert_ok(mg_conv2d_backward_data(&plan, dy, w, dx));
+            check("backward dx", sh->name, v->name, dx, dx_ref, nx, red_bd);
+            mg_assert_ok(mg_conv2d_backward_weights(&plan, x, dy, dw, sh->d.has_bias ? db : NULL));
+            check("backward dw (accumulated)", sh->name, v->name, dw, dw_ref, nw, red_bw);
+            if (sh->d.has_bias) check("backward db (accumulated)", sh->name, v->name, db, db_ref, nk, red_bw);
+            /* a second forward on the same plan gives the same answer (no stale state) */
+            mg_assert_ok(mg_conv2d_forward(&plan, x, w, bias, y));
+            check("forward y (second call)", sh->name, v->name, y, y_ref, ny, red_fwd);
+            mg_conv2d_plan_free(&plan);
+        }
+        mg_conv2d_plan_free(&ref);
+        free(x), free(w), free(b), free(dy), free(dw0), free(db0);
+        free(y_ref), free(dx_ref), free(dw_ref), free(db_ref), free(y), free(dx), free(dw), free(db);
+    }
+}
+
+/* A caller-provided shared workspace gives the same results as the plan's own. */
+static void test_shared_workspace(void **state) {
+    (void)state;
+    const mg_conv2d_desc d = CONV(2, 16, 9, 32, 3, 2, 1, 1);
+    mg_conv2d_plan a, b;
+    mg_assert_ok(mg_conv2d_plan_init(&a, &d));
+    mg_assert_ok(mg_conv2d_plan_init(&b, &d));
+    size_t ws = mg_conv2d_plan_workspace_size(&b);
+    void *buf = NULL;
+    if (ws > 0) {
+        buf = aligned_alloc(64, (ws + 63) / 64 * 64);
+        assert_non_null(buf);
+        assert_int_equal(mg_conv2d_plan_set_workspace(&b, (char *)buf + 4, ws), MG_ERR_INVALID_ARG); /* misaligned */
+        assert_int_equal(mg_conv2d_plan_set_workspace(&b, buf, ws - 1), MG_ERR_INVALID_ARG);         /* too small */
+        mg_assert_ok(mg_conv2d_plan_set_workspace(&b, buf, ws));
+    }
+    size_t nx = mg_conv2d_x_size(&a), nw = mg_conv2d_w_size(&a), ny = mg_conv2d_y_size(&a);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *bias = rand_buf(32), *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+    mg_assert_ok(mg_conv2d_forward(&a, x, w, bias, y1));
+    mg_assert_ok(mg_conv2d_forward(&b, x, w, bias, y2));
+    assert_memory_equal(y1, y2, ny * 4);
+    mg_conv2d_plan_free(&a);
+    mg_conv2d_plan_free(&b);
+    free(buf), free(x), free(w), free(bias), free(y1), free(y2);
+}
+
+static mg_conv2d_desc good(void) {
+    mg_conv2d_desc d = CONV(1, 4, 5, 6, 3, 1, 1, 1);
+    return d;
+}
+
+static void expect_bad_desc(mg_conv2d_desc d, const char *why) {
+    mg_conv2d_plan plan;
+    mg_status s = mg_conv2d_plan_init(&plan, &d);
+    if (s != MG_ERR_INVALID_ARG) fail_msg("%s: expected invalid_arg, got %s", why, mg_status_name(s));
+    assert_true(strlen(mg_error_message()) > 0);
+    printf("  rejected (%s): %s\n", why, mg_error_message());
+    mg_conv2d_plan_free(&plan); /* zeroed on failure: freeing is harmless */
+    int p, q;
+    assert_int_equal(mg_conv2d_out_size(&d, &p, &q), MG_ERR_INVALID_ARG);
+}
+
+static void test_bad_shapes(void **state) {
+    (void)state;
+    mg_conv2d_desc d;
+    d = good(), d.n = 0, expect_bad_desc(d, "n = 0");
+    d = good(), d.c = -1, expect_bad_desc(d, "c < 0");
+    d = good(), d.h = 0, expect_bad_desc(d, "h = 0");
+    d = good(), d.k = 0, expect_bad_desc(d, "k = 0");
+    d = good(), d.r = 0, expect_bad_desc(d, "r = 0");
+    d = good(), d.stride_w = 0, expect_bad_desc(d, "stride 0");
+    d = good(), d.dil_h = 0, expect_bad_desc(d, "dilation 0");
+    d = good(), d.pad_h = -1, expect_bad_desc(d, "negative padding");
+    d = good(), d.groups = 0, expect_bad_desc(d, "groups 0");
+    d = good(), d.groups = 3, expect_bad_desc(d, "c not divisible by groups");
+    d = good(), d.groups = 4, expect_bad_desc(d, "k not divisible by groups");
+    d = good(), d.has_bias = 2, expect_bad_desc(d, "has_bias 2");
+    d = good(), d.r = 9, d.pad_h = 1, expect_bad_desc(d, "kernel larger than padded input");
+    d = good(), d.dil_w = 4, d.pad_w = 0, expect_bad_desc(d, "dilated kernel larger than input");
+    d = good(), d.n = 1 << 30, d.c = 1 << 20, expect_bad_desc(d, "size overflow");
+    mg_conv2d_plan plan;
+    assert_int_equal(mg_conv2d_plan_init(&plan, NULL), MG_ERR_INVALID_ARG);
+    d = good();
+    assert_int_equal(mg_conv2d_plan_init(NULL, &d), MG_ERR_INVALID_ARG);
+    int p = 0, q = 0;
+    d = good(), d.h = 7, d.w = 1, d.r = 3, d.s = 1, d.pad_w = 0, d.stride_h = 2;
+    mg_assert_ok(mg_conv2d_out_size(&d, &p, &q));
+    assert_int_equal(p, 4);
+    assert_int_equal(q, 1);
+}
+
+static void test_null_buffers(void **state) {
+    (void)state;
+    const mg_conv2d_backend backends[] = {MG_CONV2D_REFERENCE, MG_CONV2D_IM2COL,
+#if MG_HAVE_ONEDNN
+                                          MG_CONV2D_DNNL
+#endif
+    };
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        mg_conv2d_desc d = good();
+        mg_conv2d_plan plan;
+        mg_assert_ok(mg_conv2d_plan_init_ex(&plan, &d, backends[i], MG_CONV2D_LAYOUT_AUTO));
+        float x[100] = {0}, w[216] = {0}, b[6] = {0}, y[150] = {0};
+        assert_int_equal(mg_conv2d_forward(NULL, x, w, b, y), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_forward(&plan, NULL, w, b, y), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_forward(&plan, x, NULL, b, y), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_forward(&plan, x, w, NULL, y), MG_ERR_INVALID_ARG); /* has_bias = 1 */
+        assert_int_equal(mg_conv2d_forward(&plan, x, w, b, NULL), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_data(&plan, NULL, w, x), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_data(&plan, y, NULL, x), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_data(&plan, y, w, NULL), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_weights(&plan, NULL, y, w, b), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_weights(&plan, x, NULL, w, b), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_weights(&plan, x, y, NULL, b), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_weights(&plan, x, y, w, NULL), MG_ERR_INVALID_ARG);
+        mg_assert_ok(mg_conv2d_forward(&plan, x, w, b, y));
+        mg_conv2d_plan_free(&plan);
+        /* a freed (zeroed) plan is refused, not crashed on */
+        assert_int_equal(mg_conv2d_forward(&plan, x, w, b, y), MG_ERR_INVALID_ARG);
+        /* a bias given to a plan without one is refused */
+        d.has_bias = 0;
+        mg_assert_ok(mg_conv2d_plan_init_ex(&plan, &d, backends[i], MG_CONV2D_LAYOUT_AUTO));
+        assert_int_equal(mg_conv2d_forward(&plan, x, w, b, y), MG_ERR_INVALID_ARG);
+        assert_int_equal(mg_conv2d_backward_weights(&plan, x, y, w, b), MG_ERR_INVALID_ARG);
+        mg_conv2d_plan_free(&plan);
+    }
+#if !MG_HAVE_ONEDNN
+    mg_conv2d_desc d = good();
+    mg_conv2d_plan plan;
+    assert_int_equal(mg_conv2d_plan_init_ex(&plan, &d, MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_AUTO), MG_ERR_UNSUPPORTED);
+#endif
+}
+
+/* mg_ops_set_impl(REFERENCE) makes new plans use the reference; FAST a fast backend. */
+static void test_impl_selection(void **state) {
+    (void)state;
+    mg_conv2d_desc d = good();
+    mg_conv2d_plan plan;
+    mg_ops_impl old = mg_ops_get_impl();
+    mg_ops_set_impl(MG_OPS_REFERENCE);
+    mg_assert_ok(mg_conv2d_plan_init(&plan, &d));
+    assert_int_equal(plan.backend, MG_CONV2D_REFERENCE);
+    mg_conv2d_plan_free(&plan);
+    mg_ops_set_impl(MG_OPS_FAST);
+    mg_assert_ok(mg_conv2d_plan_init(&plan, &d));
+    assert_int_equal(plan.backend, MG_HAVE_ONEDNN ? MG_CONV2D_DNNL : MG_CONV2D_IM2COL);
+    mg_conv2d_plan_free(&plan);
+    mg_ops_set_impl(old);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fast_matches_reference), cmocka_unit_test(test_shared_workspace),
+        cmocka_unit_test(test_bad_shapes),             cmocka_unit_test(test_null_buffers),
+        cmocka_unit_test(test_impl_selection),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
