@@ -7,11 +7,14 @@
  *
  *   bench_ops [--threads N[,M...]] [--batch N] [--size S] [--layers SUBSTR] [--repeat N]
  *             [--layout auto|plain|blocked|both] [--impl fast|reference|im2col] [--stat best|median]
+ *             [--clock wall|cpu] [--no-peak]
  *
  * Defaults: --threads 1,2 --batch 8 --size 224 --repeat 5 --layout auto --impl fast --stat best.
  * Each number is the best (or the median) of --repeat timed runs after one warm-up run; on a
  * machine shared with other jobs the best run is the one closest to the machine's real speed.
- * --layout both times oneDNN's plain and blocked layouts interleaved (same load for both). */
+ * --layout both times oneDNN's plain and blocked layouts interleaved (same load for both).
+ * --clock cpu times with CPU time instead of elapsed time (see now_s).
+ * --no-peak skips the peak measurement (the fractions print as nan): for quick timing runs. */
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
@@ -23,11 +26,21 @@
 #include "multigrain/ops.h"
 #include "multigrain/runtime.h"
 
-static double now_s(void) {
+/* --clock wall (default): elapsed time. --clock cpu: CPU time of the process divided by the thread
+ * count (and thread CPU time for the peak), i.e. the speed while our threads actually ran: on a
+ * machine shared with other jobs it estimates the unshared speed, assuming balanced threads. */
+static int g_clock_cpu;
+static int g_threads = 1;
+
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+static double now_s(void) {
+    return g_clock_cpu ? clock_s(CLOCK_PROCESS_CPUTIME_ID) / g_threads : clock_s(CLOCK_MONOTONIC);
+}
+static double peak_now_s(void) { return clock_s(g_clock_cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC); }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* FMA peak */
@@ -68,9 +81,9 @@ static void *peak_thread(void *p) {
     pthread_barrier_wait(a->bar);
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
+        double t0 = peak_now_s();
         a->sink += fma_kernel(PEAK_ITERS / 4, (float)rep);
-        double t = now_s() - t0;
+        double t = peak_now_s() - t0;
         double g = PEAK_ITERS / 4 * PEAK_FLOPS_PER_ITER / t * 1e-9;
         if (g > best) best = g;
     }
@@ -109,28 +122,17 @@ typedef struct {
 /* torchvision ResNet-50 (v1.5: the stride-2 is on the 3x3 of the first block of a stage). The
  * block-0 downsample of layer1 (1x1 64->256 at 56) has the shape of its conv3 and is counted there. */
 static const layer k_layers[] = {
-    {"stem.7x7/2", 3, 64, 7, 2, 1, 1},
-    {"l1.1x1.64-64", 64, 64, 1, 1, 4, 1},
-    {"l1.3x3.64", 64, 64, 3, 1, 4, 3},
-    {"l1.1x1.64-256", 64, 256, 1, 1, 4, 4},
-    {"l1.1x1.256-64", 256, 64, 1, 1, 4, 2},
-    {"l2.1x1.256-128@56", 256, 128, 1, 1, 4, 1},
-    {"l2.3x3/2.128", 128, 128, 3, 2, 4, 1},
-    {"l2.1x1/2.ds.256-512", 256, 512, 1, 2, 4, 1},
-    {"l2.1x1.128-512", 128, 512, 1, 1, 8, 4},
-    {"l2.1x1.512-128", 512, 128, 1, 1, 8, 3},
-    {"l2.3x3.128", 128, 128, 3, 1, 8, 3},
-    {"l3.1x1.512-256@28", 512, 256, 1, 1, 8, 1},
-    {"l3.3x3/2.256", 256, 256, 3, 2, 8, 1},
-    {"l3.1x1/2.ds.512-1024", 512, 1024, 1, 2, 8, 1},
-    {"l3.1x1.256-1024", 256, 1024, 1, 1, 16, 6},
-    {"l3.1x1.1024-256", 1024, 256, 1, 1, 16, 5},
-    {"l3.3x3.256", 256, 256, 3, 1, 16, 5},
-    {"l4.1x1.1024-512@14", 1024, 512, 1, 1, 16, 1},
-    {"l4.3x3/2.512", 512, 512, 3, 2, 16, 1},
-    {"l4.1x1/2.ds.1024-2048", 1024, 2048, 1, 2, 16, 1},
-    {"l4.1x1.512-2048", 512, 2048, 1, 1, 32, 3},
-    {"l4.1x1.2048-512", 2048, 512, 1, 1, 32, 2},
+    {"stem.7x7/2", 3, 64, 7, 2, 1, 1},           {"l1.1x1.64-64", 64, 64, 1, 1, 4, 1},
+    {"l1.3x3.64", 64, 64, 3, 1, 4, 3},           {"l1.1x1.64-256", 64, 256, 1, 1, 4, 4},
+    {"l1.1x1.256-64", 256, 64, 1, 1, 4, 2},      {"l2.1x1.256-128@56", 256, 128, 1, 1, 4, 1},
+    {"l2.3x3/2.128", 128, 128, 3, 2, 4, 1},      {"l2.1x1/2.ds.256-512", 256, 512, 1, 2, 4, 1},
+    {"l2.1x1.128-512", 128, 512, 1, 1, 8, 4},    {"l2.1x1.512-128", 512, 128, 1, 1, 8, 3},
+    {"l2.3x3.128", 128, 128, 3, 1, 8, 3},        {"l3.1x1.512-256@28", 512, 256, 1, 1, 8, 1},
+    {"l3.3x3/2.256", 256, 256, 3, 2, 8, 1},      {"l3.1x1/2.ds.512-1024", 512, 1024, 1, 2, 8, 1},
+    {"l3.1x1.256-1024", 256, 1024, 1, 1, 16, 6}, {"l3.1x1.1024-256", 1024, 256, 1, 1, 16, 5},
+    {"l3.3x3.256", 256, 256, 3, 1, 16, 5},       {"l4.1x1.1024-512@14", 1024, 512, 1, 1, 16, 1},
+    {"l4.3x3/2.512", 512, 512, 3, 2, 16, 1},     {"l4.1x1/2.ds.1024-2048", 1024, 2048, 1, 2, 16, 1},
+    {"l4.1x1.512-2048", 512, 2048, 1, 1, 32, 3}, {"l4.1x1.2048-512", 2048, 512, 1, 1, 32, 2},
     {"l4.3x3.512", 512, 512, 3, 1, 32, 2},
 };
 #define N_LAYERS ((int)(sizeof k_layers / sizeof k_layers[0]))
@@ -176,7 +178,9 @@ static const char *layout_name(mg_conv2d_layout l) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_ops [--threads N[,M...]] [--batch N] [--size S] [--layers SUBSTR] [--repeat N]\n"
-               "                 [--layout auto|plain|blocked|both] [--impl fast|reference|im2col] [--stat best|median]\n");
+               "                 [--layout auto|plain|blocked|both] [--impl fast|reference|im2col] [--stat "
+               "best|median]\n"
+               "                 [--clock wall|cpu] [--no-peak]\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -191,6 +195,7 @@ int main(int argc, char **argv) {
     mg_runtime_init(argc, argv);
     int threads[8] = {1, 2}, n_threads = 2, batch = 8, size = 224, repeat = 5;
     const char *filter = NULL, *layout_arg = "auto", *impl_arg = "fast";
+    int no_peak = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
@@ -210,6 +215,11 @@ int main(int argc, char **argv) {
             ok = parse_int(v, 32, 4096, &size), i++;
         } else if (!strcmp(a, "--repeat") && v) {
             ok = parse_int(v, 1, 64, &repeat), i++;
+        } else if (!strcmp(a, "--clock") && v) {
+            ok = !strcmp(v, "wall") || !strcmp(v, "cpu"), i++;
+            g_clock_cpu = !strcmp(v, "cpu");
+        } else if (!strcmp(a, "--no-peak")) {
+            no_peak = 1;
         } else if (!strcmp(a, "--stat") && v) {
             ok = !strcmp(v, "best") || !strcmp(v, "median"), i++;
             g_stat_best = !strcmp(v, "best");
@@ -238,17 +248,18 @@ int main(int argc, char **argv) {
     int n_layouts = 1;
     if (!strcmp(layout_arg, "plain")) layouts[0] = MG_CONV2D_LAYOUT_PLAIN;
     if (!strcmp(layout_arg, "blocked")) layouts[0] = MG_CONV2D_LAYOUT_BLOCKED;
-    if (!strcmp(layout_arg, "both")) layouts[0] = MG_CONV2D_LAYOUT_PLAIN, layouts[1] = MG_CONV2D_LAYOUT_BLOCKED,
-                                     n_layouts = 2;
+    if (!strcmp(layout_arg, "both"))
+        layouts[0] = MG_CONV2D_LAYOUT_PLAIN, layouts[1] = MG_CONV2D_LAYOUT_BLOCKED, n_layouts = 2;
 
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
         fprintf(stderr, "bench_ops: this CPU has no AVX2/FMA: cannot measure the FMA peak\n");
         return 1;
     }
     const char *wp = getenv("OMP_WAIT_POLICY");
-    printf("bench_ops: conv2d on ResNet-50 shapes, batch %d, %dx%d input, %s of %d runs, "
+    printf("bench_ops: conv2d on ResNet-50 shapes, batch %d, %dx%d input, %s of %d runs, %s clock, "
            "OMP_WAIT_POLICY=%s\n",
-           batch, size, size, g_stat_best ? "best" : "median", repeat, wp ? wp : "(unset)");
+           batch, size, size, g_stat_best ? "best" : "median", repeat, g_clock_cpu ? "cpu-time" : "wall",
+           wp ? wp : "(unset)");
 
     /* buffers sized for the largest layer */
     size_t max_x = 0, max_w = 0, max_y = 0;
@@ -274,11 +285,12 @@ int main(int argc, char **argv) {
 
     for (int ti = 0; ti < n_threads; ti++) {
         const int T = threads[ti];
+        g_threads = T;
         if (mg_ops_set_threads(T) != MG_OK) {
             fprintf(stderr, "bench_ops: %s\n", mg_error_message());
             return 1;
         }
-        const double peak = measure_peak(T);
+        const double peak = no_peak ? NAN : measure_peak(T);
         printf("\n== threads %d: measured FMA peak %.1f GFLOP/s (%.1f per thread)\n", T, peak, peak / T);
         printf("%-22s %-11s %-14s %7s %5s  %7s %5s  %7s %5s  %s\n", "layer", "shape", "impl", "fwd", "%pk",
                "bwd-d", "%pk", "bwd-w", "%pk", "oneDNN kernels (fwd | bwd-data | bwd-w)");
@@ -287,9 +299,21 @@ int main(int argc, char **argv) {
             const layer *L = &k_layers[l];
             if (filter && !strstr(L->name, filter)) continue;
             const int h = size / L->in_div;
-            mg_conv2d_desc d = {.n = batch, .c = L->c, .h = h, .w = h, .k = L->k, .r = L->r, .s = L->r,
-                                .stride_h = L->stride, .stride_w = L->stride, .pad_h = L->r / 2,
-                                .pad_w = L->r / 2, .dil_h = 1, .dil_w = 1, .groups = 1, .has_bias = 0};
+            mg_conv2d_desc d = {.n = batch,
+                                .c = L->c,
+                                .h = h,
+                                .w = h,
+                                .k = L->k,
+                                .r = L->r,
+                                .s = L->r,
+                                .stride_h = L->stride,
+                                .stride_w = L->stride,
+                                .pad_h = L->r / 2,
+                                .pad_w = L->r / 2,
+                                .dil_h = 1,
+                                .dil_w = 1,
+                                .groups = 1,
+                                .has_bias = 0};
             mg_conv2d_plan plans[2];
             for (int li = 0; li < n_layouts; li++)
                 if (mg_conv2d_plan_init_ex(&plans[li], &d, backend, layouts[li]) != MG_OK) {
@@ -306,10 +330,10 @@ int main(int argc, char **argv) {
                 mg_conv2d_plan_kernel_names(&plans[li], &kf, &kd, &kw);
                 char shape[32];
                 snprintf(shape, sizeof shape, "%dx%d@%d", L->r, L->r, h);
-                printf("%-22s %-11s %-14s %7.1f %4.0f%%  %7.1f %4.0f%%  %7.1f %4.0f%%  %s | %s | %s\n", L->name, shape,
-                       mg_conv2d_plan_impl_name(&plans[li]), fl / tf[li] * 1e-9, 100 * fl / tf[li] * 1e-9 / peak,
-                       fl / td[li] * 1e-9, 100 * fl / td[li] * 1e-9 / peak, fl / tw[li] * 1e-9,
-                       100 * fl / tw[li] * 1e-9 / peak, kf, kd, kw);
+                printf("%-22s %-11s %-14s %7.1f %4.0f%%  %7.1f %4.0f%%  %7.1f %4.0f%%  %s | %s | %s\n",
+                       L->name, shape, mg_conv2d_plan_impl_name(&plans[li]), fl / tf[li] * 1e-9,
+                       100 * fl / tf[li] * 1e-9 / peak, fl / td[li] * 1e-9, 100 * fl / td[li] * 1e-9 / peak,
+                       fl / tw[li] * 1e-9, 100 * fl / tw[li] * 1e-9 / peak, kf, kd, kw);
                 tot_fwd_t[li] += L->count * tf[li];
                 tot_fwd_f[li] += L->count * fl;
                 /* a training step never needs the gradient of the input image */
@@ -321,12 +345,14 @@ int main(int argc, char **argv) {
         }
         for (int li = 0; li < n_layouts; li++)
             if (tot_fwd_t[li] > 0)
-                printf("ResNet-50 convs (weighted by use, threads %d, layout %s): forward %.1f GFLOP/s = %.0f%% of "
-                       "peak (goal 75%%), %.3f s; backward %.1f GFLOP/s = %.0f%% of peak (goal 60%%), %.3f s\n",
-                       T, layout_name(layouts[li]), tot_fwd_f[li] / tot_fwd_t[li] * 1e-9,
-                       100 * tot_fwd_f[li] / tot_fwd_t[li] * 1e-9 / peak, tot_fwd_t[li],
-                       tot_bwd_f[li] / tot_bwd_t[li] * 1e-9, 100 * tot_bwd_f[li] / tot_bwd_t[li] * 1e-9 / peak,
-                       tot_bwd_t[li]);
+                printf(
+                    "ResNet-50 convs (weighted by use, threads %d, layout %s): forward %.1f GFLOP/s = %.0f%% "
+                    "of "
+                    "peak (goal 75%%), %.3f s; backward %.1f GFLOP/s = %.0f%% of peak (goal 60%%), %.3f s\n",
+                    T, layout_name(layouts[li]), tot_fwd_f[li] / tot_fwd_t[li] * 1e-9,
+                    100 * tot_fwd_f[li] / tot_fwd_t[li] * 1e-9 / peak, tot_fwd_t[li],
+                    tot_bwd_f[li] / tot_bwd_t[li] * 1e-9, 100 * tot_bwd_f[li] / tot_bwd_t[li] * 1e-9 / peak,
+                    tot_bwd_t[li]);
     }
     free(x), free(dx), free(w), free(dw), free(y);
     return 0;

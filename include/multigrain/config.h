@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "multigrain/loss_margin.h"
 #include "multigrain/status.h"
 
 #ifdef __cplusplus
@@ -47,11 +48,7 @@ typedef enum mg_augmentation {
 
 typedef enum mg_optimizer_kind { MG_OPTIMIZER_MOMENTUM = 0, MG_OPTIMIZER_THOR, MG_OPTIMIZER_COUNT } mg_optimizer_kind;
 
-typedef enum mg_margin_norm {
-    MG_MARGIN_NORM_ACTIVE = 0, /* divide by the number of active (non-zero) terms: original code */
-    MG_MARGIN_NORM_PAIRS,      /* divide by the number of positive pairs: the paper's 1/|P(B)| */
-    MG_MARGIN_NORM_COUNT
-} mg_margin_norm;
+/* mg_margin_norm (ACTIVE / PAIRS) is defined by the loss, multigrain/loss_margin.h. */
 
 /* Where a key's value came from. */
 typedef enum mg_config_origin { MG_CONFIG_ORIGIN_DEFAULT = 0, MG_CONFIG_ORIGIN_FILE, MG_CONFIG_ORIGIN_SET } mg_config_origin;

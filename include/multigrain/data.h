@@ -258,6 +258,8 @@ mg_status mg_loader_start_epoch(mg_loader *ld, uint64_t epoch);
  * Returns MG_OK with *batch = NULL at the end of the epoch. */
 mg_status mg_loader_next(mg_loader *ld, const mg_batch **batch);
 int64_t mg_loader_num_batches(const mg_loader *ld);
+/* Total seconds mg_loader_next spent waiting for workers since init (0 = never the bottleneck). */
+double mg_loader_wait_seconds(mg_loader *ld);
 void mg_loader_free(mg_loader *ld);
 
 #ifdef __cplusplus

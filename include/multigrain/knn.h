@@ -35,7 +35,7 @@ typedef enum mg_knn_parallel {
 
 typedef struct mg_knn_opts {
     int threads;             /* 0 = mg_pool_global() thread count */
-    int64_t q_block;         /* queries per sgemm block (0 = 256) */
+    int64_t q_block;         /* queries per sgemm block (0 = 1024) */
     int64_t db_block;        /* database rows per sgemm block (0 = 2048) */
     mg_knn_parallel parallel;
 } mg_knn_opts;

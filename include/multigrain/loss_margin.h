@@ -55,7 +55,8 @@ mg_status mg_dws_probabilities(const float *emb, const int64_t *ids, int n, int 
 typedef enum mg_margin_norm {
     MG_MARGIN_NORM_ACTIVE = 0, /* divide by the number of strictly positive terms (pos and neg counted
                                   separately, Wu et al. / the released MultiGrain models) */
-    MG_MARGIN_NORM_PAIRS = 1   /* divide by |P(B)| = 2 * triplets (the paper's eq. 5) */
+    MG_MARGIN_NORM_PAIRS = 1,  /* divide by |P(B)| = 2 * triplets (the paper's eq. 5) */
+    MG_MARGIN_NORM_COUNT
 } mg_margin_norm;
 
 typedef struct mg_margin_result {

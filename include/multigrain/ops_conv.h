@@ -58,10 +58,10 @@ typedef enum mg_conv2d_backend {
 
 /* Memory layout the oneDNN path uses inside the plan (the public buffers are always NCHW/OIHW). */
 typedef enum mg_conv2d_layout {
-    MG_CONV2D_LAYOUT_AUTO = 0,    /* per-shape choice (see conv2d_dnnl.c), or $MG_CONV_LAYOUT */
-    MG_CONV2D_LAYOUT_PLAIN = 1,   /* oneDNN works on nchw/oihw directly: no reorders */
-    MG_CONV2D_LAYOUT_BLOCKED = 2  /* oneDNN picks its blocked layouts (format "any"); the plan
-                                   * reorders in and out with cached reorder primitives */
+    MG_CONV2D_LAYOUT_AUTO = 0,   /* per-shape choice (see conv2d_dnnl.c), or $MG_CONV_LAYOUT */
+    MG_CONV2D_LAYOUT_PLAIN = 1,  /* oneDNN works on nchw/oihw directly: no reorders */
+    MG_CONV2D_LAYOUT_BLOCKED = 2 /* oneDNN picks its blocked layouts (format "any"); the plan
+                                  * reorders in and out with cached reorder primitives */
 } mg_conv2d_layout;
 
 typedef struct mg_conv2d_plan {
@@ -115,8 +115,7 @@ size_t mg_conv2d_y_size(const mg_conv2d_plan *plan);
 double mg_conv2d_flops(const mg_conv2d_plan *plan);
 
 /* y[N,K,P,Q] = conv(x[N,C,H,W], w[K,C/G,R,S]) + b[K]. b must be NULL iff has_bias == 0. */
-mg_status mg_conv2d_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b,
-                            float *y);
+mg_status mg_conv2d_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b, float *y);
 /* dx[N,C,H,W] = (gradient of y w.r.t. x)ᵀ dy[N,K,P,Q]: WRITTEN. */
 mg_status mg_conv2d_backward_data(mg_conv2d_plan *plan, const float *dy, const float *w, float *dx);
 /* dw[K,C/G,R,S] += dL/dw, db[K] += sum over n,p,q of dy: ACCUMULATED. db must be NULL iff

@@ -11,8 +11,8 @@
  * column of U is positive (deterministic output; the sign does not change whitened distances).
  * Apply: y = (x - m) . P (row vector times matrix), then y / ||y||  (all-zero y stays zero).
  *
- * File: safetensors with tensors `whiten.mean` F32 [D] and `whiten.P` F32 [D, D'], plus the
- * metadata "whiten.eps_rel" and "whiten.n" (number of training embeddings). */
+ * File: safetensors with tensors `whiten.mean` F32 [D] and `whiten.P` F32 [D, D'] and the
+ * metadata "format": "multigrain-whiten". */
 #ifndef MULTIGRAIN_WHITEN_H
 #define MULTIGRAIN_WHITEN_H
 

@@ -13,6 +13,7 @@
 #include "core/threadpool.h"
 #include "multigrain/config.h"
 #include "multigrain/schedule.h"
+#include "multigrain/trainer.h"
 
 #define IMAGENET_TRAIN_IMAGES 1281167
 
@@ -27,11 +28,16 @@ typedef struct train_args {
     int64_t steps_per_epoch; /* 0 = from train_images */
     int64_t train_images;
     int64_t lr_every;
+    const char *init_from;
+    int64_t max_steps, limit_train, limit_val;
     const char *sets[64];
     int n_sets;
 } train_args;
 
-enum { OPT_RESUME = 256, OPT_SET, OPT_EPOCHS, OPT_LR, OPT_SEED, OPT_PRINT_LR, OPT_SPE, OPT_IMAGES, OPT_LR_EVERY };
+enum {
+    OPT_RESUME = 256, OPT_SET, OPT_EPOCHS, OPT_LR, OPT_SEED, OPT_PRINT_LR, OPT_SPE, OPT_IMAGES, OPT_LR_EVERY,
+    OPT_INIT_FROM, OPT_MAX_STEPS, OPT_LIMIT_TRAIN, OPT_LIMIT_VAL
+};
 
 static const struct option train_longopts[] = {
     {"config", required_argument, NULL, 'c'},  {"data", required_argument, NULL, 'd'},
@@ -41,6 +47,8 @@ static const struct option train_longopts[] = {
     {"threads", required_argument, NULL, 'j'}, {"seed", required_argument, NULL, OPT_SEED},
     {"print-lr", no_argument, NULL, OPT_PRINT_LR}, {"steps-per-epoch", required_argument, NULL, OPT_SPE},
     {"train-images", required_argument, NULL, OPT_IMAGES}, {"lr-every", required_argument, NULL, OPT_LR_EVERY},
+    {"init-from", required_argument, NULL, OPT_INIT_FROM}, {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
+    {"limit-train", required_argument, NULL, OPT_LIMIT_TRAIN}, {"limit-val", required_argument, NULL, OPT_LIMIT_VAL},
     {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
 
 static mg_status train_on_opt(void *ctx, int opt, const char *name, const char *arg) {
@@ -69,6 +77,10 @@ static mg_status train_on_opt(void *ctx, int opt, const char *name, const char *
     case OPT_SPE: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->steps_per_epoch);
     case OPT_IMAGES: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->train_images);
     case OPT_LR_EVERY: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->lr_every);
+    case OPT_INIT_FROM: a->init_from = arg; return MG_OK;
+    case OPT_MAX_STEPS: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->max_steps);
+    case OPT_LIMIT_TRAIN: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->limit_train);
+    case OPT_LIMIT_VAL: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->limit_val);
     default: return MG_FAIL(MG_ERR_USAGE, "train: unhandled option %s", name);
     }
 }
@@ -121,11 +133,19 @@ mg_status mg_cmd_train(int argc, char **argv) {
     if (!mg_path_is_dir(a.data))
         return MG_FAIL(MG_ERR_IO, "train: --data '%s' does not exist or is not a folder", a.data);
     char *train_dir = mg_path_join(a.data, "train");
-    if (!train_dir) return MG_FAIL(MG_ERR_NOMEM, "train: out of memory");
-    bool has_train = mg_path_is_dir(train_dir);
+    char *idx = mg_path_join(a.data, "train-images-idx3-ubyte");
+    if (!train_dir || !idx) {
+        free(train_dir);
+        free(idx);
+        return MG_FAIL(MG_ERR_NOMEM, "train: out of memory");
+    }
+    bool has_train = mg_path_is_dir(train_dir) || mg_path_exists(idx);
     free(train_dir);
+    free(idx);
     if (!has_train)
-        return MG_FAIL(MG_ERR_IO, "train: --data '%s' has no train/ folder (expected ROOT/train/<class>/*.jpg)",
+        return MG_FAIL(MG_ERR_IO,
+                       "train: --data '%s' has no train/ folder (expected ROOT/train/<class>/*.jpg) and no "
+                       "train-images-idx3-ubyte file",
                        a.data);
     MG_TRY(mg_dir_create(a.out));
     char *cfg_path = mg_path_join(a.out, "config.yaml");
@@ -138,7 +158,26 @@ mg_status mg_cmd_train(int argc, char **argv) {
     MG_TRY(mg_pool_global_set_threads(cfg.threads));
     if (cfg.optimizer == MG_OPTIMIZER_THOR)
         return MG_FAIL(MG_ERR_NOT_IMPLEMENTED, "train: optimizer 'thor' is not implemented yet in this version");
-    return MG_FAIL(MG_ERR_NOT_IMPLEMENTED,
-                   "train: training loop not implemented yet (config, data folder and run folder '%s' checked)",
-                   a.out);
+    char *yaml = NULL;
+    size_t yaml_len = 0;
+    MG_TRY(mg_config_to_yaml(&cfg, &yaml, &yaml_len));
+    mg_train_opts o = {.cfg = &cfg,
+                       .data = a.data,
+                       .out = a.out,
+                       .resume = a.resume,
+                       .init_from = a.init_from,
+                       .config_text = yaml,
+                       .max_steps = a.max_steps,
+                       .limit_train = a.limit_train,
+                       .limit_val = a.limit_val};
+    mg_train_summary sum;
+    s = mg_train_run(&o, &sum);
+    free(yaml);
+    if (s == MG_OK) {
+        mg_log_info("train: done: %" PRId64 " steps, %" PRId64 " epochs, last loss %.4f", sum.steps, sum.epochs,
+                    sum.last_loss);
+        if (sum.top1 >= 0) mg_log_info("train: top-1 %.2f%%, top-5 %.2f%%", 100 * sum.top1, 100 * sum.top5);
+        if (sum.checkpoint[0]) mg_log_info("train: last checkpoint %s", sum.checkpoint);
+    }
+    return s;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/fileio.h"
 #include "core/log.h"
@@ -42,7 +43,14 @@ struct mg_loader {
     int64_t next_ret;   /* next batch returned to the consumer */
     int64_t held;       /* batch the consumer holds (-1 none) */
     int in_flight;      /* samples being processed outside the lock */
+    double waited;      /* seconds the consumer spent waiting for batches */
 };
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 void mg_loader_cfg_default(mg_loader_cfg *c, bool train) {
     memset(c, 0, sizeof *c);
@@ -247,7 +255,11 @@ mg_status mg_loader_next(mg_loader *ld, const mg_batch **batch) {
         return MG_OK;
     }
     slot *s = &ld->slots[ld->next_ret % ld->depth];
-    while (!(s->batch == ld->next_ret && s->claimed >= s->b.n && s->done == s->b.n)) pthread_cond_wait(&ld->cv_done, &ld->mu);
+    if (!(s->batch == ld->next_ret && s->claimed >= s->b.n && s->done == s->b.n)) {
+        double t0 = mono_now();
+        while (!(s->batch == ld->next_ret && s->claimed >= s->b.n && s->done == s->b.n)) pthread_cond_wait(&ld->cv_done, &ld->mu);
+        ld->waited += mono_now() - t0;
+    }
     ld->held = ld->next_ret;
     mg_status st = s->status;
     char msg[512];
@@ -259,6 +271,13 @@ mg_status mg_loader_next(mg_loader *ld, const mg_batch **batch) {
 }
 
 int64_t mg_loader_num_batches(const mg_loader *ld) { return mg_sampler_num_batches(&ld->cfg.sampler); }
+
+double mg_loader_wait_seconds(mg_loader *ld) {
+    pthread_mutex_lock(&ld->mu);
+    double w = ld->waited;
+    pthread_mutex_unlock(&ld->mu);
+    return w;
+}
 
 void mg_loader_free(mg_loader *ld) {
     if (!ld) return;

@@ -85,12 +85,50 @@ MG_VECTORIZE static void row_clip(uint8_t *restrict out, const int32_t *restrict
     for (int x = 0; x < n; x++) out[x] = clip8(acc[x]);
 }
 
-/* Resizes src into dst (dst->data holds 3*ow*oh bytes, stride 3*ow); tmp is a scratch buffer. */
-static mg_status resize_into(const mg_image *src, int ow, int oh, uint8_t *dst, uint8_t **tmp, size_t *tmp_cap) {
+/* One row of the horizontal pass for output columns wx..wx+ww-1. Taps past xmax have weight 0, so
+ * summing all ksize taps gives the same integers as Pillow's loop to xmax; a constant ksize
+ * (inlined for 3, 5, 7) lets the compiler unroll. Windows running past the row end use xmax. */
+static inline __attribute__((always_inline)) void hpass_row_k(const uint8_t *in, uint8_t *o, const int *bh, const int32_t *kh, int wx,
+                                                              int ww, int iw, int ksize) {
+    for (int xo = 0; xo < ww; xo++) {
+        int xx = xo + wx;
+        int xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
+        const int32_t *k = &kh[(size_t)xx * ksize];
+        int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+        const uint8_t *p = in + 3 * (size_t)xmin;
+        int taps = xmin + ksize <= iw ? ksize : xmax;
+        if (taps == ksize) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+            for (int x = 0; x < ksize; x++) {
+                s0 += p[3 * x] * k[x];
+                s1 += p[3 * x + 1] * k[x];
+                s2 += p[3 * x + 2] * k[x];
+            }
+        } else {
+            for (int x = 0; x < taps; x++) {
+                s0 += p[3 * x] * k[x];
+                s1 += p[3 * x + 1] * k[x];
+                s2 += p[3 * x + 2] * k[x];
+            }
+        }
+        o[3 * xo] = clip8(s0);
+        o[3 * xo + 1] = clip8(s1);
+        o[3 * xo + 2] = clip8(s2);
+    }
+}
+
+/* Resizes src to ow x oh but computes only the output window (wx, wy, ww, wh), written to dst
+ * (3*ww*wh bytes, stride 3*ww): the same pixels as resizing fully and cropping, for less work (every
+ * output pixel depends only on its own coefficients). tmp is a reusable scratch buffer. */
+static mg_status resize_window(const mg_image *src, int ow, int oh, int wx, int wy, int ww, int wh, uint8_t *dst, uint8_t **tmp,
+                               size_t *tmp_cap) {
     int iw = src->w, ih = src->h;
     int need_h = ow != iw, need_v = oh != ih;
+    size_t dstride = 3 * (size_t)ww;
     if (!need_h && !need_v) {
-        for (int y = 0; y < ih; y++) memcpy(dst + (size_t)y * 3 * ow, src->data + (size_t)y * src->stride, 3 * (size_t)iw);
+        for (int y = 0; y < wh; y++) memcpy(dst + (size_t)y * dstride, src->data + (size_t)(y + wy) * src->stride + 3 * (size_t)wx, dstride);
         return MG_OK;
     }
     int *bh = NULL, *bv = NULL;
@@ -101,16 +139,17 @@ static mg_status resize_into(const mg_image *src, int ow, int oh, uint8_t *dst, 
         free(bh); free(kh); free(bv); free(kv);
         return MG_FAIL(MG_ERR_NOMEM, "resize: cannot allocate coefficients for %dx%d -> %dx%d", iw, ih, ow, oh);
     }
-    int yfirst = bv[0], ylast = bv[oh * 2 - 2] + bv[oh * 2 - 1];
-    const uint8_t *vin = src->data;
+    /* source rows the vertical pass reads for the window rows */
+    int yfirst = bv[wy * 2], ylast = bv[(wy + wh - 1) * 2] + bv[(wy + wh - 1) * 2 + 1];
+    const uint8_t *vin = src->data + 3 * (size_t)wx; /* column window when there is no horizontal pass */
     size_t vstride = src->stride;
     int vrow0 = 0;
     if (need_h) {
-        int rows = need_v ? ylast - yfirst : ih;
-        int r0 = need_v ? yfirst : 0;
+        int rows = need_v ? ylast - yfirst : wh;
+        int r0 = need_v ? yfirst : wy;
         uint8_t *out = dst;
         if (need_v) {
-            size_t bytes = (size_t)rows * 3 * ow;
+            size_t bytes = (size_t)rows * dstride;
             if (bytes > *tmp_cap) {
                 uint8_t *t = realloc(*tmp, bytes);
                 if (!t) { free(bh); free(kh); free(bv); free(kv); return MG_FAIL(MG_ERR_NOMEM, "resize: cannot allocate %zu bytes", bytes); }
@@ -121,42 +160,37 @@ static mg_status resize_into(const mg_image *src, int ow, int oh, uint8_t *dst, 
         }
         for (int y = 0; y < rows; y++) {
             const uint8_t *in = src->data + (size_t)(y + r0) * src->stride;
-            uint8_t *o = out + (size_t)y * 3 * ow;
-            for (int xx = 0; xx < ow; xx++) {
-                int xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
-                const int32_t *k = &kh[(size_t)xx * ksh];
-                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                const uint8_t *p = in + 3 * (size_t)xmin;
-                for (int x = 0; x < xmax; x++) {
-                    s0 += p[3 * x] * k[x];
-                    s1 += p[3 * x + 1] * k[x];
-                    s2 += p[3 * x + 2] * k[x];
-                }
-                o[3 * xx] = clip8(s0);
-                o[3 * xx + 1] = clip8(s1);
-                o[3 * xx + 2] = clip8(s2);
-            }
+            uint8_t *o = out + (size_t)y * dstride;
+            if (ksh == 3) hpass_row_k(in, o, bh, kh, wx, ww, iw, 3);
+            else if (ksh == 5) hpass_row_k(in, o, bh, kh, wx, ww, iw, 5);
+            else if (ksh == 7) hpass_row_k(in, o, bh, kh, wx, ww, iw, 7);
+            else hpass_row_k(in, o, bh, kh, wx, ww, iw, ksh);
         }
         vin = out;
-        vstride = 3 * (size_t)ow;
+        vstride = dstride;
         vrow0 = r0;
     }
     if (need_v) {
-        int rowlen = 3 * ow;
+        int rowlen = 3 * ww;
         int32_t acc[4096 * 3];
         int32_t *accp = rowlen <= 4096 * 3 ? acc : malloc(sizeof(int32_t) * rowlen);
         if (!accp) { free(bh); free(kh); free(bv); free(kv); return MG_FAIL(MG_ERR_NOMEM, "resize: cannot allocate a row"); }
-        for (int yy = 0; yy < oh; yy++) {
+        for (int yo = 0; yo < wh; yo++) {
+            int yy = yo + wy;
             int ymin = bv[yy * 2] - vrow0, ymax = bv[yy * 2 + 1];
             const int32_t *k = &kv[(size_t)yy * ksv];
             for (int x = 0; x < rowlen; x++) accp[x] = 1 << (PRECISION_BITS - 1);
             for (int y = 0; y < ymax; y++) row_madd(accp, vin + (size_t)(y + ymin) * vstride, k[y], rowlen);
-            row_clip(dst + (size_t)yy * rowlen, accp, rowlen);
+            row_clip(dst + (size_t)yo * rowlen, accp, rowlen);
         }
         if (accp != acc) free(accp);
     }
     free(bh); free(kh); free(bv); free(kv);
     return MG_OK;
+}
+
+static mg_status resize_into(const mg_image *src, int ow, int oh, uint8_t *dst, uint8_t **tmp, size_t *tmp_cap) {
+    return resize_window(src, ow, oh, 0, 0, ow, oh, dst, tmp, tmp_cap);
 }
 
 mg_status mg_image_resize(const mg_image *src, int out_w, int out_h, mg_image *dst) {
@@ -456,12 +490,6 @@ static mg_status ws_reserve(mg_image *img, size_t *cap, int w, int h) {
     return MG_OK;
 }
 
-/* Resizes view v to ow x oh into ws->b (using ws->a's spare buffer as the temporary). */
-static mg_status resize_to_ws(const mg_image *v, int ow, int oh, mg_transform_ws *ws, uint8_t **tmp, size_t *tcap) {
-    MG_TRY(ws_reserve(&ws->b, &ws->cap_b, ow, oh));
-    return resize_into(v, ow, oh, ws->b.data, tmp, tcap);
-}
-
 /* Runs the pipeline on encoded bytes (buf) or on an already decoded image (pre, borrowed). */
 mg_status data_transform_run(const mg_transform_cfg *c, const void *buf, size_t size, const mg_image *pre, uint64_t seed,
                              uint64_t epoch, uint64_t position, mg_transform_ws *ws, float *out, size_t out_cap, int *pow,
@@ -511,17 +539,16 @@ mg_status data_transform_run(const mg_transform_cfg *c, const void *buf, size_t 
     size_t tcap = ws->cap_a;
     ws->a.data = NULL;
     ws->cap_a = 0;
-    mg_status st = resize_to_ws(&v, rw, rh, ws, &tmp, &tcap);
+    /* resize to rw x rh, keeping only the centred ow x oh window (test-time centre crop) */
+    int cx = 0, cy = 0;
+    if (rw != ow || rh != oh) mg_center_crop_box(rw, rh, ow, oh, &cx, &cy);
+    mg_status st = ws_reserve(&ws->b, &ws->cap_b, ow, oh);
+    if (st == MG_OK) st = resize_window(&v, rw, rh, cx, cy, ow, oh, ws->b.data, &tmp, &tcap);
     ws->a.data = tmp;
     ws->cap_a = tcap;
     if (!pre) mg_image_free(&img);
     MG_TRY(st);
     mg_image res = ws->b;
-    if (rw != ow || rh != oh) {
-        int cx, cy;
-        mg_center_crop_box(rw, rh, ow, oh, &cx, &cy);
-        res = mg_image_view(&ws->b, cx, cy, ow, oh);
-    }
     float off[3];
     bool lighting = false;
     if (random_geo) {

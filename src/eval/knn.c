@@ -8,7 +8,7 @@
 
 #include "core/threadpool.h"
 
-#define KNN_DEFAULT_QB 256
+#define KNN_DEFAULT_QB 1024
 #define KNN_DEFAULT_DBB 2048
 
 struct mg_knn {

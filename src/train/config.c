@@ -41,7 +41,7 @@ static const char *const LR_SCHEDULES[] = {"step", "steps", "linear", "poly", "c
 static const char *const AUGMENTATIONS[] = {"none", "torch", "full"};
 static const char *const OPTIMIZERS[] = {"momentum", "thor"};
 static const char *const NORMS[] = {"active", "pairs"};
-static const char *const ARCHS[] = {"resnet50"};
+static const char *const ARCHS[] = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "se_resnet50"};
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 #define OFF(f) offsetof(mg_config, f)

@@ -49,6 +49,12 @@ for s in (64, 90):
     save("classic_u8_%d" % s, np.asarray(t))
     save("classic_%d" % s, F.normalize(F.to_tensor(t), mean, std).numpy())
 
+# short side already int(256/224*64) = 73: Resize is the identity, only the centre crop remains
+img73 = make_image(120, 73)
+img73.save(os.path.join(out, "src73.png"))
+t = F.center_crop(F.resize(img73, 73), 64)
+save("classic73_64", F.normalize(F.to_tensor(t), mean, std).numpy())
+
 # MultiGrain rect mode: longer side to s*, other side int(s * short / long) (multigrain Resize(largest=True))
 for s in (80, 200):
     w, h = img.size

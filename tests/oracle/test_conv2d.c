@@ -3,8 +3,8 @@
  * odd H/W, stride 2 with padding, 1x1 stride 2, groups, depthwise, dilation 2, H = 1, W = 1, the 7x7
  * stride-2 stem, rectangular kernels with mixed strides/padding/dilation, padding wider than half
  * the kernel, strides that drop the input's tail. Every backend of this build is checked: the
- * reference loops, im2col + sgemm, and oneDNN in its plain, blocked and per-op automatic layouts. Backward weights is
- * called twice from zero and must give exactly twice the gradient (the accumulation rule), while
+ * reference loops, im2col + sgemm, and oneDNN in its plain, blocked and per-op automatic layouts. Backward
+ * weights is called twice from zero and must give exactly twice the gradient (the accumulation rule), while
  * dx must be written (the buffer starts as NaN).
  *
  * Tolerance: |got - ref| <= 1e-6 * L + 1e-5 + 1e-4 * |ref|, L = the output's reduction length. Inputs
@@ -91,7 +91,8 @@ static void run_case(const char *cname, const mg_conv2d_desc *d) {
         if (d->has_bias) check(cname, v->name, "backward db", db, db_ref.data, nk, red_bw);
         mg_assert_ok(mg_conv2d_backward_weights(&plan, x.data, dy.data, dw, d->has_bias ? db : NULL));
         check(cname, v->name, "backward dw after 2 calls (accumulates)", dw, dw2, nw, 2 * red_bw);
-        if (d->has_bias) check(cname, v->name, "backward db after 2 calls (accumulates)", db, db2, nk, 2 * red_bw);
+        if (d->has_bias)
+            check(cname, v->name, "backward db after 2 calls (accumulates)", db, db2, nk, 2 * red_bw);
         printf("  %-22s %-15s ok (%s)\n", cname, v->name, mg_conv2d_plan_impl_name(&plan));
         mg_conv2d_plan_free(&plan);
     }
@@ -109,9 +110,9 @@ static void test_conv2d_vs_torch(void **state) {
     char cname[128];
     mg_conv2d_desc d;
     int cases = 0;
-    while (fscanf(f, "%127s %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", cname, &d.n, &d.c, &d.h, &d.w, &d.k,
-                  &d.r, &d.s, &d.stride_h, &d.stride_w, &d.pad_h, &d.pad_w, &d.dil_h, &d.dil_w, &d.groups,
-                  &d.has_bias) == 16) {
+    while (fscanf(f, "%127s %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", cname, &d.n, &d.c, &d.h, &d.w,
+                  &d.k, &d.r, &d.s, &d.stride_h, &d.stride_w, &d.pad_h, &d.pad_w, &d.dil_h, &d.dil_w,
+                  &d.groups, &d.has_bias) == 16) {
         run_case(cname, &d);
         cases++;
     }

@@ -146,6 +146,49 @@ static void test_bad_files(void **state) {
     assert_int_equal(mg_image_decode_file(opath("rgb.png"), &o, &img), MG_ERR_FORMAT);
 }
 
+/* Corrupted inputs (random byte flips and truncations of valid files) must give MG_OK or an error,
+ * never a crash; the ASan build turns any out-of-bounds access into a failure. */
+static void test_corruption_never_crashes(void **state) {
+    (void)state;
+    const char *names[4] = {"rgb420.jpg", "progressive.jpg", "cmyk.jpg", "palette.png"};
+    uint64_t x = 88172645463325252ULL;
+    for (int f = 0; f < 4; f++) {
+        FILE *fp = fopen(opath(names[f]), "rb");
+        assert_non_null(fp);
+        fseek(fp, 0, SEEK_END);
+        size_t size = (size_t)ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        uint8_t *orig = malloc(size), *buf = malloc(size);
+        assert_int_equal(fread(orig, 1, size, fp), size);
+        fclose(fp);
+        int ok = 0, bad = 0;
+        for (int t = 0; t < 60; t++) {
+            memcpy(buf, orig, size);
+            size_t n = size;
+            for (int k = 0; k < 1 + t % 4; k++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                buf[x % size] ^= (uint8_t)(1u << (x >> 40) % 8);
+            }
+            if (t % 3 == 0) n = (size_t)(x >> 20) % size;
+            mg_image img;
+            mg_decode_opts o;
+            mg_decode_opts_default(&o);
+            o.allow_truncated = t % 2;
+            o.min_w = t % 5 ? 0 : 20;
+            if (mg_image_decode_mem(buf, n, &o, &img, NULL) == MG_OK) {
+                ok++;
+                assert_true(img.w > 0 && img.h > 0);
+                mg_image_free(&img);
+            } else {
+                bad++;
+            }
+        }
+        printf("%-16s corrupted: %d decoded, %d refused\n", names[f], ok, bad);
+        free(orig);
+        free(buf);
+    }
+}
+
 int main(void) {
     if (mg_test_oracle_unavailable()) return MG_TEST_SKIP;
     const struct CMUnitTest tests[] = {
@@ -153,6 +196,7 @@ int main(void) {
         cmocka_unit_test(test_dct_scaling),
         cmocka_unit_test(test_exif_orientation),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_corruption_never_crashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

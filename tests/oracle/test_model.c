@@ -32,7 +32,6 @@ static void compare(const char *what, const float *got, const mg_st_tensor *ref,
     float *r = f32(ref);
     double mx = 0;
     for (int64_t i = 0; i < ref->count; i++) mx = fmax(mx, fabs(r[i]));
-    if (getenv("MG_DEBUG_ALL")) { double e = 0; for (int64_t i = 0; i < ref->count; i++) e = fmax(e, fabs(got[i] - r[i])); if (e > rel_atol * mx + rtol * mx) fprintf(stderr, "DBG %s maxerr %g scale %g\n", what, e, mx); } else
     mg_test_assert_close(what, got, r, (size_t)ref->count, rel_atol * mx + 1e-30, rtol);
     free(r);
 }

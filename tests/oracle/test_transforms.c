@@ -88,6 +88,19 @@ static void test_classic_and_rect(void **state) {
         mg_npy_free(&ref);
         free(t);
     }
+    {
+        char p73[4096];
+        snprintf(p73, sizeof p73, "%s/src73.png", mg_test_oracle_dir());
+        float *t;
+        int w, h;
+        mg_assert_ok(mg_image_load_tensor(p73, MG_EVAL_CROP, 64, &t, &w, &h));
+        mg_npy ref;
+        mg_test_load("classic73_64", &ref);
+        assert_int_equal(ref.count, 3 * 64 * 64);
+        mg_test_assert_close("classic73_64", t, ref.data, (size_t)ref.count, 1.0 / 255 / 0.224 + 1e-5, 0);
+        mg_npy_free(&ref);
+        free(t);
+    }
     int rs[2] = {80, 200};
     for (int k = 0; k < 2; k++) {
         float *t;

@@ -34,10 +34,10 @@ typedef struct {
     mg_conv2d_desc d;
 } shape;
 
-#define CONV(nn, cc, hh, kk, rr, st, pd, bias)                                                                   \
-    {                                                                                                            \
-        .n = nn, .c = cc, .h = hh, .w = hh, .k = kk, .r = rr, .s = rr, .stride_h = st, .stride_w = st,           \
-        .pad_h = pd, .pad_w = pd, .dil_h = 1, .dil_w = 1, .groups = 1, .has_bias = bias                          \
+#define CONV(nn, cc, hh, kk, rr, st, pd, bias)                                                               \
+    {                                                                                                        \
+        .n = nn, .c = cc, .h = hh, .w = hh, .k = kk, .r = rr, .s = rr, .stride_h = st, .stride_w = st,       \
+        .pad_h = pd, .pad_w = pd, .dil_h = 1, .dil_w = 1, .groups = 1, .has_bias = bias                      \
     }
 
 static const shape k_shapes[] = {
@@ -83,7 +83,8 @@ static void test_fast_matches_reference(void **state) {
         const size_t nk = (size_t)sh->d.k;
         float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(nk), *dy = rand_buf(ny);
         float *dw0 = rand_buf(nw), *db0 = rand_buf(nk); /* accumulation starting values */
-        float *y_ref = malloc(ny * 4), *dx_ref = malloc(nx * 4), *dw_ref = malloc(nw * 4), *db_ref = malloc(nk * 4);
+        float *y_ref = malloc(ny * 4), *dx_ref = malloc(nx * 4), *dw_ref = malloc(nw * 4),
+              *db_ref = malloc(nk * 4);
         float *y = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4), *db = malloc(nk * 4);
         const float *bias = sh->d.has_bias ? b : NULL;
         memcpy(dw_ref, dw0, nw * 4);
@@ -137,12 +138,14 @@ static void test_shared_workspace(void **state) {
     if (ws > 0) {
         buf = aligned_alloc(64, (ws + 63) / 64 * 64);
         assert_non_null(buf);
-        assert_int_equal(mg_conv2d_plan_set_workspace(&b, (char *)buf + 4, ws), MG_ERR_INVALID_ARG); /* misaligned */
-        assert_int_equal(mg_conv2d_plan_set_workspace(&b, buf, ws - 1), MG_ERR_INVALID_ARG);         /* too small */
+        assert_int_equal(mg_conv2d_plan_set_workspace(&b, (char *)buf + 4, ws),
+                         MG_ERR_INVALID_ARG);                                                /* misaligned */
+        assert_int_equal(mg_conv2d_plan_set_workspace(&b, buf, ws - 1), MG_ERR_INVALID_ARG); /* too small */
         mg_assert_ok(mg_conv2d_plan_set_workspace(&b, buf, ws));
     }
     size_t nx = mg_conv2d_x_size(&a), nw = mg_conv2d_w_size(&a), ny = mg_conv2d_y_size(&a);
-    float *x = rand_buf(nx), *w = rand_buf(nw), *bias = rand_buf(32), *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *bias = rand_buf(32), *y1 = malloc(ny * 4),
+          *y2 = malloc(ny * 4);
     mg_assert_ok(mg_conv2d_forward(&a, x, w, bias, y1));
     mg_assert_ok(mg_conv2d_forward(&b, x, w, bias, y2));
     assert_memory_equal(y1, y2, ny * 4);
@@ -198,9 +201,11 @@ static void test_bad_shapes(void **state) {
 
 static void test_null_buffers(void **state) {
     (void)state;
-    const mg_conv2d_backend backends[] = {MG_CONV2D_REFERENCE, MG_CONV2D_IM2COL,
+    const mg_conv2d_backend backends[] = {
+        MG_CONV2D_REFERENCE,
+        MG_CONV2D_IM2COL,
 #if MG_HAVE_ONEDNN
-                                          MG_CONV2D_DNNL
+        MG_CONV2D_DNNL
 #endif
     };
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
@@ -234,7 +239,8 @@ static void test_null_buffers(void **state) {
 #if !MG_HAVE_ONEDNN
     mg_conv2d_desc d = good();
     mg_conv2d_plan plan;
-    assert_int_equal(mg_conv2d_plan_init_ex(&plan, &d, MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_AUTO), MG_ERR_UNSUPPORTED);
+    assert_int_equal(mg_conv2d_plan_init_ex(&plan, &d, MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_AUTO),
+                     MG_ERR_UNSUPPORTED);
 #endif
 }
 
@@ -257,8 +263,10 @@ static void test_impl_selection(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fast_matches_reference), cmocka_unit_test(test_shared_workspace),
-        cmocka_unit_test(test_bad_shapes),             cmocka_unit_test(test_null_buffers),
+        cmocka_unit_test(test_fast_matches_reference),
+        cmocka_unit_test(test_shared_workspace),
+        cmocka_unit_test(test_bad_shapes),
+        cmocka_unit_test(test_null_buffers),
         cmocka_unit_test(test_impl_selection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

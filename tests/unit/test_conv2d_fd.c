@@ -82,30 +82,87 @@ static void check_shape(const char *name, mg_conv2d_desc d) {
 
 static void test_fd(void **state) {
     (void)state;
-    check_shape("groups 2, stride 2, pad 1, bias",
-                (mg_conv2d_desc){.n = 2, .c = 4, .h = 5, .w = 6, .k = 6, .r = 3, .s = 3, .stride_h = 2,
-                                 .stride_w = 2, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 2,
-                                 .has_bias = 1});
-    check_shape("rect 2x3, stride (1,2), pad (1,0), dil (2,1)",
-                (mg_conv2d_desc){.n = 1, .c = 3, .h = 7, .w = 5, .k = 2, .r = 2, .s = 3, .stride_h = 1,
-                                 .stride_w = 2, .pad_h = 1, .pad_w = 0, .dil_h = 2, .dil_w = 1, .groups = 1,
-                                 .has_bias = 1});
-    check_shape("depthwise 3x3, no bias",
-                (mg_conv2d_desc){.n = 1, .c = 3, .h = 4, .w = 4, .k = 3, .r = 3, .s = 3, .stride_h = 1,
-                                 .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 3,
-                                 .has_bias = 0});
-    check_shape("stride 3 drops the tail, pad 2",
-                (mg_conv2d_desc){.n = 2, .c = 2, .h = 8, .w = 7, .k = 3, .r = 3, .s = 2, .stride_h = 3,
-                                 .stride_w = 3, .pad_h = 2, .pad_w = 0, .dil_h = 1, .dil_w = 1, .groups = 1,
-                                 .has_bias = 1});
+    check_shape("groups 2, stride 2, pad 1, bias", (mg_conv2d_desc){.n = 2,
+                                                                    .c = 4,
+                                                                    .h = 5,
+                                                                    .w = 6,
+                                                                    .k = 6,
+                                                                    .r = 3,
+                                                                    .s = 3,
+                                                                    .stride_h = 2,
+                                                                    .stride_w = 2,
+                                                                    .pad_h = 1,
+                                                                    .pad_w = 1,
+                                                                    .dil_h = 1,
+                                                                    .dil_w = 1,
+                                                                    .groups = 2,
+                                                                    .has_bias = 1});
+    check_shape("rect 2x3, stride (1,2), pad (1,0), dil (2,1)", (mg_conv2d_desc){.n = 1,
+                                                                                 .c = 3,
+                                                                                 .h = 7,
+                                                                                 .w = 5,
+                                                                                 .k = 2,
+                                                                                 .r = 2,
+                                                                                 .s = 3,
+                                                                                 .stride_h = 1,
+                                                                                 .stride_w = 2,
+                                                                                 .pad_h = 1,
+                                                                                 .pad_w = 0,
+                                                                                 .dil_h = 2,
+                                                                                 .dil_w = 1,
+                                                                                 .groups = 1,
+                                                                                 .has_bias = 1});
+    check_shape("depthwise 3x3, no bias", (mg_conv2d_desc){.n = 1,
+                                                           .c = 3,
+                                                           .h = 4,
+                                                           .w = 4,
+                                                           .k = 3,
+                                                           .r = 3,
+                                                           .s = 3,
+                                                           .stride_h = 1,
+                                                           .stride_w = 1,
+                                                           .pad_h = 1,
+                                                           .pad_w = 1,
+                                                           .dil_h = 1,
+                                                           .dil_w = 1,
+                                                           .groups = 3,
+                                                           .has_bias = 0});
+    check_shape("stride 3 drops the tail, pad 2", (mg_conv2d_desc){.n = 2,
+                                                                   .c = 2,
+                                                                   .h = 8,
+                                                                   .w = 7,
+                                                                   .k = 3,
+                                                                   .r = 3,
+                                                                   .s = 2,
+                                                                   .stride_h = 3,
+                                                                   .stride_w = 3,
+                                                                   .pad_h = 2,
+                                                                   .pad_w = 0,
+                                                                   .dil_h = 1,
+                                                                   .dil_w = 1,
+                                                                   .groups = 1,
+                                                                   .has_bias = 1});
 }
 
 /* The float and double instantiations of the reference are the same code: same answers to float
  * precision (guards against the two copies drifting apart). */
 static void test_f32_matches_f64(void **state) {
     (void)state;
-    mg_conv2d_desc d = {.n = 2, .c = 4, .h = 6, .w = 5, .k = 4, .r = 3, .s = 3, .stride_h = 2, .stride_w = 1,
-                        .pad_h = 1, .pad_w = 2, .dil_h = 1, .dil_w = 2, .groups = 2, .has_bias = 1};
+    mg_conv2d_desc d = {.n = 2,
+                        .c = 4,
+                        .h = 6,
+                        .w = 5,
+                        .k = 4,
+                        .r = 3,
+                        .s = 3,
+                        .stride_h = 2,
+                        .stride_w = 1,
+                        .pad_h = 1,
+                        .pad_w = 2,
+                        .dil_h = 1,
+                        .dil_w = 2,
+                        .groups = 2,
+                        .has_bias = 1};
     int p, q;
     mg_assert_ok(mg_conv2d_out_size(&d, &p, &q));
     const size_t nx = (size_t)d.n * d.c * d.h * d.w, nw = (size_t)d.k * (d.c / d.groups) * d.r * d.s;

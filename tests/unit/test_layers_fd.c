@@ -317,6 +317,38 @@ static void test_pdist_zero_distance(void **state) {
     mg_layers_force_impl(-1);
 }
 
+/* ---------------- max pool: NaN and -inf, hand-computed ---------------- */
+static void test_maxpool_nan_inf(void **state) {
+    (void)state;
+    /* 1x1x3x4, kernel 2x2 stride 2, no padding: windows {0,1,4,5} and {2,3,6,7} of the first two rows.
+     * torch CPU: NaN wins and, being compared as "v > best || isnan(v)", the LAST NaN in row-major
+     * window order is kept; all -inf keeps the first element (both checked with torch 1.13). Row 2 is
+     * not covered (floor mode). */
+    float x[12] = {1, NAN, -INFINITY, -INFINITY, NAN, 2, -INFINITY, -INFINITY, 9, 9, 9, 9}, y[2];
+    int32_t am[2];
+    mg_win2d win = {2, 2, 2, 2, 0, 0};
+    for (int ii = 0; ii < 2; ii++) {
+        mg_layers_force_impl(IMPLS[ii]);
+        mg_assert_ok(mg_maxpool2d_forward(1, 1, 3, 4, &win, x, y, am));
+        assert_true(isnan(y[0]));
+        assert_int_equal(am[0], 4);
+        assert_true(y[1] == -INFINITY);
+        assert_int_equal(am[1], 2);
+    }
+    /* ties without NaN: first maximum in row-major order, also across rows (fast path is separable) */
+    float t[16] = {0, 1, 5, 0, 5, 5, 1, 5, 2, 2, 2, 2, 2, 2, 2, 2}, ty[4];
+    int32_t tam[4];
+    for (int ii = 0; ii < 2; ii++) {
+        mg_layers_force_impl(IMPLS[ii]);
+        mg_assert_ok(mg_maxpool2d_forward(1, 1, 4, 4, &win, t, ty, tam));
+        assert_int_equal(tam[0], 4); /* window {0,1,4,5} = {0,1,5,5}: first 5 at index 4 */
+        assert_int_equal(tam[1], 2); /* window {2,3,6,7} = {5,0,1,5}: index 2 */
+        assert_int_equal(tam[2], 8);
+        assert_int_equal(tam[3], 10);
+    }
+    mg_layers_force_impl(-1);
+}
+
 /* ---------------- SGD against hand-computed steps ---------------- */
 static void test_sgd_hand(void **state) {
     (void)state;
@@ -402,6 +434,35 @@ static void test_bad_input(void **state) {
         EXPECT_INVALID(mg_win2d_out_size(&win, 4, 4, NULL, NULL));
         am[0] = 0;
     }
+    mg_layers_force_impl(-1);
+}
+
+/* ---------------- BN on a channel far from zero: fast vs the double-accumulating reference ---------- */
+static void test_bn_large_mean(void **state) {
+    (void)state;
+    /* x = 40 + 0.1 N(0,1) over 2x56x56 = 6272 values per channel. Summing raw x in float lanes would
+     * lose ~1e-3 absolute on block sums of ~1e4 and shift the mean by ~1e-6..1e-5, i.e. up to 1e-4 of a
+     * standard deviation; the fast path sums deviations from the channel's first value instead, and
+     * computes dx as torch does, (dy - mean dy - (x - mean) k) scale. Both paths then agree to the
+     * rounding of the float mean (2e-6 = 2e-5 std), i.e. ~2e-5 relative on y, dx, dw (tolerance 1e-4). */
+    const int n = 2, c = 4, h = 56, w = 56;
+    size_t N = (size_t)n * c * h * w;
+    float *x = rnd(N, 0.1f, 40.0f), *dy = rnd(N, 1.0f, 0), *wt = rnd(c, 0.2f, 1.0f), *b = rnd(c, 0.2f, 0);
+    float *y[2], *dx[2], *dwb[2];
+    for (int ii = 0; ii < 2; ii++) {
+        mg_layers_force_impl(IMPLS[ii]);
+        y[ii] = zeros(N), dx[ii] = zeros(N), dwb[ii] = zeros(2 * (size_t)c);
+        float *sm = zeros(c), *si = zeros(c);
+        mg_bn2d_args a = mg_bn2d_default_args(MG_BN_TRAIN, n, c, h, w);
+        mg_assert_ok(mg_bn2d_forward(&a, x, wt, b, NULL, NULL, sm, si, y[ii]));
+        mg_assert_ok(mg_bn2d_backward(&a, x, dy, wt, sm, si, dx[ii], dwb[ii], dwb[ii] + c));
+        free(sm), free(si);
+    }
+    mg_test_assert_close("bn large mean y", y[1], y[0], N, 1e-4, 1e-4);
+    mg_test_assert_close("bn large mean dx", dx[1], dx[0], N, 1e-4, 1e-4);
+    mg_test_assert_close("bn large mean dw db", dwb[1], dwb[0], 2 * (size_t)c, 1e-4, 1e-4);
+    for (int ii = 0; ii < 2; ii++) free(y[ii]), free(dx[ii]), free(dwb[ii]);
+    free(x), free(dy), free(wt), free(b);
     mg_layers_force_impl(-1);
 }
 
@@ -508,6 +569,7 @@ int main(void) {
         cmocka_unit_test(test_fd_gem),        cmocka_unit_test(test_fd_matrix_ops),
         cmocka_unit_test(test_fd_eltwise),    cmocka_unit_test(test_pdist_zero_distance),
         cmocka_unit_test(test_sgd_hand),      cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_maxpool_nan_inf), cmocka_unit_test(test_bn_large_mean),
         cmocka_unit_test(test_fast_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,12 +143,15 @@ static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
     for (size_t c = c0; c < c1; c++) {
         float mean, invstd;
         if (a->mode == MG_BN_TRAIN) {
+            /* shifted sums: deviations from the channel's first value, so |mean| >> std stays accurate */
+            float shift = t->x[c * hw];
             double s = 0, v = 0;
-            for (int n = 0; n < a->n; n++) s += mg_simd_sum(t->x + n * chw + c * hw, hw);
-            mean = (float)(s / count);
+            for (int n = 0; n < a->n; n++) s += mg_simd_sum(t->x + n * chw + c * hw, hw, shift);
+            double mean_d = (double)shift + s / count;
+            mean = (float)mean_d;
             for (int n = 0; n < a->n; n++) v += mg_simd_sumsq_dev(t->x + n * chw + c * hw, hw, mean);
-            /* v is centred on the float mean: add the (tiny) correction for its rounding */
-            double dm = s / count - (double)mean, var = v / count - dm * dm;
+            /* v is centred on the float mean: remove the (tiny) offset of its rounding */
+            double dm = mean_d - (double)mean, var = v / count - dm * dm;
             if (var < 0) var = 0;
             invstd = (float)(1.0 / sqrt(var + (double)a->eps));
             if (t->running_mean)
@@ -175,17 +178,19 @@ static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
     }
 }
 
-/* dx = g*A + x*B + C (dx may be g: the in-place variant) */
-__attribute__((noinline)) static void bn_dx_kernel(const float *restrict g, const float *restrict x, float *restrict dx, size_t n, float A,
-                         float B, float C) {
+/* dx = (g - mdy - (x - mean) k) scale, in torch's order: x - mean first (exact for nearby values), so
+ * channels with |mean| >> std do not lose digits to cancellation. dx may be g: the in-place variant. */
+__attribute__((noinline)) static void bn_dx_kernel(const float *restrict g, const float *restrict x, float *restrict dx,
+                                                   size_t n, float mean, float k, float mdy, float scale) {
     size_t n8 = n & ~(size_t)7;
-    for (size_t i = 0; i < n8; i++) dx[i] = g[i] * A + x[i] * B + C;
-    for (size_t i = n8; i < n; i++) dx[i] = g[i] * A + x[i] * B + C;
+    for (size_t i = 0; i < n8; i++) dx[i] = (g[i] - mdy - (x[i] - mean) * k) * scale;
+    for (size_t i = n8; i < n; i++) dx[i] = (g[i] - mdy - (x[i] - mean) * k) * scale;
 }
-__attribute__((noinline)) static void bn_dx_kernel_inplace(float *restrict g, const float *restrict x, size_t n, float A, float B, float C) {
+__attribute__((noinline)) static void bn_dx_kernel_inplace(float *restrict g, const float *restrict x, size_t n,
+                                                           float mean, float k, float mdy, float scale) {
     size_t n8 = n & ~(size_t)7;
-    for (size_t i = 0; i < n8; i++) g[i] = g[i] * A + x[i] * B + C;
-    for (size_t i = n8; i < n; i++) g[i] = g[i] * A + x[i] * B + C;
+    for (size_t i = 0; i < n8; i++) g[i] = (g[i] - mdy - (x[i] - mean) * k) * scale;
+    for (size_t i = n8; i < n; i++) g[i] = (g[i] - mdy - (x[i] - mean) * k) * scale;
 }
 
 static void bn_backward_fast_range(void *p, size_t c0, size_t c1) {
@@ -201,21 +206,18 @@ static void bn_backward_fast_range(void *p, size_t c0, size_t c1) {
         if (t->dweight) t->dweight[c] += (float)(sdyx * invstd);
         if (t->dbias) t->dbias[c] += (float)sdy;
         if (!t->dx) continue;
-        float scale = invstd * (t->weight ? t->weight[c] : 1.0f);
-        float A = scale, B = 0.0f, C = 0.0f;
-        if (a->mode == MG_BN_TRAIN) {
-            /* (g - mdy - (x-mean) k) scale = g scale + x (-k scale) + (mean k - mdy) scale */
-            double mdy = sdy / count, k = sdyx / count * (double)invstd * (double)invstd;
-            B = (float)(-k * scale);
-            C = (float)(((double)mean * k - mdy) * scale);
+        float scale = invstd * (t->weight ? t->weight[c] : 1.0f), mdy = 0.0f, k = 0.0f;
+        if (a->mode == MG_BN_TRAIN) { /* EVAL/FROZEN: k = mdy = 0, dx = g scale */
+            mdy = (float)(sdy / count);
+            k = (float)(sdyx / count * (double)invstd * (double)invstd);
         }
         for (int n = 0; n < a->n; n++) {
             const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
             float *dp = t->dx + n * chw + c * hw;
             if (dp == gp)
-                bn_dx_kernel_inplace(dp, xp, hw, A, B, C);
+                bn_dx_kernel_inplace(dp, xp, hw, mean, k, mdy, scale);
             else
-                bn_dx_kernel(gp, xp, dp, hw, A, B, C);
+                bn_dx_kernel(gp, xp, dp, hw, mean, k, mdy, scale);
         }
     }
 }

@@ -22,33 +22,36 @@
 static mg_status desc_check(const mg_conv2d_desc *d, int *p_out, int *q_out) {
     if (!d) return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: descriptor is NULL");
     if (d->n < 1 || d->c < 1 || d->h < 1 || d->w < 1)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: input shape [N=%d, C=%d, H=%d, W=%d] must be positive", d->n,
-                       d->c, d->h, d->w);
+        return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: input shape [N=%d, C=%d, H=%d, W=%d] must be positive",
+                       d->n, d->c, d->h, d->w);
     if (d->k < 1 || d->r < 1 || d->s < 1)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: output channels K=%d and kernel R=%d x S=%d must be positive",
-                       d->k, d->r, d->s);
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "conv2d: output channels K=%d and kernel R=%d x S=%d must be positive", d->k, d->r,
+                       d->s);
     if (d->stride_h < 1 || d->stride_w < 1)
         return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: stride (%d, %d) must be >= 1", d->stride_h, d->stride_w);
     if (d->dil_h < 1 || d->dil_w < 1)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: dilation (%d, %d) must be >= 1 (1 = dense kernel)", d->dil_h,
-                       d->dil_w);
+        return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: dilation (%d, %d) must be >= 1 (1 = dense kernel)",
+                       d->dil_h, d->dil_w);
     if (d->pad_h < 0 || d->pad_w < 0)
         return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: padding (%d, %d) must be >= 0", d->pad_h, d->pad_w);
     if (d->groups < 1) return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: groups=%d must be >= 1", d->groups);
     if (d->c % d->groups || d->k % d->groups)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: channels C=%d and K=%d must both be divisible by groups=%d",
-                       d->c, d->k, d->groups);
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "conv2d: channels C=%d and K=%d must both be divisible by groups=%d", d->c, d->k,
+                       d->groups);
     if (d->has_bias != 0 && d->has_bias != 1)
         return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: has_bias must be 0 or 1, found %d", d->has_bias);
     const int64_t ext_h = (int64_t)d->dil_h * (d->r - 1) + 1, ext_w = (int64_t)d->dil_w * (d->s - 1) + 1;
     const int64_t span_h = (int64_t)d->h + 2 * (int64_t)d->pad_h - ext_h;
     const int64_t span_w = (int64_t)d->w + 2 * (int64_t)d->pad_w - ext_w;
     if (span_h < 0 || span_w < 0)
-        return MG_FAIL(MG_ERR_INVALID_ARG,
-                       "conv2d: the dilated kernel (%lld x %lld) is larger than the padded input (%lld x %lld): "
-                       "the output would be empty",
-                       (long long)ext_h, (long long)ext_w, (long long)d->h + 2 * d->pad_h,
-                       (long long)d->w + 2 * d->pad_w);
+        return MG_FAIL(
+            MG_ERR_INVALID_ARG,
+            "conv2d: the dilated kernel (%lld x %lld) is larger than the padded input (%lld x %lld): "
+            "the output would be empty",
+            (long long)ext_h, (long long)ext_w, (long long)d->h + 2 * d->pad_h,
+            (long long)d->w + 2 * d->pad_w);
     const int64_t p = span_h / d->stride_h + 1, q = span_w / d->stride_w + 1;
     /* Every tensor must be addressable with 63-bit element counts and each dimension with int. */
     const double big = 9.0e15;
@@ -65,7 +68,8 @@ mg_status mg_conv2d_out_size(const mg_conv2d_desc *d, int *p, int *q) { return d
 static mg_status plan_check(const mg_conv2d_plan *plan, const char *fn) {
     if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: plan is NULL", fn);
     if (plan->backend == MG_CONV2D_AUTO || plan->p < 1)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: plan is not initialised (call mg_conv2d_plan_init first)", fn);
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: plan is not initialised (call mg_conv2d_plan_init first)",
+                       fn);
     return MG_OK;
 }
 
@@ -78,7 +82,8 @@ static mg_status bias_check(const mg_conv2d_plan *plan, const char *fn, const ch
     if (plan->d.has_bias && !b)
         return MG_FAIL(MG_ERR_INVALID_ARG, "%s: the plan has a bias (has_bias=1) but '%s' is NULL", fn, name);
     if (!plan->d.has_bias && b)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: the plan has no bias (has_bias=0) but '%s' is not NULL", fn, name);
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: the plan has no bias (has_bias=0) but '%s' is not NULL", fn,
+                       name);
     return MG_OK;
 }
 
@@ -155,8 +160,8 @@ static void im2col_forward(mg_conv2d_plan *plan, const float *x, const float *w,
                     for (int i = 0; i < pq; i++) yg[(size_t)k * pq + i] = b[g * kg + k];
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, pq, crs, 1.0f, w + (size_t)g * kg * crs, crs,
-                        cm, pq, beta, yg, pq);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, pq, crs, 1.0f,
+                        w + (size_t)g * kg * crs, crs, cm, pq, beta, yg, pq);
         }
 }
 
@@ -170,13 +175,14 @@ static void im2col_backward_data(mg_conv2d_plan *plan, const float *dy, const fl
             float *dxg = dx + ((size_t)n * d->c + (size_t)g * cg) * d->h * d->w;
             const float *dyg = dy + ((size_t)n * d->k + (size_t)g * kg) * pq;
             float *cm = im2col_is_identity(d) ? dxg : col;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, crs, pq, kg, 1.0f, w + (size_t)g * kg * crs, crs,
-                        dyg, pq, 0.0f, cm, pq);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, crs, pq, kg, 1.0f, w + (size_t)g * kg * crs,
+                        crs, dyg, pq, 0.0f, cm, pq);
             if (cm == col) col2im(d, plan->p, plan->q, cg, col, dxg);
         }
 }
 
-static void im2col_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw, float *db) {
+static void im2col_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw,
+                                    float *db) {
     const mg_conv2d_desc *d = &plan->d;
     const int cg = d->c / d->groups, kg = d->k / d->groups, crs = cg * d->r * d->s, pq = plan->p * plan->q;
     float *col = plan->ws;
@@ -276,10 +282,11 @@ mg_status mg_conv2d_plan_set_workspace(mg_conv2d_plan *plan, void *buf, size_t b
     MG_TRY(plan_check(plan, "mg_conv2d_plan_set_workspace"));
     if (plan->ws_bytes == 0) return MG_OK; /* needs none */
     if (!buf || bytes < plan->ws_bytes || (uintptr_t)buf % MG_CONV_WS_ALIGN)
-        return MG_FAIL(MG_ERR_INVALID_ARG,
-                       "mg_conv2d_plan_set_workspace: need a %d-byte aligned buffer of at least %zu bytes, got %p "
-                       "with %zu bytes",
-                       MG_CONV_WS_ALIGN, plan->ws_bytes, buf, bytes);
+        return MG_FAIL(
+            MG_ERR_INVALID_ARG,
+            "mg_conv2d_plan_set_workspace: need a %d-byte aligned buffer of at least %zu bytes, got %p "
+            "with %zu bytes",
+            MG_CONV_WS_ALIGN, plan->ws_bytes, buf, bytes);
     if (plan->ws_owned) free(plan->ws);
     plan->ws = buf;
     plan->ws_owned = 0;
@@ -289,13 +296,16 @@ mg_status mg_conv2d_plan_set_workspace(mg_conv2d_plan *plan, void *buf, size_t b
 const char *mg_conv2d_plan_impl_name(const mg_conv2d_plan *plan) {
     if (!plan) return "none";
     switch (plan->backend) {
-    case MG_CONV2D_REFERENCE: return "reference";
-    case MG_CONV2D_IM2COL: return "im2col+sgemm";
+    case MG_CONV2D_REFERENCE:
+        return "reference";
+    case MG_CONV2D_IM2COL:
+        return "im2col+sgemm";
     case MG_CONV2D_DNNL: {
 #if MG_HAVE_ONEDNN
         /* per op: forward, backward data, backward weights (P = plain, B = blocked) */
-        static const char *const names[8] = {"onednn/plain",   "onednn/P,P,B", "onednn/P,B,P", "onednn/P,B,B",
-                                             "onednn/B,P,P",   "onednn/B,P,B", "onednn/B,B,P", "onednn/blocked"};
+        static const char *const names[8] = {"onednn/plain", "onednn/P,P,B",  "onednn/P,B,P",
+                                             "onednn/P,B,B", "onednn/B,P,P",  "onednn/B,P,B",
+                                             "onednn/B,B,P", "onednn/blocked"};
         mg_conv2d_layout l[3];
         mg_conv2d_dnnl_op_layouts(plan, l);
         int bits = 0;
@@ -305,7 +315,8 @@ const char *mg_conv2d_plan_impl_name(const mg_conv2d_plan *plan) {
         return "onednn";
 #endif
     }
-    default: return "none";
+    default:
+        return "none";
     }
 }
 
@@ -313,15 +324,14 @@ void mg_conv2d_plan_kernel_names(const mg_conv2d_plan *plan, const char **fwd, c
                                  const char **bwd_weights) {
     *fwd = *bwd_data = *bwd_weights = "";
 #if MG_HAVE_ONEDNN
-    if (plan && plan->backend == MG_CONV2D_DNNL) mg_conv2d_dnnl_kernel_names(plan, fwd, bwd_data, bwd_weights);
+    if (plan && plan->backend == MG_CONV2D_DNNL)
+        mg_conv2d_dnnl_kernel_names(plan, fwd, bwd_data, bwd_weights);
 #else
     (void)plan;
 #endif
 }
 
-size_t mg_conv2d_x_size(const mg_conv2d_plan *pl) {
-    return (size_t)pl->d.n * pl->d.c * pl->d.h * pl->d.w;
-}
+size_t mg_conv2d_x_size(const mg_conv2d_plan *pl) { return (size_t)pl->d.n * pl->d.c * pl->d.h * pl->d.w; }
 size_t mg_conv2d_w_size(const mg_conv2d_plan *pl) {
     return (size_t)pl->d.k * (pl->d.c / pl->d.groups) * pl->d.r * pl->d.s;
 }
@@ -342,10 +352,15 @@ mg_status mg_conv2d_forward(mg_conv2d_plan *plan, const float *x, const float *w
     MG_TRY(bias_check(plan, fn, "b", b));
     switch (plan->backend) {
 #if MG_HAVE_ONEDNN
-    case MG_CONV2D_DNNL: return mg_conv2d_dnnl_forward(plan, x, w, b, y);
+    case MG_CONV2D_DNNL:
+        return mg_conv2d_dnnl_forward(plan, x, w, b, y);
 #endif
-    case MG_CONV2D_IM2COL: im2col_forward(plan, x, w, b, y); return MG_OK;
-    default: mg_conv2d_ref_forward_f32(&plan->d, plan->p, plan->q, x, w, b, y); return MG_OK;
+    case MG_CONV2D_IM2COL:
+        im2col_forward(plan, x, w, b, y);
+        return MG_OK;
+    default:
+        mg_conv2d_ref_forward_f32(&plan->d, plan->p, plan->q, x, w, b, y);
+        return MG_OK;
     }
 }
 
@@ -357,14 +372,20 @@ mg_status mg_conv2d_backward_data(mg_conv2d_plan *plan, const float *dy, const f
     MG_CHECK_BUF(fn, dx);
     switch (plan->backend) {
 #if MG_HAVE_ONEDNN
-    case MG_CONV2D_DNNL: return mg_conv2d_dnnl_backward_data(plan, dy, w, dx);
+    case MG_CONV2D_DNNL:
+        return mg_conv2d_dnnl_backward_data(plan, dy, w, dx);
 #endif
-    case MG_CONV2D_IM2COL: im2col_backward_data(plan, dy, w, dx); return MG_OK;
-    default: mg_conv2d_ref_backward_data_f32(&plan->d, plan->p, plan->q, dy, w, dx); return MG_OK;
+    case MG_CONV2D_IM2COL:
+        im2col_backward_data(plan, dy, w, dx);
+        return MG_OK;
+    default:
+        mg_conv2d_ref_backward_data_f32(&plan->d, plan->p, plan->q, dy, w, dx);
+        return MG_OK;
     }
 }
 
-mg_status mg_conv2d_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw, float *db) {
+mg_status mg_conv2d_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw,
+                                     float *db) {
     static const char fn[] = "mg_conv2d_backward_weights";
     MG_TRY(plan_check(plan, fn));
     MG_CHECK_BUF(fn, x);
@@ -373,9 +394,14 @@ mg_status mg_conv2d_backward_weights(mg_conv2d_plan *plan, const float *x, const
     MG_TRY(bias_check(plan, fn, "db", db));
     switch (plan->backend) {
 #if MG_HAVE_ONEDNN
-    case MG_CONV2D_DNNL: return mg_conv2d_dnnl_backward_weights(plan, x, dy, dw, db);
+    case MG_CONV2D_DNNL:
+        return mg_conv2d_dnnl_backward_weights(plan, x, dy, dw, db);
 #endif
-    case MG_CONV2D_IM2COL: im2col_backward_weights(plan, x, dy, dw, db); return MG_OK;
-    default: mg_conv2d_ref_backward_weights_f32(&plan->d, plan->p, plan->q, x, dy, dw, db); return MG_OK;
+    case MG_CONV2D_IM2COL:
+        im2col_backward_weights(plan, x, dy, dw, db);
+        return MG_OK;
+    default:
+        mg_conv2d_ref_backward_weights_f32(&plan->d, plan->p, plan->q, x, dy, dw, db);
+        return MG_OK;
     }
 }

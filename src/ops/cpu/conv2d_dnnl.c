@@ -72,27 +72,38 @@ static void engine_create(void) { g_engine_status = dnnl_engine_create(&g_engine
     do {                                                                                                     \
         dnnl_status_t st_ = (call);                                                                          \
         if (st_ != dnnl_success)                                                                             \
-            return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): %s failed with status %d", #call, (int)st_);    \
+            return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): %s failed with status %d", #call, (int)st_);   \
     } while (0)
 
 static size_t align_up(size_t v) { return (v + MG_WS_ALIGN - 1) / MG_WS_ALIGN * MG_WS_ALIGN; }
 
-/* Per-op, per-shape layout choice when the caller asks for AUTO. Measured with
- * `bench_ops --layout both` on ResNet-50 shapes (docs/PERFORMANCE.md, "Convolutions"):
- *  - 1x1 convolutions are one GEMM per image in the plain layout (oneDNN's gemm kernel reaches
- *    85-100% of peak), while the blocked 1x1 kernels lose more to the reorders of x and y than they
- *    gain: plain for all three ops.
+/* Per-op, per-shape layout choice when the caller asks for AUTO, from `bench_ops --layout both
+ * --clock cpu` on all ResNet-50 shapes at batch 8, 1 and 2 threads (docs/PERFORMANCE.md,
+ * "Convolutions"; PQ = output height x width):
+ *  - 1x1: a plain 1x1 convolution is one GEMM per image; oneDNN's gemm kernel reaches 90-96% of
+ *    peak while the output plane is large, where the blocked kernels lose 10-40% to the reorders of
+ *    x and y. With small planes (PQ <= 49, ResNet stage 4) or a strided 1x1 (which the gemm path
+ *    must first gather) the blocked kernels win by 15-45%. Backward weights: plain wins almost
+ *    everywhere. Backward data: plain only for PQ > 196.
  *  - Larger kernels (3x3, the 7x7 stem): the blocked direct kernels beat plain im2col+gemm by
- *    1.2-1.6x for forward and backward data, reorders included; for backward weights only while
- *    the output is large: at 7x7 outputs (ResNet stage 4) the blocked kernel's per-thread
- *    reduction dominates and plain gemm is 1.3-2x faster.
+ *    1.1-1.6x for forward and backward data, reorders included; backward weights too, except for
+ *    small outputs (PQ <= 49) where the blocked kernel's reduction dominates and plain is 1.2-1.4x
+ *    faster. The stem's backward data (3 input channels; never needed in training) is 3.5x faster
+ *    plain.
  * The environment variable MG_CONV_LAYOUT=plain|blocked overrides this for experiments. */
 static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int which) {
     const char *e = getenv("MG_CONV_LAYOUT");
     if (e && !strcmp(e, "plain")) return MG_CONV2D_LAYOUT_PLAIN;
     if (e && !strcmp(e, "blocked")) return MG_CONV2D_LAYOUT_BLOCKED;
-    if (d->r == 1 && d->s == 1) return MG_CONV2D_LAYOUT_PLAIN;
-    if (which == OP_BWD_WEIGHTS && (long)p * q <= 49) return MG_CONV2D_LAYOUT_PLAIN;
+    const long pq = (long)p * q;
+    const int unit_stride = d->stride_h == 1 && d->stride_w == 1;
+    if (d->r == 1 && d->s == 1) {
+        if (which == OP_FWD) return unit_stride && pq >= 196 ? MG_CONV2D_LAYOUT_PLAIN : MG_CONV2D_LAYOUT_BLOCKED;
+        if (which == OP_BWD_DATA) return pq > 196 ? MG_CONV2D_LAYOUT_PLAIN : MG_CONV2D_LAYOUT_BLOCKED;
+        return MG_CONV2D_LAYOUT_PLAIN;
+    }
+    if (which == OP_BWD_WEIGHTS && pq <= 49) return MG_CONV2D_LAYOUT_PLAIN;
+    if (which == OP_BWD_DATA && d->groups == 1 && d->c < 8) return MG_CONV2D_LAYOUT_PLAIN;
     return MG_CONV2D_LAYOUT_BLOCKED;
 }
 
@@ -129,8 +140,9 @@ static mg_status arg_init(mg_dnnl_arg *a, int arg, int dir, const dnnl_memory_de
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
-        return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): creating a reorder for argument %d failed (status %d)",
-                       arg, (int)st);
+        return MG_FAIL(MG_ERR_INTERNAL,
+                       "conv2d (oneDNN): creating a reorder for argument %d failed (status %d)", arg,
+                       (int)st);
     return MG_OK;
 }
 
@@ -151,8 +163,8 @@ static mg_status op_init(mg_dnnl_op *op, const dnnl_convolution_desc_t *cd, cons
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&op->pd, cd, attr, g_engine, hint);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
-        return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): no convolution implementation for this shape (status %d)",
-                       (int)st);
+        return MG_FAIL(MG_ERR_INTERNAL,
+                       "conv2d (oneDNN): no convolution implementation for this shape (status %d)", (int)st);
     DNNL_TRY(dnnl_primitive_create(&op->prim, op->pd));
     const char *impl = "";
     if (dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
@@ -161,7 +173,8 @@ static mg_status op_init(mg_dnnl_op *op, const dnnl_convolution_desc_t *cd, cons
     op->nargs = nroles;
     for (int i = 0; i < nroles; i++) {
         const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(op->pd, roles[i].query, roles[i].index);
-        if (!pmd) return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): query of argument %d failed", roles[i].arg);
+        if (!pmd)
+            return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): query of argument %d failed", roles[i].arg);
         MG_TRY(arg_init(&op->a[i], roles[i].arg, roles[i].dir, roles[i].user_md, pmd, &off));
     }
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(op->pd, dnnl_query_scratchpad_md, 0);
@@ -205,7 +218,7 @@ static int op_is_ref(const mg_dnnl_op *op) { return !strncmp(op->name, "ref", 3)
 /* The memory descriptors of one plan: the caller's plain ones and, per layout, what the primitive
  * is asked for. */
 typedef struct {
-    dnnl_memory_desc_t x_u, y_u, w_u, b_u; /* plain: nchw, nchw, oihw/goihw, x */
+    dnnl_memory_desc_t x_u, y_u, w_u, b_u;  /* plain: nchw, nchw, oihw/goihw, x */
     dnnl_memory_desc_t x_any, y_any, w_any; /* format "any" */
     dnnl_dims_t strides, dil, pad;
 } mg_dnnl_mds;
@@ -237,8 +250,9 @@ static mg_status fwd_desc(const mg_conv2d_plan *plan, const mg_dnnl_mds *m, mg_c
                           dnnl_convolution_desc_t *cd) {
     const int blk = layout == MG_CONV2D_LAYOUT_BLOCKED;
     DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(
-        cd, dnnl_forward_training, dnnl_convolution_direct, blk ? &m->x_any : &m->x_u, blk ? &m->w_any : &m->w_u,
-        plan->d.has_bias ? &m->b_u : NULL, blk ? &m->y_any : &m->y_u, m->strides, m->dil, m->pad, m->pad));
+        cd, dnnl_forward_training, dnnl_convolution_direct, blk ? &m->x_any : &m->x_u,
+        blk ? &m->w_any : &m->w_u, plan->d.has_bias ? &m->b_u : NULL, blk ? &m->y_any : &m->y_u, m->strides,
+        m->dil, m->pad, m->pad));
     return MG_OK;
 }
 
@@ -270,27 +284,29 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
     const_dnnl_primitive_desc_t h = hint ? hint : st->op[OP_FWD].pd;
     mg_status s;
     if (which == OP_BWD_DATA) {
-        dnnl_status_t ds = dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, x_p, w_p, y_p,
-                                                                            m->strides, m->dil, m->pad, m->pad);
+        dnnl_status_t ds = dnnl_dilated_convolution_backward_data_desc_init(
+            &cd, dnnl_convolution_direct, x_p, w_p, y_p, m->strides, m->dil, m->pad, m->pad);
         const mg_dnnl_role roles[] = {
             {DNNL_ARG_DIFF_DST, ARG_IN, dnnl_query_diff_dst_md, 0, &m->y_u},
             {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &m->w_u},
             {DNNL_ARG_DIFF_SRC, ARG_OUT, dnnl_query_diff_src_md, 0, &m->x_u},
         };
-        s = ds == dnnl_success ? op_init(&st->op[OP_BWD_DATA], &cd, h, roles, 3)
-                               : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward data desc failed (%d)", (int)ds);
+        s = ds == dnnl_success
+                ? op_init(&st->op[OP_BWD_DATA], &cd, h, roles, 3)
+                : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward data desc failed (%d)", (int)ds);
     } else {
         dnnl_status_t ds = dnnl_dilated_convolution_backward_weights_desc_init(
-            &cd, dnnl_convolution_direct, x_p, w_p, plan->d.has_bias ? &m->b_u : NULL, y_p, m->strides, m->dil,
-            m->pad, m->pad);
+            &cd, dnnl_convolution_direct, x_p, w_p, plan->d.has_bias ? &m->b_u : NULL, y_p, m->strides,
+            m->dil, m->pad, m->pad);
         const mg_dnnl_role roles[] = {
             {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->x_u},
             {DNNL_ARG_DIFF_DST, ARG_IN, dnnl_query_diff_dst_md, 0, &m->y_u},
             {DNNL_ARG_DIFF_WEIGHTS, ARG_OUT_ACC, dnnl_query_diff_weights_md, 0, &m->w_u},
             {DNNL_ARG_DIFF_BIAS, ARG_OUT_ACC, dnnl_query_diff_weights_md, 1, &m->b_u},
         };
-        s = ds == dnnl_success ? op_init(&st->op[OP_BWD_WEIGHTS], &cd, h, roles, nb)
-                               : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward weights desc failed (%d)", (int)ds);
+        s = ds == dnnl_success
+                ? op_init(&st->op[OP_BWD_WEIGHTS], &cd, h, roles, nb)
+                : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward weights desc failed (%d)", (int)ds);
     }
     if (hint) dnnl_primitive_desc_destroy(hint);
     return s;
@@ -310,7 +326,9 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
     mg_dnnl_mds m;
     MG_TRY(mds_init(plan, &m));
     for (int i = 0; i < OP_COUNT; i++) {
-        mg_conv2d_layout layout = plan->layout == MG_CONV2D_LAYOUT_AUTO ? choose_layout(&plan->d, plan->p, plan->q, i) : plan->layout;
+        mg_conv2d_layout layout = plan->layout == MG_CONV2D_LAYOUT_AUTO
+                                      ? choose_layout(&plan->d, plan->p, plan->q, i)
+                                      : plan->layout;
         st->op_layout[i] = layout;
         mg_status s = op_build(plan, st, &m, i, layout);
         /* oneDNN has no optimised plain-layout kernel for some shapes and then runs its slow
@@ -373,7 +391,8 @@ static mg_status op_run(mg_dnnl_state *st, mg_dnnl_op *op, void *const *ptr) {
     return MG_OK;
 }
 
-mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b, float *y) {
+mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b,
+                                 float *y) {
     mg_dnnl_state *st = plan->impl;
     void *ptr[4] = {(void *)x, (void *)w, y, (void *)b};
     return op_run(st, &st->op[OP_FWD], ptr);

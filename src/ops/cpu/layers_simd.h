@@ -9,23 +9,25 @@
 
 #define MG_SIMD_BLOCK 256
 
-/* sum x[i] and sum (x[i]-m)^2 */
-static inline double mg_simd_sum(const float *restrict x, size_t n) {
+/* sum (x[i] - shift): pass a value near the data (e.g. its first element) so that a channel with
+ * |mean| >> std is summed as small deviations, keeping the float lanes accurate; shift 0 = plain sum. */
+static inline double mg_simd_sum(const float *restrict x, size_t n, float shift) {
     double total = 0;
     for (size_t b = 0; b < n; b += MG_SIMD_BLOCK) {
         size_t len = n - b < MG_SIMD_BLOCK ? n - b : MG_SIMD_BLOCK, len8 = len & ~(size_t)7;
         const float *restrict p = x + b;
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (size_t i = 0; i < len8; i += 8)
-            for (int k = 0; k < 8; k++) acc[k] += p[i + k];
+            for (int k = 0; k < 8; k++) acc[k] += p[i + k] - shift;
         float s = 0;
-        for (size_t i = len8; i < len; i++) s += p[i];
+        for (size_t i = len8; i < len; i++) s += p[i] - shift;
         for (int k = 0; k < 8; k++) s += acc[k];
         total += s;
     }
     return total;
 }
 
+/* sum (x[i] - m)^2 */
 static inline double mg_simd_sumsq_dev(const float *restrict x, size_t n, float m) {
     double total = 0;
     for (size_t b = 0; b < n; b += MG_SIMD_BLOCK) {

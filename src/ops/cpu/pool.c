@@ -90,6 +90,82 @@ static void maxpool_fwd_range(void *p, size_t b, size_t e) {
     }
 }
 
+/* Fast max pool forward, separable: for each output row, a vertical pass over the window's input rows
+ * keeps, per input column, the max and the FIRST row holding it (vectorisable); a horizontal pass over each
+ * window's columns then takes the max, on ties the smaller row, then the earlier column -- exactly the
+ * first maximum in row-major window order. Planes containing NaN (where torch's rule is "the last NaN
+ * wins") and planes wider than the stack scratch use the reference kernel. */
+#define MP_MAX_W 2048
+
+__attribute__((noinline)) static int plane_has_nan(const float *restrict x, size_t n) {
+    int acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, bad = 0;
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] |= x[i + k] != x[i + k];
+    for (size_t i = n8; i < n; i++) bad |= x[i] != x[i];
+    for (int k = 0; k < 8; k++) bad |= acc[k];
+    return bad;
+}
+
+__attribute__((noinline)) static void vmax_row(const float *restrict r, float *restrict vm, int32_t *restrict vr,
+                                               size_t n, int32_t row) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) { /* mask select: the form -O2 if-converts and vectorises */
+        float v = r[i], m = vm[i];
+        int32_t mask = -(int32_t)(v > m);
+        vm[i] = v > m ? v : m;
+        vr[i] = (row & mask) | (vr[i] & ~mask);
+    }
+    for (size_t i = n8; i < n; i++)
+        if (r[i] > vm[i]) vm[i] = r[i], vr[i] = row;
+}
+
+static void maxpool_fwd_fast_range(void *p, size_t b, size_t e) {
+    pool_ctx *t = p;
+    const mg_win2d *k = &t->win;
+    size_t hw = (size_t)t->h * t->w, ohw = (size_t)t->oh * t->ow;
+    if (t->w > MP_MAX_W) {
+        maxpool_fwd_range(p, b, e);
+        return;
+    }
+    float vm[MP_MAX_W];
+    int32_t vr[MP_MAX_W];
+    for (size_t pl = b; pl < e; pl++) {
+        const float *x = t->x + pl * hw;
+        if (plane_has_nan(x, hw)) {
+            maxpool_fwd_range(p, pl, pl + 1);
+            continue;
+        }
+        float *y = t->y + pl * ohw;
+        int32_t *am = t->argmax ? t->argmax + pl * ohw : NULL;
+        for (int oy = 0; oy < t->oh; oy++) {
+            int y0 = oy * k->sh - k->ph, y1 = y0 + k->kh;
+            if (y0 < 0) y0 = 0;
+            if (y1 > t->h) y1 = t->h;
+            memcpy(vm, x + (size_t)y0 * t->w, (size_t)t->w * sizeof *vm);
+            for (int ix = 0; ix < t->w; ix++) vr[ix] = y0;
+            for (int iy = y0 + 1; iy < y1; iy++) vmax_row(x + (size_t)iy * t->w, vm, vr, (size_t)t->w, iy);
+            for (int ox = 0; ox < t->ow; ox++) {
+                int x0 = ox * k->sw - k->pw, x1 = x0 + k->kw;
+                if (x0 < 0) x0 = 0;
+                if (x1 > t->w) x1 = t->w;
+                float best = vm[x0];
+                int32_t brow = vr[x0], bcol = x0;
+                for (int ix = x0 + 1; ix < x1; ix++) {
+                    float v = vm[ix];
+                    int32_t r = vr[ix];
+                    int take = (v > best) | ((v == best) & (r < brow));
+                    best = take ? v : best;
+                    brow = take ? r : brow;
+                    bcol = take ? ix : bcol;
+                }
+                y[oy * t->ow + ox] = best;
+                if (am) am[oy * t->ow + ox] = brow * t->w + bcol;
+            }
+        }
+    }
+}
+
 static void maxpool_bwd_range(void *p, size_t b, size_t e) {
     pool_ctx *t = p;
     size_t hw = (size_t)t->h * t->w, ohw = (size_t)t->oh * t->ow;
@@ -111,7 +187,10 @@ mg_status mg_maxpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, 
     pool_ctx t = {.h = h, .w = w, .x = x, .y = y, .argmax = argmax};
     MG_TRY(win_out(op, win, h, w, &t.oh, &t.ow));
     t.win = *win;
-    run_planes(mg_layers_use_fast(), (size_t)n * c, maxpool_fwd_range, &t);
+    if (mg_layers_use_fast())
+        mg_layers_parallel_for((size_t)n * c, 1, maxpool_fwd_fast_range, &t);
+    else
+        maxpool_fwd_range(&t, 0, (size_t)n * c);
     return MG_OK;
 }
 
