@@ -39,7 +39,7 @@ test-asan:
 
 demo: build
 	@scripts/install-deps.sh --demo
-	@scripts/demo.sh $(BUILD)/multigrain
+	@scripts/demo.sh $(BUILD)/multigrain $(BUILD)/demo
 
 bench: build
 	@bench/run.sh $(BUILD)

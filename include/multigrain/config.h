@@ -64,6 +64,7 @@ typedef struct mg_config {
     int repeated_augmentations;
     double epoch_len_factor;
     mg_augmentation augmentation;
+    double crop_scale_min;
     int workers;
     int prefetch;
     /* loss */

@@ -11,7 +11,9 @@
  * same float32 score are ordered by increasing database index (the lower index ranks first and
  * wins the last top-k place). Scores are the float32 results of sgemm; they can differ from a
  * float64 dot product by a few ulp, so "equal" means equal as computed here.
- * Inputs must be finite (the CLI checks; NaN scores have no defined rank). */
+ * Inputs must be finite (the CLI checks; NaN scores have no defined rank). The default mode runs
+ * on the thread pool: do not call mg_knn_add from inside a pool task (the pool is not re-entrant).
+ * It also sets OpenBLAS to 1 thread while it runs (restored afterwards). */
 #ifndef MULTIGRAIN_KNN_H
 #define MULTIGRAIN_KNN_H
 

@@ -8,9 +8,10 @@
  *  - Bad input (NULL required buffer, non-positive or inconsistent shape, out-of-range label) returns
  *    MG_ERR_INVALID_ARG with a message naming the op and argument; nothing crashes.
  *  - Implementation: mg_ops_get_impl() at call time (MG_OPS_REFERENCE = plain serial C loops, the oracle's
- *    twin; MG_OPS_FAST = oneDNN / OpenBLAS / loops parallelised over mg_pool_global()). The *_impl
- *    variants below force one for a single call (tests). Ops are not re-entrant from inside a
- *    mg_pool_global() task. */
+ *    twin; MG_OPS_FAST = OpenBLAS sgemm / vectorisable loops parallelised over mg_pool_global(); oneDNN
+ *    batch norm only when MG_BN_ONEDNN=1, see docs/PERFORMANCE.md). mg_layers_force_impl() overrides
+ *    the choice on the calling thread (tests). Ops must not be called from inside a mg_pool_global()
+ *    task (the pool is not re-entrant). */
 #ifndef MULTIGRAIN_OPS_LAYERS_H
 #define MULTIGRAIN_OPS_LAYERS_H
 
@@ -36,7 +37,8 @@ void mg_layers_force_impl(int impl);
  * FROZEN: forward like EVAL; backward treats mean/var as constants (affine with fixed statistics) while
  *         weight and bias still receive gradients.
  * save_mean/save_invstd [c] (required) receive the statistics used (batch or running, invstd =
- * 1/sqrt(var+eps)); backward reads them. weight/bias may be NULL (= 1 / 0, affine=False). */
+ * 1/sqrt(var+eps)); backward reads them. weight/bias may be NULL (= 1 / 0, affine=False). In TRAIN,
+ * running_mean/running_var may be NULL (no update); EVAL and FROZEN require them. y may equal x. */
 typedef enum mg_bn_mode { MG_BN_TRAIN = 0, MG_BN_EVAL = 1, MG_BN_FROZEN = 2 } mg_bn_mode;
 
 typedef struct mg_bn2d_args {
@@ -125,8 +127,8 @@ mg_status mg_linear_backward(int n, int in, int out, const float *x, const float
                              float *dx, float *dW, float *db);
 
 /* ------------------------------------------------------------------------------------------------
- * Row L2 normalisation (MultiGrain): y[i,:] = x[i,:] / (||x[i,:]||_2 + 1e-6). y may not alias x in
- * backward (backward needs x). norms [n] (optional) receives ||x[i,:]||. */
+ * Row L2 normalisation (MultiGrain): y[i,:] = x[i,:] / (||x[i,:]||_2 + 1e-6). y may equal x, but the
+ * backward needs the original x. norms [n] (optional) receives ||x[i,:]||. */
 #define MG_L2NORM_EPS 1e-6f
 mg_status mg_l2norm_forward(int n, int d, const float *x, float *y, float *norms);
 /* dx = (dy - x (x.dy) / (r (r+eps))) / (r+eps) with r = ||x||; at r = 0 the second term is dropped

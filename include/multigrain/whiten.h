@@ -47,24 +47,33 @@ mg_status mg_whiten_apply(const mg_whiten *w, const float *x, int64_t n, float *
 /* The recipe's augmented input: out[d+1] = [e, 1] / ||[e, 1]||. */
 void mg_whiten_augment(const float *e, int64_t d, float *out);
 
-/* Folds a whitening into a linear classifier logits = W e + b (W [K, D] row-major, b [K] or NULL).
- *
- * Let x be the vector the whitening was learned on and Phi = (x - m) . P (NOT renormalised),
- * with P square and invertible (dim_out == dim_in). Then x = Phi . P^-1 + m, and for A [K, dim_in]
- *     A x = (A P^-T) Phi + A m,   so  W' = A P^-T  [K, dim_in],  b' = A m  [K].
- * Two exact cases:
- *  - augmented (dim_in == D + 1, the recipe's default): x = [e, 1] / ||[e, 1]||, A = [W | b];
- *    then W' Phi + b' = (W e + b) / ||[e, 1]||.
- *  - plain (dim_in == D, b NULL or all zero): x = e / ||e||, A = W; W' Phi + b' = W e / ||e||.
+/* Folds a whitening into a linear classifier logits = W e + b (W [K, D] row-major, b [K] or NULL),
+ * e the raw (un-normalised) embedding. P must be square and invertible (dim_out == dim_in).
+ * Let x be the vector the whitening was learned on and Phi = (x - m) . P (NOT renormalised), so
+ * x = Phi . P^-1 + m and, for any A [K, dim_in],  A x = (A P^-T) Phi + A m.
+ * W_out is always [K, D + 1]; b_out is [K]. Two exact forms, chosen by w->dim_in:
+ *  - plain (dim_in == D; x = e / ||e||; the checkpoint format's form):
+ *        W_out = [W P^-T | b],  b_out = W m,  classifier input z = [Phi, 1 / ||e||];
+ *        W_out z + b_out = W P^-T Phi + W m + b / ||e|| = W x + b / ||e|| = (W e + b) / ||e||.
+ *  - augmented (dim_in == D + 1; x = [e, 1] / ||[e, 1]||, recipe §2.3, `--append-one`):
+ *        A = [W | b],  W_out = A P^-T,  b_out = A m,  classifier input z = Phi;
+ *        W_out z + b_out = (W e + b) / ||[e, 1]||.
  * In both, the folded logits equal the original ones times a positive per-sample factor
- * (1/||[e,1]|| or 1/||e||), so the arg-max (and the ranking of classes) is unchanged; softmax
- * probabilities are NOT the same (the temperature changes per sample).
- * Phi must be the un-renormalised projection (mg_whiten_project): the retrieval descriptor
- * Phi/||Phi|| gives a different (not arg-max preserving) result when b' != 0.
- * A reduced whitening (dim_out < dim_in) is refused (no exact inverse); a non-zero bias with a
- * plain whitening is refused (use the augmented form). P^-T is computed by LU (LAPACKE_dgesv). */
+ * (1/||e|| or 1/||[e,1]||), so the arg-max (and the order of classes) is unchanged; softmax
+ * probabilities are NOT the same (the factor acts as a per-sample temperature).
+ * Phi must be the un-renormalised projection (mg_whiten_project), not the retrieval descriptor
+ * Phi/||Phi||. A reduced whitening (dim_out < dim_in) has no exact fold and is refused.
+ * P^-T is applied by an LU solve in float64 (LAPACKE_dgesv), so any invertible P works. */
 mg_status mg_whiten_fold_classifier(const mg_whiten *w, const float *W, const float *b, int64_t K, int64_t D,
                                     float *W_out, float *b_out);
+
+/* Writes a copy of checkpoint `in_path` with the whitening folded into its classifier (plain form
+ * above): fc.weight [K, D+1] = [W P^-T | b], fc.bias = W m, plus whiten.mean / whiten.P and the
+ * metadata whitened = 1 and "whiten.fc_input" describing the classifier input. The whitening must
+ * be full-dimension and learned on D = fc.weight's input width (no augmentation). optimizer.* / state.* tensors are dropped (the result is for inference).
+ * The network using it computes Phi = (e/||e|| - m) P and logits = fc.weight [Phi, 1/||e||] + fc.bias
+ * = (W e + b) / ||e||. */
+mg_status mg_whiten_fold_checkpoint(const char *in_path, const mg_whiten *w, const char *out_path);
 
 /* safetensors save/load (tensor names `whiten.mean`, `whiten.P`). */
 mg_status mg_whiten_save(const mg_whiten *w, const char *path);

@@ -37,6 +37,8 @@ const char *mg_cli_option_name(const struct option *longopts, int val, char *buf
 mg_status mg_cmd_train(int argc, char **argv);
 mg_status mg_cmd_embed(int argc, char **argv);
 mg_status mg_cmd_classify(int argc, char **argv);
+mg_status mg_cmd_eval(int argc, char **argv);
+mg_status mg_cmd_retrieval_eval(int argc, char **argv);
 mg_status mg_cmd_report(int argc, char **argv);
 mg_status mg_cmd_convert(int argc, char **argv);
 mg_status mg_cmd_search(int argc, char **argv);

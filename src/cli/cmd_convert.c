@@ -11,14 +11,16 @@ typedef struct convert_args {
     const char *from, *to, *arch;
     int num_classes;
     double p;
+    int allow_foreign;
 } convert_args;
 
-enum { OPT_FROM = 256, OPT_TO, OPT_ARCH, OPT_CLASSES, OPT_P };
+enum { OPT_FROM = 256, OPT_TO, OPT_ARCH, OPT_CLASSES, OPT_P, OPT_FOREIGN };
 
 static const struct option convert_longopts[] = {
     {"from", required_argument, NULL, OPT_FROM},       {"to", required_argument, NULL, OPT_TO},
     {"arch", required_argument, NULL, OPT_ARCH},       {"num-classes", required_argument, NULL, OPT_CLASSES},
-    {"p", required_argument, NULL, OPT_P},             {"help", no_argument, NULL, 'h'},
+    {"p", required_argument, NULL, OPT_P},             {"skip-foreign-objects", no_argument, NULL, OPT_FOREIGN},
+    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
 static mg_status convert_on_opt(void *ctx, int opt, const char *name, const char *arg) {
@@ -36,6 +38,7 @@ static mg_status convert_on_opt(void *ctx, int opt, const char *name, const char
         return MG_OK;
     case OPT_CLASSES: return mg_parse_int(arg, 1, 1000000, name, MG_ERR_USAGE, &a->num_classes);
     case OPT_P: return mg_parse_double(arg, 0.01, 1000.0, name, MG_ERR_USAGE, &a->p);
+    case OPT_FOREIGN: a->allow_foreign = 1; return MG_OK;
     default: return MG_FAIL(MG_ERR_USAGE, "convert: unhandled option %s", name);
     }
 }
@@ -49,9 +52,16 @@ mg_status mg_cmd_convert(int argc, char **argv) {
     if (first < argc) return MG_FAIL(MG_ERR_USAGE, "convert: unexpected argument '%s'", argv[first]);
     if (!a.from) return MG_FAIL(MG_ERR_USAGE, "convert: --from X.pth is required");
     if (!a.to) return MG_FAIL(MG_ERR_USAGE, "convert: --to Y.safetensors is required");
-    mg_import_opts o = {.arch = a.arch, .num_classes = a.num_classes, .p = a.p};
+    mg_import_opts o = {.arch = a.arch, .num_classes = a.num_classes, .p = a.p, .allow_foreign = a.allow_foreign};
     mg_import_report r;
-    MG_TRY(mg_import_pth(a.from, a.to, &o, &r));
+    mg_status s = mg_import_pth(a.from, a.to, &o, &r);
+    if (s != MG_OK && !a.allow_foreign && strstr(mg_error_message(), "refusing to load global")) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mg_error_message());
+        return MG_FAIL(s, "%s; if that object lies outside the state dict (e.g. a pickled optimizer), "
+                          "--skip-foreign-objects skips it without running it", msg);
+    }
+    if (s != MG_OK) return s;
     printf("%s: %s, %d classes, p=%g%s, %d tensors (%s layout; %d unexpected key(s) skipped, %d entries filled in)\n",
            a.to, r.arch, r.num_classes, r.p, r.whitened ? ", whitened" : "", r.n_written, r.layout, r.n_unexpected,
            r.n_filled);

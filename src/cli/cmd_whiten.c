@@ -1,4 +1,5 @@
-/* cmd_whiten.c: `multigrain whiten`: learn PCA whitening from an embedding file and save it. */
+/* cmd_whiten.c: `multigrain whiten`: learn PCA whitening from an embedding file and save it, or fold
+ * it into a checkpoint's classifier. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "core/parse.h"
 #include "core/threadpool.h"
 #include "eval/embfile.h"
+#include "multigrain/knn.h"
 #include "multigrain/whiten.h"
 
 typedef struct whiten_args {
@@ -48,6 +50,9 @@ static mg_status whiten_run(const whiten_args *a, mg_npy *e) {
     if (n < 2)
         return MG_FAIL(MG_ERR_FORMAT, "--embeddings %s: need at least 2 rows to learn a whitening, found %lld", a->emb,
                        (long long)n);
+    /* The whitening is learned on L2-normalised rows (a no-op for `multigrain embed` output), or on
+     * [e, 1] / ||[e, 1]|| with --append-one (which needs the raw embeddings e). */
+    if (!a->append_one) mg_knn_normalize_rows(e->data, n, d, NULL);
     const float *x = e->data;
     float *aug = NULL;
     int64_t dx = d;
@@ -67,10 +72,13 @@ static mg_status whiten_run(const whiten_args *a, mg_npy *e) {
     mg_status s = mg_whiten_fit(x, n, dx, a->dim, a->eps, &w);
     free(aug);
     if (s != MG_OK) return s;
-    s = mg_whiten_save(&w, a->out);
+    if (a->fold)
+        s = mg_whiten_fold_checkpoint(a->fold, &w, a->out);
+    else
+        s = mg_whiten_save(&w, a->out);
     if (s == MG_OK)
-        mg_log_info("whiten: learned %lld -> %lld whitening from %lld embeddings, wrote %s", (long long)w.dim_in,
-                    (long long)w.dim_out, (long long)n, a->out);
+        mg_log_info("whiten: learned %lld -> %lld whitening from %lld embeddings, wrote %s%s", (long long)w.dim_in,
+                    (long long)w.dim_out, (long long)n, a->out, a->fold ? " (folded into the classifier)" : "");
     mg_whiten_free(&w);
     return s;
 }
@@ -84,10 +92,9 @@ mg_status mg_cmd_whiten(int argc, char **argv) {
     if (first < argc) return MG_FAIL(MG_ERR_USAGE, "whiten: unexpected argument '%s'", argv[first]);
     if (!a.emb) return MG_FAIL(MG_ERR_USAGE, "whiten: --embeddings E.npy is required");
     if (!a.out) return MG_FAIL(MG_ERR_USAGE, "whiten: --out FILE.safetensors is required");
-    if (a.fold)
-        return MG_FAIL(MG_ERR_NOT_IMPLEMENTED,
-                       "whiten --fold-into: not implemented yet (needs checkpoint loading; the folding math is "
-                       "mg_whiten_fold_classifier)");
+    if (a.fold && (a.append_one || a.dim))
+        return MG_FAIL(MG_ERR_USAGE, "--fold-into: needs a full-dimension whitening of the plain embeddings (drop %s)",
+                       a.append_one ? "--append-one" : "--dim");
     MG_TRY(mg_pool_global_set_threads(a.threads));
     mg_npy e = {0};
     mg_status s = whiten_run(&a, &e);

@@ -31,11 +31,23 @@ const mg_command mg_commands[] = {
      "Keys and schedules: docs/config.md.\n",
      mg_cmd_train},
     {"eval", "top-1/top-5 accuracy of a checkpoint on a labelled image folder",
-     "usage: multigrain eval --checkpoint C --data ROOT/val [--mode crop --size 224 | --mode rect --max-side 500]\n"
-     "                      [--p P] [--json FILE]\n"
+     "usage: multigrain eval --checkpoint C --data ROOT [--size 224] [--p P] [--json FILE]\n"
      "\n"
-     "Evaluates classification accuracy at any test resolution and GeM exponent.\n",
-     NULL},
+     "Evaluates classification accuracy on ROOT/val/<class>/*.jpg (or the t10k IDX files in ROOT)\n"
+     "with the classic test transform: resize the short side to int(256/224*size), centre crop size.\n"
+     "\n"
+     "options:\n"
+     "  -c, --checkpoint C      multigrain checkpoint\n"
+     "  -d, --data ROOT         dataset root holding val/ (or IDX files)\n"
+     "      --size S            test crop size (default 224)\n"
+     "      --mode crop         crop (default); rect (full image at --max-side) is not written yet\n"
+     "      --p P               GeM exponent (default: the checkpoint's)\n"
+     "      --batch-size N      images per forward pass (default 32)\n"
+     "      --limit N           only the first N images\n"
+     "      --json FILE         also write the result as JSON\n"
+     "  -j, --threads N         compute threads (0 = all cores)\n"
+     "      --workers N         decoding threads (default 2)\n",
+     mg_cmd_eval},
     {"embed", "write one L2-normalised embedding per image to a .npy file",
      "usage: multigrain embed --checkpoint C --images DIR_OR_LIST --out E.npy [--max-side S] [--p P]\n"
      "                       [--whiten W.safetensors]\n"
@@ -78,10 +90,12 @@ const mg_command mg_commands[] = {
      mg_cmd_search},
     {"whiten", "learn PCA whitening from embeddings, or fold it into a checkpoint",
      "usage: multigrain whiten --embeddings E.npy --out W.safetensors [--dim D] [--append-one] [--eps X]\n"
-     "       multigrain whiten --embeddings E.npy --fold-into C --out C2.safetensors  (not implemented yet)\n"
+     "       multigrain whiten --embeddings E.npy --fold-into C.safetensors --out C2.safetensors\n"
      "\n"
      "Learns PCA whitening (mean, covariance with N-1, float64 eigendecomposition; P = U / sqrt(eigenvalue))\n"
-     "from float32 [N, D] embeddings; writes tensors whiten.mean [D] and whiten.P [D, D'].\n"
+     "from float32 [N, D] embeddings (rows L2-normalised first); writes tensors whiten.mean [D] and\n"
+     "whiten.P [D, D']. --fold-into writes a copy of checkpoint C with the whitening folded into its\n"
+     "classifier (fc.weight [K, D+1] = [W P^-T | b], fc.bias = W m; see docs/retrieval.md).\n"
      "  --dim D          keep the D leading components (default: all)\n"
      "  --append-one     learn on [e, 1] / ||[e, 1]|| (recipe form, needed to fold a classifier with bias)\n"
      "  --eps X          eigenvalue floor relative to the largest (default 1e-10)\n"
@@ -93,9 +107,25 @@ const mg_command mg_commands[] = {
      "Sweeps p on the proxy task (each image against its augmented copies) and reports the best.\n",
      NULL},
     {"retrieval-eval", "Holidays, UKBench, Copydays and list-based retrieval benchmarks",
-     "usage: multigrain retrieval-eval --checkpoint C --dataset holidays|ukbench|copydays|list --root DIR\n"
-     "                                [--whiten-images DIR] [--max-side S] [--p P]\n",
-     NULL},
+     "usage: multigrain retrieval-eval --checkpoint C --dataset copies --root ROOT [options]\n"
+     "\n"
+     "copies: each of --queries images of ROOT's val split, strongly augmented (crop of at least\n"
+     "--scale-min of the area, flip, colour jitter, lighting), must find its original among the first\n"
+     "--database images; prints mAP (one relevant item per query: AP = 1/(1+rank)) and recall@1.\n"
+     "holidays, ukbench, copydays, list: not written yet.\n"
+     "\n"
+     "options:\n"
+     "  -c, --checkpoint C      multigrain checkpoint\n"
+     "      --dataset NAME      copies (holidays|ukbench|copydays|list later)\n"
+     "      --root ROOT         dataset root (val/ folder or t10k IDX files)\n"
+     "      --queries N         augmented queries (default 1000)\n"
+     "      --database N        originals (default 1000)\n"
+     "      --size S            image size (default 224)\n"
+     "      --scale-min X       smallest crop area of the queries (default 0.25)\n"
+     "      --save-embeddings F write the originals' embeddings to F (.npy)\n"
+     "      --seed N            augmentation seed\n"
+     "  -j, --threads N         compute threads (0 = all cores)\n",
+     mg_cmd_retrieval_eval},
     {"convert", "convert PyTorch .pth / torchvision weights to a multigrain checkpoint",
      "usage: multigrain convert --from X.pth --to Y.safetensors [--arch A] [--num-classes K] [--p P]\n"
      "\n"
@@ -108,6 +138,8 @@ const mg_command mg_commands[] = {
      "      --arch A            resnet18|34|50|101|152|se_resnet50 (default: inferred from the keys)\n"
      "      --num-classes K     expected class count (default: from fc.weight)\n"
      "      --p P               GeM exponent to store (default: pool.p from the file, else 1)\n"
+     "      --skip-foreign-objects  skip (never run) objects of other classes outside the state dict,\n"
+     "                          e.g. a pickled optimizer in a MultiGrain checkpoint; default: refuse\n"
      "  -h, --help              show this help\n",
      mg_cmd_convert},
     {"report", "write an HTML report with plots of a training run",

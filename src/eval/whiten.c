@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "multigrain/checkpoint.h"
 #include "multigrain/safetensors.h"
 
 #define WHITEN_CHUNK 512
@@ -162,25 +163,18 @@ mg_status mg_whiten_fold_classifier(const mg_whiten *w, const float *W, const fl
                        "full-dimension whitening",
                        (long long)w->dim_in, (long long)w->dim_out);
     int augmented;
-    if (w->dim_in == D + 1) {
+    if (w->dim_in == D + 1)
         augmented = 1;
-    } else if (w->dim_in == D) {
+    else if (w->dim_in == D)
         augmented = 0;
-        for (int64_t c = 0; b && c < K; c++)
-            if (b[c] != 0)
-                return MG_FAIL(MG_ERR_INVALID_ARG,
-                               "whiten fold: the classifier has a non-zero bias (class %lld) but the whitening was "
-                               "learned on %lld-d embeddings; learn it on augmented [e, 1] vectors (%lld-d)",
-                               (long long)c, (long long)D, (long long)(D + 1));
-    } else {
+    else
         return MG_FAIL(MG_ERR_INVALID_ARG,
                        "whiten fold: classifier input dimension %lld does not match the whitening (%lld; expected "
                        "%lld or %lld)",
                        (long long)D, (long long)w->dim_in, (long long)D, (long long)(D + 1));
-    }
-    size_t n = (size_t)w->dim_in, k = (size_t)K;
+    size_t n = (size_t)w->dim_in, k = (size_t)K, Dz = (size_t)D;
     double *Pd = malloc(n * n * sizeof *Pd);
-    double *Y = malloc(n * k * sizeof *Y); /* A^T in, W'^T out: [n, K] */
+    double *Y = malloc(n * k * sizeof *Y); /* A^T in, (A P^-T)^T out: [n, K] */
     lapack_int *ipiv = malloc(n * sizeof *ipiv);
     mg_status st = MG_OK;
     if (!Pd || !Y || !ipiv) {
@@ -188,9 +182,10 @@ mg_status mg_whiten_fold_classifier(const mg_whiten *w, const float *W, const fl
         goto done;
     }
     for (size_t i = 0; i < n * n; i++) Pd[i] = w->P[i];
+    /* A = [W | b] (augmented) or W (plain), stored transposed. */
     for (size_t c = 0; c < k; c++) {
-        for (size_t i = 0; i < (size_t)D; i++) Y[i * k + c] = W[c * (size_t)D + i];
-        if (augmented) Y[(size_t)D * k + c] = b ? b[c] : 0.0;
+        for (size_t i = 0; i < Dz; i++) Y[i * k + c] = W[c * Dz + i];
+        if (augmented) Y[Dz * k + c] = b ? b[c] : 0.0;
     }
     /* b' = A m */
     for (size_t c = 0; c < k; c++) {
@@ -198,7 +193,7 @@ mg_status mg_whiten_fold_classifier(const mg_whiten *w, const float *W, const fl
         for (size_t i = 0; i < n; i++) acc += Y[i * k + c] * (double)w->mean[i];
         b_out[c] = (float)acc;
     }
-    /* P W'^T = A^T */
+    /* P (A P^-T)^T = A^T */
     lapack_int info = LAPACKE_dgesv(LAPACK_ROW_MAJOR, (lapack_int)n, (lapack_int)k, Pd, (lapack_int)n, ipiv, Y,
                                     (lapack_int)k);
     if (info != 0) {
@@ -206,12 +201,86 @@ mg_status mg_whiten_fold_classifier(const mg_whiten *w, const float *W, const fl
                      (int)info);
         goto done;
     }
-    for (size_t c = 0; c < k; c++)
-        for (size_t i = 0; i < n; i++) W_out[c * n + i] = (float)Y[i * k + c];
+    /* W_out [K, D + 1]: A P^-T, plus (plain form) the bias as the weight of the 1/||e|| input. */
+    for (size_t c = 0; c < k; c++) {
+        for (size_t i = 0; i < n; i++) W_out[c * (Dz + 1) + i] = (float)Y[i * k + c];
+        if (!augmented) W_out[c * (Dz + 1) + Dz] = b ? b[c] : 0.0f;
+    }
 done:
     free(Pd);
     free(Y);
     free(ipiv);
+    return st;
+}
+
+mg_status mg_whiten_fold_checkpoint(const char *in_path, const mg_whiten *w, const char *out_path) {
+    if (!w || !w->P) return MG_FAIL(MG_ERR_INVALID_ARG, "whiten fold: no whitening given");
+    mg_checkpoint c;
+    MG_TRY(mg_checkpoint_open(&c, in_path, NULL, 0));
+    mg_status st = MG_OK;
+    float *W = NULL, *b = NULL, *W2 = NULL, *b2 = NULL;
+    int writer_open = 0;
+    mg_checkpoint_writer wr;
+    const mg_st_tensor *fw = mg_checkpoint_tensor(&c, "fc.weight");
+    if (c.whitened) {
+        st = MG_FAIL(MG_ERR_INVALID_ARG, "%s: the checkpoint is already whitened (fold into the unwhitened one)",
+                     in_path);
+        goto done;
+    }
+    if (!fw || fw->ndim != 2 || !mg_checkpoint_tensor(&c, "fc.bias")) {
+        st = MG_FAIL(MG_ERR_FORMAT, "%s: no classifier tensors fc.weight [K, D] / fc.bias [K]", in_path);
+        goto done;
+    }
+    int64_t K = fw->shape[0], D = fw->shape[1];
+    if (w->dim_in != D || w->dim_out != D) {
+        st = MG_FAIL(MG_ERR_INVALID_ARG,
+                     "whiten fold: the whitening maps %lld -> %lld dims but the classifier of %s takes %lld inputs; "
+                     "learn a full-dimension whitening (no --dim, no --append-one) on %lld-d embeddings",
+                     (long long)w->dim_in, (long long)w->dim_out, in_path, (long long)D, (long long)D);
+        goto done;
+    }
+    W = malloc(sizeof(float) * (size_t)(K * D));
+    b = malloc(sizeof(float) * (size_t)K);
+    W2 = malloc(sizeof(float) * (size_t)(K * (D + 1)));
+    b2 = malloc(sizeof(float) * (size_t)K);
+    if (!W || !b || !W2 || !b2) {
+        st = MG_FAIL(MG_ERR_NOMEM, "whiten fold: out of memory");
+        goto done;
+    }
+    st = mg_checkpoint_read_f32(&c, "fc.weight", W, K * D);
+    if (st == MG_OK) st = mg_checkpoint_read_f32(&c, "fc.bias", b, K);
+    if (st == MG_OK) st = mg_whiten_fold_classifier(w, W, b, K, D, W2, b2);
+    if (st != MG_OK) goto done;
+    mg_checkpoint_meta meta = {.arch = c.arch, .num_classes = c.num_classes, .p = c.p, .epoch = c.epoch,
+                               .step = c.step, .class_names_json = c.class_names_json, .config = c.config,
+                               .whitened = 1};
+    st = mg_checkpoint_writer_init(&wr, &meta);
+    if (st != MG_OK) goto done;
+    writer_open = 1;
+    for (int i = 0; st == MG_OK && i < c.st.n; i++) {
+        const mg_st_tensor *t = &c.st.tensors[i];
+        if (!strcmp(t->name, "fc.weight") || !strcmp(t->name, "fc.bias") || !strncmp(t->name, "optimizer.", 10) ||
+            !strncmp(t->name, "state.", 6))
+            continue;
+        st = mg_checkpoint_writer_add(&wr, t->name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    int64_t s_w[2] = {K, D + 1}, s_b[1] = {K}, s_m[1] = {D}, s_p[2] = {D, D};
+    if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "fc.weight", MG_DTYPE_F32, 2, s_w, W2);
+    if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "fc.bias", MG_DTYPE_F32, 1, s_b, b2);
+    if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "whiten.mean", MG_DTYPE_F32, 1, s_m, w->mean);
+    if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "whiten.P", MG_DTYPE_F32, 2, s_p, w->P);
+    /* Self-description of the classifier input expected by the folded fc (see whiten.h). */
+    if (st == MG_OK)
+        st = mg_checkpoint_writer_set_meta(&wr, "whiten.fc_input",
+                                           "[phi, 1/||e||], phi = (e/||e|| - whiten.mean) whiten.P");
+    if (st == MG_OK) st = mg_checkpoint_writer_commit(&wr, out_path);
+done:
+    if (writer_open) mg_checkpoint_writer_free(&wr);
+    mg_checkpoint_close(&c);
+    free(W);
+    free(b);
+    free(W2);
+    free(b2);
     return st;
 }
 

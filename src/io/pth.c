@@ -133,6 +133,11 @@ static mg_status materialize(const char *path, mg_pyobj *t) {
                            "(%lld elements of %s)",
                            path, s->key, (long long)t->offset, (long long)maxidx, (long long)avail,
                            mg_torch_stype_name(s->stype));
+        if (count > avail) /* stride 0 (expanded) views could blow up memory; state dicts never hold them */
+            return MG_FAIL(MG_ERR_UNSUPPORTED,
+                           "%s: storage '%s': tensor view of %lld elements over a storage of %lld (expanded or "
+                           "overlapping strides are not supported)",
+                           path, s->key, (long long)count, (long long)avail);
     } else {
         count = 0;
     }
@@ -163,13 +168,15 @@ static mg_status materialize_all(mg_pth *p) {
 
 /* ---------------------------------------------------------------- zip */
 
-static mg_status zip_read_entry(const char *path, zip_t *z, zip_int64_t idx, const char *name, uint8_t **out,
-                                size_t *size) {
+/* max_size: the largest plausible uncompressed size (deflate cannot expand more than ~1032:1),
+ * so a zip bomb is refused before anything is allocated. */
+static mg_status zip_read_entry(const char *path, zip_t *z, zip_int64_t idx, const char *name, zip_uint64_t max_size,
+                                uint8_t **out, size_t *size) {
     zip_stat_t zs;
     zip_stat_init(&zs);
     if (zip_stat_index(z, (zip_uint64_t)idx, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE))
         return MG_FAIL(MG_ERR_FORMAT, "%s: cannot stat archive entry '%s': %s", path, name, zip_strerror(z));
-    if (zs.size > ((zip_uint64_t)1 << 40))
+    if (zs.size > ((zip_uint64_t)1 << 40) || zs.size > max_size)
         return MG_FAIL(MG_ERR_FORMAT, "%s: archive entry '%s' claims %llu bytes", path, name,
                        (unsigned long long)zs.size);
     uint8_t *buf = malloc(zs.size ? (size_t)zs.size : 1);
@@ -207,8 +214,9 @@ static mg_status zip_read_entry(const char *path, zip_t *z, zip_int64_t idx, con
     return MG_OK;
 }
 
-static mg_status open_zip(mg_pth *p) {
+static mg_status open_zip(mg_pth *p, size_t file_size) {
     int err = 0;
+    const zip_uint64_t max_size = (zip_uint64_t)file_size * 1032 + (1u << 20);
     zip_t *z = zip_open(p->path, ZIP_RDONLY | ZIP_CHECKCONS, &err);
     if (!z) {
         zip_error_t ze;
@@ -243,7 +251,7 @@ static mg_status open_zip(mg_pth *p) {
         if (bi >= 0) {
             uint8_t *b = NULL;
             size_t bn = 0;
-            s = zip_read_entry(p->path, z, bi, bo, &b, &bn);
+            s = zip_read_entry(p->path, z, bi, bo, max_size, &b, &bn);
             if (s == MG_OK && !(bn == 6 && !memcmp(b, "little", 6)))
                 s = MG_FAIL(MG_ERR_UNSUPPORTED, "%s: storages are not little-endian (byteorder '%.*s')", p->path,
                             (int)(bn < 16 ? bn : 16), (const char *)b);
@@ -252,7 +260,7 @@ static mg_status open_zip(mg_pth *p) {
     }
     uint8_t *pk = NULL;
     size_t pkn = 0;
-    if (s == MG_OK) s = zip_read_entry(p->path, z, pkl, what + strlen(p->path) + 2, &pk, &pkn);
+    if (s == MG_OK) s = zip_read_entry(p->path, z, pkl, what + strlen(p->path) + 2, max_size, &pk, &pkn);
     if (s == MG_OK) s = mg_unpickle(&p->heap, what, pk, pkn, persistent_load, p, &p->root, NULL);
     free(pk);
     /* load every distinct storage key once */
@@ -269,7 +277,7 @@ static mg_status open_zip(mg_pth *p) {
         }
         uint8_t *b = NULL;
         size_t bn = 0;
-        s = zip_read_entry(p->path, z, ei, ename, &b, &bn);
+        s = zip_read_entry(p->path, z, ei, ename, max_size, &b, &bn);
         if (s != MG_OK) break;
         uint8_t **nb = realloc(p->blobs, (p->n_blobs + 1) * sizeof *nb);
         if (!nb) {
@@ -371,9 +379,12 @@ static mg_status open_legacy(mg_pth *p, const uint8_t *buf, size_t size) {
     return MG_OK;
 }
 
-mg_status mg_pth_open(mg_pth *p, const char *path) {
+mg_status mg_pth_open(mg_pth *p, const char *path) { return mg_pth_open_ex(p, path, 0); }
+
+mg_status mg_pth_open_ex(mg_pth *p, const char *path, int allow_foreign) {
     memset(p, 0, sizeof *p);
     mg_pyheap_init(&p->heap);
+    p->heap.allow_foreign = allow_foreign ? 1 : 0;
     p->path = dup_str(path);
     if (!p->path) return MG_FAIL(MG_ERR_NOMEM, "%s: out of memory", path);
     void *buf = NULL;
@@ -386,7 +397,7 @@ mg_status mg_pth_open(mg_pth *p, const char *path) {
     const uint8_t *u = buf;
     if (size >= 4 && !memcmp(u, "PK\x03\x04", 4)) {
         free(buf);
-        s = open_zip(p);
+        s = open_zip(p, size);
     } else if (size >= 2 && u[0] == 0x80) {
         p->legacy = 1;
         p->file = buf;

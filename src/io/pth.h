@@ -21,6 +21,9 @@ typedef struct mg_pth {
 } mg_pth;
 
 mg_status mg_pth_open(mg_pth *p, const char *path);
+/* allow_foreign = 1: objects of globals outside the allowlist become inert placeholders
+ * (MG_PY_FOREIGN) instead of an error; p->heap.n_foreign / first_foreign say what was skipped. */
+mg_status mg_pth_open_ex(mg_pth *p, const char *path, int allow_foreign);
 void mg_pth_close(mg_pth *p);
 
 #endif

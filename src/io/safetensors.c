@@ -130,15 +130,15 @@ static mg_status parse_tensor(mg_safetensors *st, const cJSON *item, mg_st_tenso
     return MG_OK;
 }
 
-static const mg_st_tensor *g_sort_base;
+/* qsort comparators over arrays of tensor pointers (no global state: the reader is reentrant). */
 static int cmp_by_offset(const void *a, const void *b) {
-    const mg_st_tensor *x = &g_sort_base[*(const int *)a], *y = &g_sort_base[*(const int *)b];
+    const mg_st_tensor *x = *(const mg_st_tensor *const *)a, *y = *(const mg_st_tensor *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
     return 0;
 }
 static int cmp_by_name(const void *a, const void *b) {
-    return strcmp(g_sort_base[*(const int *)a].name, g_sort_base[*(const int *)b].name);
+    return strcmp((*(const mg_st_tensor *const *)a)->name, (*(const mg_st_tensor *const *)b)->name);
 }
 
 static mg_status check_layout(mg_safetensors *st) {
@@ -147,22 +147,20 @@ static mg_status check_layout(mg_safetensors *st) {
             return MG_FAIL(MG_ERR_FORMAT, "%s: no tensors but a %zu-byte data section", st->path, st->data_size);
         return MG_OK;
     }
-    int *idx = malloc((size_t)st->n * sizeof *idx);
+    const mg_st_tensor **idx = malloc((size_t)st->n * sizeof *idx);
     if (!idx) return MG_FAIL(MG_ERR_NOMEM, "%s: out of memory", st->path);
-    for (int i = 0; i < st->n; i++) idx[i] = i;
-    g_sort_base = st->tensors; /* the reader is not reentrant across threads here: qsort has no ctx */
+    for (int i = 0; i < st->n; i++) idx[i] = &st->tensors[i];
     qsort(idx, (size_t)st->n, sizeof *idx, cmp_by_name);
     mg_status s = MG_OK;
     for (int i = 1; i < st->n && s == MG_OK; i++)
-        if (!strcmp(st->tensors[idx[i]].name, st->tensors[idx[i - 1]].name))
-            s = MG_FAIL(MG_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", st->path,
-                        st->tensors[idx[i]].name);
+        if (!strcmp(idx[i]->name, idx[i - 1]->name))
+            s = MG_FAIL(MG_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", st->path, idx[i]->name);
     if (s == MG_OK) {
         qsort(idx, (size_t)st->n, sizeof *idx, cmp_by_offset);
         size_t pos = 0;
         const char *prev = NULL;
         for (int i = 0; i < st->n && s == MG_OK; i++) {
-            const mg_st_tensor *t = &st->tensors[idx[i]];
+            const mg_st_tensor *t = idx[i];
             if (t->begin < pos)
                 s = MG_FAIL(MG_ERR_FORMAT, "%s: tensor '%s': data_offsets [%zu, %zu] overlap tensor '%s' (ends at %zu)",
                             st->path, t->name, t->begin, t->end, prev, pos);
@@ -177,7 +175,7 @@ static mg_status check_layout(mg_safetensors *st) {
             s = MG_FAIL(MG_ERR_FORMAT, "%s: tensors cover %zu bytes but the data section holds %zu (trailing bytes)",
                         st->path, pos, st->data_size);
     }
-    free(idx);
+    free((void *)idx);
     return s;
 }
 
@@ -215,9 +213,11 @@ static mg_status parse_header(mg_safetensors *st, const char *json, size_t len) 
                 s = MG_FAIL(MG_ERR_FORMAT, "%s: \"__metadata__\" is not a JSON object", path);
                 break;
             }
+            if (st->meta_keys) {
+                s = MG_FAIL(MG_ERR_FORMAT, "%s: \"__metadata__\" appears twice in the header", path);
+                break;
+            }
             int m = cJSON_GetArraySize(it);
-            free(st->meta_keys);
-            free(st->meta_values);
             st->meta_keys = calloc((size_t)(m ? m : 1), sizeof(char *));
             st->meta_values = calloc((size_t)(m ? m : 1), sizeof(char *));
             if (!st->meta_keys || !st->meta_values) {

@@ -282,7 +282,11 @@ mg_status mg_import_pth(const char *src, const char *dst, const mg_import_opts *
     if (!rep) rep = &r0;
     memset(rep, 0, sizeof *rep);
     mg_pth pth;
-    MG_TRY(mg_pth_open(&pth, src));
+    MG_TRY(mg_pth_open_ex(&pth, src, opts->allow_foreign));
+    rep->n_foreign = (int)pth.heap.n_foreign;
+    if (pth.heap.n_foreign)
+        mg_log_warn("%s: skipped %zu object(s) of classes outside the allowlist (first: '%s'); nothing was executed",
+                    src, pth.heap.n_foreign, pth.heap.first_foreign);
     ictx c = {.path = src};
     mg_status s = do_import(&c, &pth, dst, opts, rep);
     ictx_free(&c);

@@ -12,6 +12,8 @@ typedef struct mg_import_opts {
     const char *arch; /* NULL: inferred from the keys and shapes */
     int num_classes;  /* 0: from fc.weight; otherwise must agree with it */
     double p;         /* > 0: GeM exponent to store; else pool.p from the file, else 1 (average pooling) */
+    int allow_foreign; /* 1: objects of non-allowlisted classes outside the state dict (e.g. a pickled
+                          optimizer) are skipped as inert placeholders instead of refusing the file */
 } mg_import_opts;
 
 typedef struct mg_import_report {
@@ -23,6 +25,7 @@ typedef struct mg_import_report {
     int n_written;      /* tensors written */
     int n_unexpected;   /* keys in the file that were not written */
     int n_filled;       /* num_batches_tracked / pool.p entries missing from the file and filled in */
+    int n_foreign;      /* objects of non-allowlisted classes skipped (allow_foreign only) */
 } mg_import_report;
 
 mg_status mg_import_pth(const char *src, const char *dst, const mg_import_opts *opts, mg_import_report *rep);

@@ -16,8 +16,8 @@ size_t mg_torch_stype_size(mg_torch_stype t) { return (t >= 0 && t < MG_TS_COUNT
 
 const char *mg_py_kind_name(mg_py_kind k) {
     static const char *names[] = {"None", "bool", "int", "int", "float", "str", "bytes", "tuple",
-                                  "list", "dict", "global", "storage", "tensor"};
-    return (k >= 0 && k <= MG_PY_TENSOR) ? names[k] : "?";
+                                  "list", "dict", "global", "storage", "tensor", "foreign object"};
+    return (k >= 0 && k <= MG_PY_FOREIGN) ? names[k] : "?";
 }
 
 void mg_pyheap_init(mg_pyheap *h) { memset(h, 0, sizeof *h); }
@@ -215,6 +215,16 @@ static mg_status resolve_global(up *u, const char *module, const char *name, mg_
                 id = MG_PYG_STORAGE_TYPE;
                 st = (mg_torch_stype)t;
             }
+    if (id < 0 && u->h->allow_foreign) {
+        g = new_obj(u, MG_PY_FOREIGN);
+        size_t n = strlen(module) + strlen(name) + 2;
+        if (!g || !(g->s = malloc(n))) return UFAIL(u, MG_ERR_NOMEM, "out of memory");
+        snprintf(g->s, n, "%s.%s", module, name);
+        g->len = n - 1;
+        if (!u->h->n_foreign++) snprintf(u->h->first_foreign, sizeof u->h->first_foreign, "%s", g->s);
+        *out = g;
+        return MG_OK;
+    }
     if (id < 0)
         return mg_error_set(MG_ERR_FORMAT, __FILE__, __LINE__,
                             "%s: refusing to load global '%.100s.%.100s': only tensors and plain containers are "
@@ -274,6 +284,10 @@ static mg_status int_tuple(up *u, const mg_pyobj *o, const char *what, int *n, i
 }
 
 static mg_status do_reduce(up *u, mg_pyobj *fn, mg_pyobj *args, mg_pyobj **out) {
+    if (fn->kind == MG_PY_FOREIGN) { /* lenient mode: never called, the result is another placeholder */
+        *out = fn;
+        return MG_OK;
+    }
     if (fn->kind != MG_PY_GLOBAL)
         return UFAIL(u, MG_ERR_FORMAT, "cannot call a %s (only allowed globals are callable)", mg_py_kind_name(fn->kind));
     if (args->kind != MG_PY_TUPLE)
@@ -453,6 +467,7 @@ static mg_status step(up *u, int *done, mg_pyobj **result) {
         MG_TRY(pop(u, &b));
         MG_TRY(pop(u, &a));
         MG_TRY(top(u, &c));
+        if (c->kind == MG_PY_FOREIGN) return MG_OK;
         if (c->kind != MG_PY_DICT) return UFAIL(u, MG_ERR_FORMAT, "SETITEM on a %s", mg_py_kind_name(c->kind));
         if (!obj_push_item(c, a) || !obj_push_item(c, b)) return UFAIL(u, MG_ERR_NOMEM, "out of memory");
         return MG_OK;
@@ -462,6 +477,10 @@ static mg_status step(up *u, int *done, mg_pyobj **result) {
         if (start == 0 || (u->mn && u->marks[u->mn - 1] >= start))
             return UFAIL(u, MG_ERR_FORMAT, "SETITEMS without a target (malformed pickle)");
         c = u->stack[start - 1];
+        if (c->kind == MG_PY_FOREIGN) {
+            u->sn = start;
+            return MG_OK;
+        }
         if (c->kind != MG_PY_DICT) return UFAIL(u, MG_ERR_FORMAT, "SETITEMS on a %s", mg_py_kind_name(c->kind));
         for (size_t i = start; i < u->sn; i++)
             if (!obj_push_item(c, u->stack[i])) return UFAIL(u, MG_ERR_NOMEM, "out of memory");
@@ -470,6 +489,7 @@ static mg_status step(up *u, int *done, mg_pyobj **result) {
     case 'a': /* APPEND */
         MG_TRY(pop(u, &a));
         MG_TRY(top(u, &c));
+        if (c->kind == MG_PY_FOREIGN) return MG_OK;
         if (c->kind != MG_PY_LIST) return UFAIL(u, MG_ERR_FORMAT, "APPEND on a %s", mg_py_kind_name(c->kind));
         if (!obj_push_item(c, a)) return UFAIL(u, MG_ERR_NOMEM, "out of memory");
         return MG_OK;
@@ -478,6 +498,10 @@ static mg_status step(up *u, int *done, mg_pyobj **result) {
         if (start == 0 || (u->mn && u->marks[u->mn - 1] >= start))
             return UFAIL(u, MG_ERR_FORMAT, "APPENDS without a target (malformed pickle)");
         c = u->stack[start - 1];
+        if (c->kind == MG_PY_FOREIGN) {
+            u->sn = start;
+            return MG_OK;
+        }
         if (c->kind != MG_PY_LIST) return UFAIL(u, MG_ERR_FORMAT, "APPENDS on a %s", mg_py_kind_name(c->kind));
         for (size_t i = start; i < u->sn; i++)
             if (!obj_push_item(c, u->stack[i])) return UFAIL(u, MG_ERR_NOMEM, "out of memory");
@@ -513,14 +537,14 @@ static mg_status step(up *u, int *done, mg_pyobj **result) {
     case 0x81: /* NEWOBJ */
         MG_TRY(pop(u, &b));
         MG_TRY(pop(u, &a));
-        if (u->op == 0x81 && !(a->kind == MG_PY_GLOBAL && a->global == MG_PYG_ORDERED_DICT))
+        if (u->op == 0x81 && a->kind != MG_PY_FOREIGN && !(a->kind == MG_PY_GLOBAL && a->global == MG_PYG_ORDERED_DICT))
             return UFAIL(u, MG_ERR_FORMAT, "NEWOBJ of a %s not supported", mg_py_kind_name(a->kind));
         MG_TRY(do_reduce(u, a, b, &o));
         return push(u, o);
     case 'b': /* BUILD: state of OrderedDict (e.g. _metadata) or tensor; ignored */
         MG_TRY(pop(u, &b));
         MG_TRY(top(u, &a));
-        if (a->kind != MG_PY_DICT && a->kind != MG_PY_TENSOR)
+        if (a->kind != MG_PY_DICT && a->kind != MG_PY_TENSOR && a->kind != MG_PY_FOREIGN)
             return UFAIL(u, MG_ERR_FORMAT, "BUILD on a %s not supported", mg_py_kind_name(a->kind));
         return MG_OK;
     case 'Q': /* BINPERSID */

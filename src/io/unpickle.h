@@ -5,6 +5,8 @@
  * error naming it. Nothing is ever executed: REDUCE of an allowed callable builds a plain
  * object (dict, tensor reference) here. Every read is bounds-checked.
  *
+ * A lenient mode (mg_pyheap.allow_foreign) turns refused globals into inert placeholders instead.
+ *
  * Objects live in an mg_pyheap and are freed together (memo references may share them). */
 #ifndef MG_IO_UNPICKLE_H
 #define MG_IO_UNPICKLE_H
@@ -28,7 +30,8 @@ typedef enum mg_py_kind {
     MG_PY_DICT,   /* items[2i] = key, items[2i+1] = value, in insertion order */
     MG_PY_GLOBAL, /* an allowed global: `global` says which */
     MG_PY_STORAGE,
-    MG_PY_TENSOR
+    MG_PY_TENSOR,
+    MG_PY_FOREIGN /* lenient mode only: an object of a refused global, never built; `s` = "module.name" */
 } mg_py_kind;
 
 typedef enum mg_py_global {
@@ -79,6 +82,12 @@ typedef struct mg_pyobj {
 typedef struct mg_pyheap {
     mg_pyobj **objs;
     size_t n, cap;
+    /* 0 (default): a global outside the allowlist is an error. 1: it becomes an inert MG_PY_FOREIGN
+     * placeholder (calls on it give placeholders, its state and items are dropped); still nothing
+     * is executed. For checkpoints whose extras (optimizer objects) pickle foreign classes. */
+    int allow_foreign;
+    size_t n_foreign;
+    char first_foreign[128];
 } mg_pyheap;
 
 void mg_pyheap_init(mg_pyheap *h);

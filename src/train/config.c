@@ -73,7 +73,9 @@ static const key_def KEYS[] = {
       "one epoch = int(N * epoch_len_factor) samples of the N training images"),
     E("augmentation", "", augmentation, "full", AUGMENTATIONS, "data", true,
       "training augmentation: none, torch (crop + flip) or full (+ colour jitter + lighting)"),
-    I("workers", "", workers, "4", 0, 256, "data", true, "image decoding threads (0 = in the training thread)"),
+    D("crop_scale_min", "", crop_scale_min, "0.08", 0.001, 1, "data", true,
+      "smallest area fraction of RandomResizedCrop (0.08 in the recipe; larger for tiny images)"),
+    I("workers", "", workers, "4", 0, 256, "data", true, "image decoding threads (0 is taken as 1: decoding always runs on a worker thread)"),
     I("prefetch", "", prefetch, "2", 0, 64, "data", true, "batches prepared ahead of the training step"),
     /* loss */
     D("classif_weight", "", classif_weight, "0.5", 0, 1, "loss", true,

@@ -333,8 +333,9 @@ mg_status mg_train_run(const mg_train_opts *o, mg_train_summary *summary) {
     /* loader */
     mg_loader_cfg lc;
     mg_loader_cfg_default(&lc, true);
-    lc.threads = cfg->workers;
-    lc.prefetch = cfg->prefetch;
+    lc.threads = cfg->workers > 0 ? cfg->workers : 1; /* the loader always decodes on worker threads */
+    lc.prefetch = cfg->prefetch > 0 ? cfg->prefetch : 1;
+    lc.transform.rrc.scale_min = cfg->crop_scale_min;
     lc.transform.level = aug_level(cfg->augmentation);
     lc.transform.size = cfg->input_size;
     lc.sampler.batch = cfg->batch_size;

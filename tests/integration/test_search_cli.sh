@@ -95,6 +95,7 @@ err = np.abs(P - ref * sign).max() / np.abs(ref).max()
 assert err < 1e-5, err
 print("whiten matches numpy, rel err", err)
 PYEOF
-check_err "fold-into" whiten --embeddings "$T/db.npy" --out "$T/c.safetensors" --fold-into "$T/c0.safetensors"
+check_err "c0.safetensors" whiten --embeddings "$T/db.npy" --out "$T/c.safetensors" --fold-into "$T/c0.safetensors"
+check_err "--dim"     whiten --embeddings "$T/db.npy" --out "$T/c.safetensors" --fold-into "$T/c0.safetensors" --dim 4
 check_err "--dim"     whiten --embeddings "$T/db.npy" --out "$T/w2.safetensors" --dim 49
 echo "ok"

@@ -35,7 +35,7 @@ HP = {
     "arch": "resnet18", "num_classes": NUM_CLASSES, "p": 3.0,
     "classif_weight": 0.5, "margin": 0.2, "beta_init": 1.2, "beta_lr": 2.0, "normalise_by": "active",
     "use_label_smooth": "true", "label_smoothing": 0.1,
-    "lr": 0.02, "lr_init": 0.002, "lr_end": 0.0005, "lr_schedule": "linear", "warmup_epochs": 0.25, "epochs": 1,
+    "lr": 0.001, "lr_init": 0.0001, "lr_end": 0.00002, "lr_schedule": "linear", "warmup_epochs": 0.25, "epochs": 1,
     "momentum": 0.9, "nesterov": "false", "weight_decay": 5e-4, "wd_on_bn_bias": "true", "seed": 7,
     "steps_per_epoch": STEPS,
 }

@@ -6,7 +6,7 @@ Usage: gen_pth.py OUTDIR
   r18/<name>.npy                 its tensors
   r50_zip.pth + r50_fp.json      resnet50(num_classes=10), zip; per-tensor fingerprints
   mg_legacy.pth                  MultiGrain {'model_state': features.*, pool.p, classifier.*} (legacy),
-                                 with epoch and optimizer-like extras
+                                 with epoch, plain extras and a pickled SGD optimizer (foreign classes)
   mg_white_legacy.pth            whitened MultiGrain (classifier [K, D+1], whitening.pca.pca_m/pca_P)
   mgw/<name>.npy                 its tensors (MultiGrain names)
   views_zip.pth                  {'state_dict': {'module.' + key}} (DataParallel) resnet18 dict where
@@ -88,8 +88,14 @@ for k, v in r18.items():
 mg["pool.p"] = torch.tensor(3.0)
 mg["classifier.weight"] = r18["fc.weight"]
 mg["classifier.bias"] = r18["fc.bias"]
-save({"model_state": mg, "epoch": 12, "optimizer_state": {"lr": 0.2, "momentum": [0.9, (1, 2)]}},
-     "mg_legacy.pth", True)
+# MultiGrain's CheckpointHandler saved `optimizer.state_dict` (a bound method): the pickle then holds
+# __builtin__.getattr, torch.optim.sgd.SGD and collections.defaultdict objects besides the model.
+lin = torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9)
+lin(torch.randn(4, 3)).sum().backward()
+opt.step()
+save({"model_state": mg, "epoch": 12, "optimizer_state": opt.state_dict,
+      "extra": {"lr": 0.2, "momentum": [0.9, (1, 2)], "flag": True, "none": None}}, "mg_legacy.pth", True)
 
 # Whitened MultiGrain: bias folded into the classifier ([K, D+1]) and PCA whitening tensors.
 mgw = collections.OrderedDict((k, v) for k, v in mg.items() if not k.startswith("classifier."))

@@ -108,6 +108,8 @@ save("fold_b", b)
 save("fold_test", et)
 save("fold_scaled_logits", scaled)
 save("fold_argmax", scaled.argmax(1).astype(np.int64))
+# Plain form (whitening learned on e / ||e||, classifier input [Phi, 1/||e||]): (W e + b) / ||e||.
+save("fold_scaled_logits_plain", (e64 @ W.T.astype(np.float64) + b) / np.linalg.norm(e64, axis=1, keepdims=True))
 
 # ---- AP / mAP / N-S ----------------------------------------------------------------------------
 def ap_ref(ranked, self_id, relevant, trapezoid=True):

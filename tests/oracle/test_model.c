@@ -24,15 +24,29 @@ static float *f32(const mg_st_tensor *t) {
     return d;
 }
 
-/* Tolerance scaled to the tensor: atol = rel_atol * max|ref|. Float32 networks differ from PyTorch
- * only by summation order; after ~20 conv+BN layers the relative error of an element is ~1e-5, and
- * elements near zero (after BN centring, or small gradients among large ones) need an absolute floor
- * proportional to the tensor's scale rather than to the element. */
+static const mg_safetensors *g_ref; /* the reference file of the running case (for err.<name>) */
+
+/* The references are float64 results; `err.<name>` is how far PyTorch's own float32 run is from
+ * them. Tolerance: atol = max(rel_atol * max|ref|, 4 * PyTorch's float32 error). The first term is
+ * float32 summation-order noise scaled to the tensor (elements near zero after BN centring, or small
+ * gradients among large ones, need a floor proportional to the tensor's scale); the second covers
+ * cases whose conditioning amplifies rounding (training-mode BN over a few values per channel in
+ * layer4): a correct float32 implementation is then as far from the exact answer as PyTorch is, and
+ * we allow 4x that, never less than the first term. */
 static void compare(const char *what, const float *got, const mg_st_tensor *ref, double rel_atol, double rtol) {
     float *r = f32(ref);
     double mx = 0;
     for (int64_t i = 0; i < ref->count; i++) mx = fmax(mx, fabs(r[i]));
-    mg_test_assert_close(what, got, r, (size_t)ref->count, rel_atol * mx + 1e-30, rtol);
+    double atol = rel_atol * mx;
+    char ename[300];
+    snprintf(ename, sizeof ename, "err.%s", what);
+    const mg_st_tensor *et = g_ref ? mg_safetensors_find(g_ref, ename) : NULL;
+    if (et && et->dtype == MG_DTYPE_F64) {
+        double e;
+        mg_st_tensor_copy(et, &e);
+        atol = fmax(atol, 4 * e);
+    }
+    mg_test_assert_close(what, got, r, (size_t)ref->count, atol + 1e-30, rtol);
     free(r);
 }
 
@@ -53,7 +67,7 @@ static void load_weights(mg_model *m, const mg_safetensors *w) {
     }
 }
 
-static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl impl) {
+static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl impl, int check_grads) {
     mg_ops_set_impl(impl);
     char path[4096];
     mg_safetensors w, ref;
@@ -61,6 +75,7 @@ static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl
     mg_assert_ok(mg_safetensors_open(&w, path));
     snprintf(path, sizeof path, "%s/%s_ref.safetensors", mg_test_oracle_dir(), tag);
     mg_assert_ok(mg_safetensors_open(&ref, path));
+    g_ref = &ref;
     mg_model *m;
     mg_assert_ok(mg_model_init(&m, arch, classes, 1.0f));
     load_weights(m, &w);
@@ -120,6 +135,7 @@ static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl
         }
     }
 
+    if (!check_grads) goto done;
     /* backward of <A, logits> + <B, embedding>, p learnable */
     float *A = f32(need(&ref, "A")), *B = f32(need(&ref, "B"));
     mg_model_set_learn_p(m, true);
@@ -165,24 +181,32 @@ static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl
     free(mom);
     free(A);
     free(B);
+done:
     free(x);
     mg_model_free(m);
     mg_safetensors_close(&w);
     mg_safetensors_close(&ref);
+    g_ref = NULL;
     mg_ops_set_impl(MG_OPS_FAST);
 }
 
 static void test_resnet18_fast(void **state) {
     (void)state;
-    run_case("r18", "resnet18", 10, MG_OPS_FAST);
+    run_case("r18", "resnet18", 10, MG_OPS_FAST, 1);
 }
 static void test_resnet18_reference(void **state) {
     (void)state;
-    run_case("r18", "resnet18", 10, MG_OPS_REFERENCE);
+    run_case("r18", "resnet18", 10, MG_OPS_REFERENCE, 1);
 }
 static void test_resnet50_fast(void **state) {
     (void)state;
-    run_case("r50", "resnet50", 7, MG_OPS_FAST);
+    run_case("r50", "resnet50", 7, MG_OPS_FAST, 0);    /* forward: eval and train modes */
+    run_case("r50pos", "resnet50", 7, MG_OPS_FAST, 1); /* everything, kink-free (see gen_model.py) */
+}
+
+static void test_resnet50_reference(void **state) {
+    (void)state;
+    run_case("r50pos", "resnet50", 7, MG_OPS_REFERENCE, 1);
 }
 
 static void test_bad_input(void **state) {
@@ -210,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_resnet18_fast),
         cmocka_unit_test(test_resnet18_reference),
         cmocka_unit_test(test_resnet50_fast),
+        cmocka_unit_test(test_resnet50_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

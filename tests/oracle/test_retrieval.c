@@ -197,7 +197,7 @@ static void test_fold_classifier(void **state) {
     for (int64_t i = 0; i < n; i++) mg_whiten_augment((float *)tr.data + i * D, D, aug + i * Da);
     mg_whiten w;
     mg_assert_ok(mg_whiten_fit(aug, n, Da, 0, 0, &w));
-    float *W2 = malloc(sizeof(float) * (size_t)(K * Da)), b2[64];
+    float *W2 = malloc(sizeof(float) * (size_t)(K * (Da + 1))), b2[64];
     mg_assert_ok(mg_whiten_fold_classifier(&w, W.data, b.data, K, D, W2, b2));
     for (int64_t i = 0; i < nt; i++) mg_whiten_augment((float *)te.data + i * D, D, aug + i * Da);
     float *phi = malloc(sizeof(float) * (size_t)(nt * Da));
@@ -247,6 +247,53 @@ static void test_fold_classifier(void **state) {
     mg_npy_free(&te);
     mg_npy_free(&ref);
     mg_npy_free(&am);
+}
+
+static void test_fold_classifier_plain(void **state) {
+    (void)state;
+    mg_npy tr, W, b, te, ref;
+    mg_test_load("fold_train", &tr);
+    mg_test_load("fold_W", &W);
+    mg_test_load("fold_b", &b);
+    mg_test_load("fold_test", &te);
+    mg_test_load_as("fold_scaled_logits_plain", MG_DTYPE_F64, &ref);
+    int64_t n = tr.shape[0], D = tr.shape[1], K = W.shape[0], nt = te.shape[0];
+    float *x = malloc(sizeof(float) * (size_t)((n > nt ? n : nt) * D));
+    memcpy(x, tr.data, sizeof(float) * (size_t)(n * D));
+    mg_knn_normalize_rows(x, n, D, NULL); /* the whitening is learned on e / ||e|| */
+    mg_whiten w;
+    mg_assert_ok(mg_whiten_fit(x, n, D, 0, 0, &w));
+    float *W2 = malloc(sizeof(float) * (size_t)(K * (D + 1))), b2[64];
+    mg_assert_ok(mg_whiten_fold_classifier(&w, W.data, b.data, K, D, W2, b2));
+    memcpy(x, te.data, sizeof(float) * (size_t)(nt * D));
+    mg_knn_normalize_rows(x, nt, D, NULL);
+    float *phi = malloc(sizeof(float) * (size_t)(nt * D));
+    mg_assert_ok(mg_whiten_project(&w, x, nt, phi));
+    double *logits = malloc(sizeof(double) * (size_t)(nt * K));
+    const float *e = te.data;
+    for (int64_t i = 0; i < nt; i++) {
+        double ss = 0;
+        for (int64_t j = 0; j < D; j++) ss += (double)e[i * D + j] * e[i * D + j];
+        double inv_norm = 1.0 / sqrt(ss); /* the extra classifier input 1/||e|| */
+        for (int64_t c = 0; c < K; c++) {
+            double s = b2[c] + (double)W2[c * (D + 1) + D] * inv_norm;
+            for (int64_t j = 0; j < D; j++) s += (double)W2[c * (D + 1) + j] * phi[i * D + j];
+            logits[i * K + c] = s;
+        }
+    }
+    /* Same error budget as the augmented form (float32 P, Phi, W'; double accumulation). */
+    double ferr = mg_test_assert_close_f64("folded logits (plain)", logits, ref.data, (size_t)(nt * K), 1e-5, 1e-5);
+    printf("folded logits (plain): max abs error %.3g\n", ferr);
+    free(x);
+    free(W2);
+    free(phi);
+    free(logits);
+    mg_whiten_free(&w);
+    mg_npy_free(&tr);
+    mg_npy_free(&W);
+    mg_npy_free(&b);
+    mg_npy_free(&te);
+    mg_npy_free(&ref);
 }
 
 static void test_holidays_map(void **state) {
@@ -331,7 +378,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_knn_matches_numpy),   cmocka_unit_test(test_knn_ties_follow_rule),
         cmocka_unit_test(test_whiten_matches_numpy), cmocka_unit_test(test_whiten_rank_deficient),
-        cmocka_unit_test(test_fold_classifier),     cmocka_unit_test(test_holidays_map),
+        cmocka_unit_test(test_fold_classifier),     cmocka_unit_test(test_fold_classifier_plain),
+        cmocka_unit_test(test_holidays_map),
         cmocka_unit_test(test_ukbench_ns),          cmocka_unit_test(test_list_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,7 +5,11 @@
  * the configured schedule) and writes, per step, the losses, lr, beta and the sampled triplets, and at
  * the end every model tensor and beta, for the PyTorch replay to compare.
  *
- * Usage: tool_fidelity INPUT.safetensors OUTPUT.safetensors
+ * Usage: tool_fidelity INPUT.safetensors OUTPUT.safetensors [STATE_DIR]
+ * With STATE_DIR, the whole training state before every step t (and after the last) is also written as
+ * a checkpoint STATE_DIR/state.<t>.safetensors (weights, BN statistics, momentum buffers, beta and its
+ * momentum: mg_model_checkpoint_add + mg_trainer_checkpoint_add), for the per-step ("teacher-forced")
+ * comparison, which starts PyTorch's step t from exactly our state.
  * Input tensors: every model tensor by state_dict name (+ "pool.p"), "images" F32 [S, n, 3, h, w],
  * "labels" I32 [S, n], "instances" I64 [S, n]. Input metadata: arch, num_classes, p and the config
  * keys listed in `keys` below (values in YAML scalar syntax, applied with mg_config_set_value). */
@@ -14,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "multigrain/checkpoint.h"
 #include "multigrain/config.h"
 #include "multigrain/model.h"
 #include "multigrain/ops.h"
@@ -40,6 +45,20 @@ static const mg_st_tensor *need(const mg_safetensors *st, const char *name, mg_d
     return t;
 }
 
+static mg_status save_state(mg_model *m, mg_trainer *tr, const mg_config *cfg, const char *dir, int step) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.%d.safetensors", dir, step);
+    mg_checkpoint_meta meta = {.arch = cfg->arch, .num_classes = cfg->num_classes, .p = cfg->pooling_exponent,
+                               .step = step};
+    mg_checkpoint_writer w;
+    MG_TRY(mg_checkpoint_writer_init(&w, &meta));
+    mg_status s = mg_model_checkpoint_add(m, &w);
+    if (s == MG_OK) s = mg_trainer_checkpoint_add(tr, &w);
+    if (s == MG_OK) s = mg_checkpoint_writer_commit(&w, path);
+    mg_checkpoint_writer_free(&w);
+    return s;
+}
+
 static void *copy_out(const mg_st_tensor *t) {
     void *d = malloc(t->nbytes ? t->nbytes : 1);
     if (d) mg_st_tensor_copy(t, d);
@@ -47,8 +66,8 @@ static void *copy_out(const mg_st_tensor *t) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s INPUT.safetensors OUTPUT.safetensors\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s INPUT.safetensors OUTPUT.safetensors [STATE_DIR]\n", argv[0]);
         return 2;
     }
     mg_safetensors in;
@@ -117,6 +136,7 @@ int main(int argc, char **argv) {
     const size_t img = (size_t)3 * h * w;
     for (int s = 0; s < steps; s++) {
         mg_step_result r;
+        if (argc == 4 && save_state(m, tr, &cfg, argv[3], s) != MG_OK) return die("writing the state");
         if (mg_trainer_step(tr, images + (size_t)s * n * img, n, h, w, labels + (size_t)s * n,
                             instances + (size_t)s * n, &r) != MG_OK)
             return die("training step");
@@ -143,6 +163,8 @@ int main(int argc, char **argv) {
                r.loss_ce, r.loss_margin, r.lr, r.beta, t->count);
     }
 
+    if (argc == 4 && save_state(m, tr, &cfg, argv[3], steps) != MG_OK) return die("writing the state");
+
     mg_st_writer wr;
     mg_st_writer_init(&wr);
     static const char *const series[] = {"loss", "loss_ce", "loss_margin", "lr", "beta"};
@@ -168,8 +190,22 @@ int main(int argc, char **argv) {
                              mg_model_tensor_data(m, i)) != MG_OK)
             return die("output");
     }
+    /* MG_FIDELITY_GRADS=1 (diagnosis): also the gradients of the last step, "grad.<name>". */
+    char (*gname)[64] = calloc((size_t)nt, sizeof *gname);
+    if (!gname) return 1;
+    if (getenv("MG_FIDELITY_GRADS") && atoi(getenv("MG_FIDELITY_GRADS")) > 0)
+        for (int i = 0; i < nt; i++) {
+            int kind, ndim;
+            int64_t shape[4];
+            const char *tname = mg_model_tensor_info(m, i, &kind, &ndim, shape, NULL);
+            if (kind != 0) continue;
+            snprintf(gname[i], sizeof gname[i], "grad.%s", tname);
+            if (mg_st_writer_add(&wr, gname[i], MG_DTYPE_F32, ndim, shape, mg_model_tensor_grad(m, tname)) != MG_OK)
+                return die("output");
+        }
     if (mg_st_writer_write(&wr, argv[2]) != MG_OK) return die("writing the output");
     mg_st_writer_free(&wr);
+    free(gname);
 
     for (int s = 0; s < steps; s++) free(trip[s]);
     free(trip);

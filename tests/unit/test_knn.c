@@ -7,7 +7,9 @@
 
 #include "core/rng.h"
 #include "mg_test.h"
+#include "multigrain/checkpoint.h"
 #include "multigrain/knn.h"
+#include "multigrain/model.h"
 #include "multigrain/whiten.h"
 
 static void test_knn_hand_ties(void **state) {
@@ -114,12 +116,15 @@ static void test_whiten_hand(void **state) {
     assert_memory_equal(l.mean, w.mean, 2 * sizeof(float));
     mg_whiten_free(&l);
     remove(path);
-    /* Plain whitening + non-zero bias cannot be folded exactly. */
-    float W[2] = {1, 2}, b[1] = {0.5f}, W2[2], b2[1];
-    assert_int_equal(mg_whiten_fold_classifier(&w, W, b, 1, 2, W2, b2), MG_ERR_INVALID_ARG);
-    /* Without bias it can: W' = W P^-T = W diag(sqrt(3.2), sqrt(0.8)), b' = W m = 0. */
-    mg_assert_ok(mg_whiten_fold_classifier(&w, W, NULL, 1, 2, W2, b2));
-    assert_true(fabs(W2[0] - sqrt(3.2)) < 1e-6 && fabs(W2[1] - 2 * sqrt(0.8)) < 1e-6 && fabs(b2[0]) < 1e-7);
+    /* Plain fold: W_out = [W P^-T | b] with P^-T = diag(sqrt(3.2), sqrt(0.8)) (P is diagonal), and
+     * b_out = W m = 0: W = [1, 2], b = 0.5 -> W_out = [sqrt(3.2), 2 sqrt(0.8), 0.5]. */
+    float W[2] = {1, 2}, b[1] = {0.5f}, W2[3], b2[1];
+    mg_assert_ok(mg_whiten_fold_classifier(&w, W, b, 1, 2, W2, b2));
+    assert_true(fabs(W2[0] - sqrt(3.2)) < 1e-6 && fabs(W2[1] - 2 * sqrt(0.8)) < 1e-6 && W2[2] == 0.5f);
+    assert_true(fabs(b2[0]) < 1e-7);
+    /* A classifier of another width does not fit. */
+    float W3[3] = {1, 2, 3}, W4[4];
+    assert_int_equal(mg_whiten_fold_classifier(&w, W3, b, 1, 3, W4, b2), MG_ERR_INVALID_ARG);
     mg_whiten_free(&w);
 }
 
@@ -135,10 +140,89 @@ static void test_whiten_errors(void **state) {
     assert_int_not_equal(mg_whiten_load(path, &w), MG_OK);
 }
 
+static void test_fold_checkpoint(void **state) {
+    (void)state;
+    /* A small real checkpoint (resnet18, 5 classes, feature dim 512) and a full-rank whitening. */
+    char in[4096], out[4096];
+    snprintf(in, sizeof in, "%s/test_knn_fold_in.safetensors", mg_test_tmp_dir());
+    snprintf(out, sizeof out, "%s/test_knn_fold_out.safetensors", mg_test_tmp_dir());
+    mg_model *m;
+    mg_assert_ok(mg_model_init(&m, "resnet18", 5, 3.0f));
+    mg_assert_ok(mg_model_init_weights(m, 11, false));
+    mg_assert_ok(mg_model_save(m, in, 3, 30, NULL, NULL));
+    mg_model_free(m);
+    enum { N = 700, D = 512, K = 5 };
+    float *x = malloc(sizeof(float) * N * D);
+    mg_rng r;
+    mg_rng_init(&r, 3, 0, 0, 0);
+    for (int i = 0; i < N * D; i++) x[i] = (float)(mg_rng_uniform(&r) * (1 + (i % D) % 7));
+    mg_knn_normalize_rows(x, N, D, NULL);
+    mg_whiten w;
+    mg_assert_ok(mg_whiten_fit(x, N, D, 0, 0, &w));
+    mg_assert_ok(mg_whiten_fold_checkpoint(in, &w, out));
+    /* Expected: the fold of the input's classifier, computed directly. */
+    mg_checkpoint ci, co;
+    mg_assert_ok(mg_checkpoint_open(&ci, in, "resnet18", K));
+    float *W = malloc(sizeof(float) * K * D), b[K], *W2 = malloc(sizeof(float) * K * (D + 1)), b2[K];
+    mg_assert_ok(mg_checkpoint_read_f32(&ci, "fc.weight", W, K * D));
+    mg_assert_ok(mg_checkpoint_read_f32(&ci, "fc.bias", b, K));
+    mg_assert_ok(mg_whiten_fold_classifier(&w, W, b, K, D, W2, b2));
+    mg_assert_ok(mg_checkpoint_open(&co, out, "resnet18", K));
+    assert_int_equal(co.whitened, 1);
+    assert_int_equal(co.epoch, 3);
+    assert_non_null(mg_safetensors_meta(&co.st, "whiten.fc_input"));
+    float *got = malloc(sizeof(float) * K * (D + 1)), gb[K];
+    mg_assert_ok(mg_checkpoint_read_f32(&co, "fc.weight", got, K * (D + 1)));
+    mg_assert_ok(mg_checkpoint_read_f32(&co, "fc.bias", gb, K));
+    assert_memory_equal(got, W2, sizeof(float) * K * (D + 1));
+    assert_memory_equal(gb, b2, sizeof gb);
+    float *P = malloc(sizeof(float) * D * D);
+    mg_assert_ok(mg_checkpoint_read_f32(&co, "whiten.P", P, D * D));
+    assert_memory_equal(P, w.P, sizeof(float) * D * D);
+    /* Other tensors are copied unchanged. */
+    const mg_st_tensor *a = mg_checkpoint_tensor(&ci, "layer4.1.conv2.weight"),
+                       *c = mg_checkpoint_tensor(&co, "layer4.1.conv2.weight");
+    assert_non_null(a);
+    assert_non_null(c);
+    assert_int_equal(a->nbytes, c->nbytes);
+    assert_memory_equal(a->data, c->data, a->nbytes);
+    /* Identity on one raw embedding e: fc'([Phi, 1/||e||]) == (W e + b) / ||e||. Tolerance: float32
+     * P, Phi, W' with 512-term sums accumulated in double, logits ~0.1: 1e-5. */
+    float e[D], xe[D], phi[D];
+    double ss = 0;
+    for (int j = 0; j < D; j++) {
+        e[j] = (float)(mg_rng_uniform(&r) * 3);
+        ss += (double)e[j] * e[j];
+    }
+    for (int j = 0; j < D; j++) xe[j] = (float)(e[j] / sqrt(ss));
+    mg_assert_ok(mg_whiten_project(&w, xe, 1, phi));
+    for (int k = 0; k < K; k++) {
+        double ref = b[k], f = gb[k] + got[k * (D + 1) + D] / sqrt(ss);
+        for (int j = 0; j < D; j++) {
+            ref += (double)W[k * D + j] * e[j];
+            f += (double)got[k * (D + 1) + j] * phi[j];
+        }
+        assert_true(fabs(f - ref / sqrt(ss)) < 1e-5);
+    }
+    /* Folding twice is refused. */
+    mg_checkpoint_close(&co);
+    assert_int_equal(mg_whiten_fold_checkpoint(out, &w, in), MG_ERR_INVALID_ARG);
+    mg_checkpoint_close(&ci);
+    remove(in);
+    remove(out);
+    free(x);
+    free(W);
+    free(W2);
+    free(got);
+    free(P);
+    mg_whiten_free(&w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_knn_hand_ties), cmocka_unit_test(test_knn_configs_agree),
         cmocka_unit_test(test_whiten_hand),   cmocka_unit_test(test_whiten_errors),
+        cmocka_unit_test(test_fold_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

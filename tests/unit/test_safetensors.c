@@ -161,6 +161,8 @@ static void test_lying_headers(void **state) {
     expect_error(path, "not a valid JSON object");
     write_raw(path, "[1, 2, 3]", data, 0);
     expect_error(path, "does not start with '{'");
+    write_raw(path, "{\"__metadata__\":{\"k\":\"a\"},\"__metadata__\":{\"k\":\"b\",\"l\":\"c\"}}", data, 0);
+    expect_error(path, "\"__metadata__\" appears twice");
     write_raw(path, "{\"__metadata__\":{\"k\":1}}", data, 0);
     expect_error(path, "metadata 'k' is not a string");
     /* header length larger than the file */
