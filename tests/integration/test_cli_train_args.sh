@@ -89,9 +89,9 @@ grep -q "^# lr schedule step: 5005 steps per epoch" "$T/recipe.txt" || fail "rec
 [ "$(grep -vc '^#' "$T/recipe.txt")" -eq 121 ] || fail "recipe: expected 120 epoch boundaries + last step"
 
 # A run folder: config validated, data folder checked, RUN_DIR/config.yaml written, then the
-# training loop reports that it does not exist yet (exit 1, not 0).
+# empty class folder is reported (exit 1, not 0) before any training.
 mkdir -p "$T/data/train/class0"
-expect_exit 1 "not implemented" -- train -c "$MG_SOURCE_DIR/configs/multigrain_resnet50.yaml" --data "$T/data" \
+expect_exit 1 "no .jpg/.jpeg/.png file" -- train -c "$MG_SOURCE_DIR/configs/multigrain_resnet50.yaml" --data "$T/data" \
     --out "$T/run" --set epochs=7 --batch-size 64
 [ -f "$T/run/config.yaml" ] || fail "run folder has no config.yaml"
 grep -q "^epochs: 7" "$T/run/config.yaml" || fail "config.yaml lacks the --set epochs"

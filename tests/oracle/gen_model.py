@@ -49,7 +49,7 @@ def state(model):
     return sd
 
 
-def run(model, x, A, B):
+def run(model, x, A, B, eval_only=False):
     """Eval forward, train forward + backward of <A, logits> + <B, emb>, one SGD step; returns the
     named results. Works in the dtype of model and x."""
     out = {}
@@ -59,6 +59,8 @@ def run(model, x, A, B):
     out["eval.pooled"], out["eval.logits"], out["eval.embedding"] = e, logits, emb
     for k, v in stages.items():
         out[f"eval.{k}"] = v
+    if eval_only:
+        return out
     model.train()
     stages, e, logits, emb = model(x)
     loss = (A * logits).sum() + (B * emb).sum()
@@ -79,7 +81,7 @@ def run(model, x, A, B):
     return out
 
 
-def case(name, arch, num_classes, p, n, h, w, seed, bn_bias=(-0.2, 0.2), bn_weight=(0.5, 1.5)):
+def case(name, arch, num_classes, p, n, h, w, seed, bn_bias=(-0.2, 0.2), bn_weight=(0.5, 1.5), eval_only=False):
     torch.manual_seed(seed)
     model = MultiGrain(arch, num_classes, p)
     # non-trivial BN affine and running statistics (all-default BN would hide mistakes)
@@ -101,8 +103,8 @@ def case(name, arch, num_classes, p, n, h, w, seed, bn_bias=(-0.2, 0.2), bn_weig
     # (training-mode batch norm over a few values per channel amplifies rounding a lot), and the C
     # test allows a small multiple of that distance.
     model64 = copy.deepcopy(model).double()
-    r64 = run(model64, x.double(), A.double(), B.double())
-    r32 = run(model, x, A, B)
+    r64 = run(model64, x.double(), A.double(), B.double(), eval_only)
+    r32 = run(model, x, A, B, eval_only)
     ref = {"x": x.numpy(), "A": A.numpy(), "B": B.numpy()}
     for k, v in r64.items():
         if v.dtype == torch.float64:
@@ -125,4 +127,5 @@ case("r50", "resnet50", 7, 3.0, 2, 64, 64, 2)
 # weights in [0.5, 1]: a pre-activation is then below zero only 4+ standard deviations out and
 # essentially never near zero, so the gradients are continuous in the inputs. ReLU masks and
 # max-pool selection are exercised by the ResNet-18 case and by the per-op tests.
+case("r50e224", "resnet50", 7, 3.0, 1, 224, 224, 4, eval_only=True)  # the 224x224 eval case
 case("r50pos", "resnet50", 7, 3.0, 2, 64, 64, 3, bn_bias=(4.0, 5.0), bn_weight=(0.5, 1.0))

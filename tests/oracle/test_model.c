@@ -67,6 +67,7 @@ static void load_weights(mg_model *m, const mg_safetensors *w) {
     }
 }
 
+/* check_grads: 0 = eval and train forward, 1 = also backward and an SGD step, 2 = eval forward only */
 static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl impl, int check_grads) {
     mg_ops_set_impl(impl);
     char path[4096];
@@ -103,6 +104,7 @@ static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl
     compare("eval.logits", o.logits, need(&ref, "eval.logits"), 1e-5, 1e-4);
     compare("eval.embedding", o.embedding, need(&ref, "eval.embedding"), 1e-5, 1e-4);
 
+    if (check_grads == 2) goto done; /* eval-only case */
     /* train mode forward */
     mg_assert_ok(mg_model_forward(m, MG_MODE_TRAIN, x, n, h, wd, &o));
     for (int s = 0; s < 5; s++) {
@@ -204,6 +206,11 @@ static void test_resnet50_fast(void **state) {
     run_case("r50pos", "resnet50", 7, MG_OPS_FAST, 1); /* everything, kink-free (see gen_model.py) */
 }
 
+static void test_resnet50_eval_224(void **state) {
+    (void)state;
+    run_case("r50e224", "resnet50", 7, MG_OPS_FAST, 2);
+}
+
 static void test_resnet50_reference(void **state) {
     (void)state;
     run_case("r50pos", "resnet50", 7, MG_OPS_REFERENCE, 1);
@@ -235,6 +242,7 @@ int main(void) {
         cmocka_unit_test(test_resnet18_reference),
         cmocka_unit_test(test_resnet50_fast),
         cmocka_unit_test(test_resnet50_reference),
+        cmocka_unit_test(test_resnet50_eval_224),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,14 +97,15 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
     if (e && !strcmp(e, "blocked")) return MG_CONV2D_LAYOUT_BLOCKED;
     const long pq = (long)p * q;
     const int unit_stride = d->stride_h == 1 && d->stride_w == 1;
+    const mg_conv2d_layout P = MG_CONV2D_LAYOUT_PLAIN, B = MG_CONV2D_LAYOUT_BLOCKED;
     if (d->r == 1 && d->s == 1) {
-        if (which == OP_FWD) return unit_stride && pq >= 196 ? MG_CONV2D_LAYOUT_PLAIN : MG_CONV2D_LAYOUT_BLOCKED;
-        if (which == OP_BWD_DATA) return pq > 196 ? MG_CONV2D_LAYOUT_PLAIN : MG_CONV2D_LAYOUT_BLOCKED;
-        return MG_CONV2D_LAYOUT_PLAIN;
+        if (which == OP_FWD) return unit_stride && pq >= 196 ? P : B;
+        if (which == OP_BWD_DATA) return pq > 196 ? P : B;
+        return P;
     }
-    if (which == OP_BWD_WEIGHTS && pq <= 49) return MG_CONV2D_LAYOUT_PLAIN;
-    if (which == OP_BWD_DATA && d->groups == 1 && d->c < 8) return MG_CONV2D_LAYOUT_PLAIN;
-    return MG_CONV2D_LAYOUT_BLOCKED;
+    if (which == OP_BWD_WEIGHTS && pq <= 49) return P;
+    if (which == OP_BWD_DATA && d->groups == 1 && d->c < 8) return P;
+    return B;
 }
 
 /* Sets up one argument: `user_md` is the caller's plain layout, `prim_md` the one the primitive
