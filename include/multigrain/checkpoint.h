@@ -28,7 +28,7 @@ typedef struct mg_checkpoint_meta {
     int64_t step;                 /* optimizer steps */
     const char *class_names_json; /* JSON array of strings, or NULL for "[]" */
     const char *config;           /* effective config text (YAML/JSON), or NULL for "" */
-    int whitened;                 /* 1: whiten.mean / whiten.P present, fc takes [D+1] inputs */
+    int whitened;                 /* 1: whiten.mean [D+1] / whiten.P [D+1, D'] present, fc.weight [K, D'] */
 } mg_checkpoint_meta;
 
 /* Writer: tensors are borrowed until commit. */

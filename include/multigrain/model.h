@@ -7,7 +7,16 @@
  * trainable tensors (in PyTorch state_dict order, `pool.p` included), so zeroing, all-reduce,
  * SGD and checkpointing are flat loops; every tensor is also reachable by its state_dict name.
  * BN running statistics live in a second float array and num_batches_tracked counters in an
- * int64 array. Gradients follow the op rule: backward ACCUMULATES into the gradient array. */
+ * int64 array. Gradients follow the op rule: backward ACCUMULATES into the gradient array.
+ *
+ * Whitened models (recipe §1.8, §2.3; docs/formats.md): after mg_model_set_whitening(m, D') (done by
+ * mg_model_load_tensors for a checkpoint with whitened = 1) the model also holds the buffers
+ * `whiten.mean` [D+1] and `whiten.P` [D+1, D'] (not trainable, listed after fc.bias by the tensor
+ * iteration, kind 1), `fc.weight` becomes [K, D'], and the eval-mode forward computes
+ *     v = [e, 1],  u = v / (||v|| + 1e-6),  Phi = (u - whiten.mean) . whiten.P,
+ *     logits = fc.weight Phi + fc.bias,  embedding = Phi / (||Phi|| + 1e-6),  pooled = e
+ * (the same +1e-6 convention as MultiGrain's l2n). Training-mode / frozen-BN forward and backward
+ * of a whitened model return MG_ERR_UNSUPPORTED. */
 #ifndef MULTIGRAIN_MODEL_H
 #define MULTIGRAIN_MODEL_H
 
@@ -34,8 +43,18 @@ void mg_model_free(mg_model *m);
 
 const char *mg_model_arch(const mg_model *m);
 int mg_model_num_classes(const mg_model *m);
-/* Embedding (GeM) dimension: 512 for ResNet-18/34, 2048 otherwise. */
+/* Embedding dimension: the GeM dimension D (512 for ResNet-18/34, 2048 otherwise), or D' for a
+ * whitened model. */
 int mg_model_embedding_dim(const mg_model *m);
+/* GeM (pooled) dimension D, whitened or not. */
+int mg_model_pooled_dim(const mg_model *m);
+/* D' of a whitened model, 0 when not whitened. */
+int mg_model_whitened_dim(const mg_model *m);
+/* dim_out in [1, D+1]: makes the model whitened with D' = dim_out (fc.weight becomes [K, D'] and,
+ * like whiten.mean / whiten.P, is zeroed; the other tensors are kept); 0: back to unwhitened
+ * (fc.weight [K, D], zeroed). No-op when already in that state. Invalidates pointers into the
+ * parameter arrays (mg_model_params, mg_model_tensor, ...). */
+mg_status mg_model_set_whitening(mg_model *m, int dim_out);
 float mg_model_get_p(const mg_model *m);
 mg_status mg_model_set_p(mg_model *m, float p);
 /* Whether backward computes the gradient of the GeM exponent (fine-tuning p); default false. */
@@ -70,11 +89,12 @@ void mg_model_zero_grad(mg_model *m);
 /* Outputs of the last forward, owned by the model, valid until the next forward. */
 typedef struct mg_model_outputs {
     int n;            /* batch */
-    int dim;          /* embedding dimension */
+    int dim;          /* embedding dimension (D, or D' for a whitened model) */
     int num_classes;
-    const float *pooled;    /* [n, dim] raw GeM vector e */
-    const float *logits;    /* [n, num_classes] W e + b */
-    const float *embedding; /* [n, dim] e / (|e| + 1e-6) */
+    const float *pooled;    /* [n, pooled_dim] raw GeM vector e */
+    const float *logits;    /* [n, num_classes] W e + b (whitened: W' Phi + b') */
+    const float *embedding; /* [n, dim] e / (|e| + 1e-6) (whitened: Phi / (|Phi| + 1e-6)) */
+    int pooled_dim;         /* D (== dim unless whitened) */
 } mg_model_outputs;
 
 /* x: [n, 3, h, w] normalised images. */
@@ -104,10 +124,13 @@ extern "C" {
 /* Adds every model tensor (state_dict names + pool.p) to a checkpoint writer; the data is borrowed
  * until the writer commits. The writer's meta (arch, classes, p) must match the model. */
 mg_status mg_model_checkpoint_add(mg_model *m, mg_checkpoint_writer *w);
-/* Writes a weights-only checkpoint atomically. class_names_json and config may be NULL. */
+/* Writes a weights-only checkpoint atomically (whitened = 1 with whiten.* for a whitened model).
+ * class_names_json and config may be NULL. */
 mg_status mg_model_save(mg_model *m, const char *path, int64_t epoch, int64_t step, const char *class_names_json,
                         const char *config);
-/* Copies the network tensors of an open checkpoint into a model of the same arch and class count. */
+/* Copies the network tensors of an open checkpoint into a model of the same arch and class count;
+ * a whitened checkpoint makes the model whitened (mg_model_set_whitening), an unwhitened one makes
+ * it unwhitened. */
 mg_status mg_model_load_tensors(mg_model *m, const mg_checkpoint *c);
 /* Opens a checkpoint and builds the model it describes (arch, classes, p, weights). When ckpt is not
  * NULL the checkpoint stays open there (metadata, class names, optimizer tensors); close it with

@@ -44,7 +44,8 @@ mg_status mg_whiten_project(const mg_whiten *w, const float *x, int64_t n, float
 /* out[n, D'] = l2n((x - m) . P): the retrieval descriptor. */
 mg_status mg_whiten_apply(const mg_whiten *w, const float *x, int64_t n, float *out);
 
-/* The recipe's augmented input: out[d+1] = [e, 1] / ||[e, 1]||. */
+/* The recipe's augmented input: out[d+1] = [e, 1] / (||[e, 1]|| + 1e-6) (MultiGrain's l2n, the
+ * same convention as the whitened model's forward, model.h). */
 void mg_whiten_augment(const float *e, int64_t d, float *out);
 
 /* Folds a whitening into a linear classifier logits = W e + b (W [K, D] row-major, b [K] or NULL),
@@ -52,12 +53,14 @@ void mg_whiten_augment(const float *e, int64_t d, float *out);
  * Let x be the vector the whitening was learned on and Phi = (x - m) . P (NOT renormalised), so
  * x = Phi . P^-1 + m and, for any A [K, dim_in],  A x = (A P^-T) Phi + A m.
  * W_out is always [K, D + 1]; b_out is [K]. Two exact forms, chosen by w->dim_in:
- *  - plain (dim_in == D; x = e / ||e||; the checkpoint format's form):
+ *  - plain (dim_in == D; x = e / ||e||). DEPRECATED algebra only: no file format uses it any more
+ *    (the network and the checkpoint format run the augmented form); kept for tests of the algebra:
  *        W_out = [W P^-T | b],  b_out = W m,  classifier input z = [Phi, 1 / ||e||];
  *        W_out z + b_out = W P^-T Phi + W m + b / ||e|| = W x + b / ||e|| = (W e + b) / ||e||.
- *  - augmented (dim_in == D + 1; x = [e, 1] / ||[e, 1]||, recipe §2.3, `--append-one`):
+ *  - augmented (dim_in == D + 1; x = l2n([e, 1]) (mg_whiten_augment), recipe §2.3; THE checkpoint
+ *    format's form, written by mg_whiten_fold_checkpoint):
  *        A = [W | b],  W_out = A P^-T,  b_out = A m,  classifier input z = Phi;
- *        W_out z + b_out = (W e + b) / ||[e, 1]||.
+ *        W_out z + b_out = A x = (W e + b) / (||[e, 1]|| + 1e-6).
  * In both, the folded logits equal the original ones times a positive per-sample factor
  * (1/||e|| or 1/||[e,1]||), so the arg-max (and the order of classes) is unchanged; softmax
  * probabilities are NOT the same (the factor acts as a per-sample temperature).
@@ -67,12 +70,14 @@ void mg_whiten_augment(const float *e, int64_t d, float *out);
 mg_status mg_whiten_fold_classifier(const mg_whiten *w, const float *W, const float *b, int64_t K, int64_t D,
                                     float *W_out, float *b_out);
 
-/* Writes a copy of checkpoint `in_path` with the whitening folded into its classifier (plain form
- * above): fc.weight [K, D+1] = [W P^-T | b], fc.bias = W m, plus whiten.mean / whiten.P and the
- * metadata whitened = 1 and "whiten.fc_input" describing the classifier input. The whitening must
- * be full-dimension and learned on D = fc.weight's input width (no augmentation). optimizer.* / state.* tensors are dropped (the result is for inference).
- * The network using it computes Phi = (e/||e|| - m) P and logits = fc.weight [Phi, 1/||e||] + fc.bias
- * = (W e + b) / ||e||. */
+/* Writes a copy of checkpoint `in_path` with the whitening folded into its classifier, in the
+ * recipe's (augmented) form, the only whitened checkpoint format (docs/formats.md):
+ * fc.weight [K, D+1] = [W | b] P^-T, fc.bias = [W | b] m, whiten.mean [D+1], whiten.P [D+1, D+1],
+ * metadata whitened = 1 and "whiten.fc_input" describing the classifier input. The whitening must be
+ * full-dimension and learned on l2n([e, 1]) rows (dim_in == D + 1, D = fc.weight's input width; see
+ * mg_whiten_augment). optimizer.* / state.* tensors are dropped (the result is for inference).
+ * The network using it computes Phi = (l2n([e, 1]) - m) P and logits = fc.weight Phi + fc.bias
+ * = (W e + b) / (||[e, 1]|| + 1e-6): same arg-max as the original. */
 mg_status mg_whiten_fold_checkpoint(const char *in_path, const mg_whiten *w, const char *out_path);
 
 /* safetensors save/load (tensor names `whiten.mean`, `whiten.P`). */

@@ -50,9 +50,10 @@ const mg_command mg_commands[] = {
      mg_cmd_eval},
     {"embed", "write one L2-normalised embedding per image to a .npy file",
      "usage: multigrain embed --checkpoint C --images DIR_OR_LIST --out E.npy [--max-side S] [--p P]\n"
-     "                       [--whiten W.safetensors]\n"
+     "                       [--whiten W.safetensors | --pooled]\n"
      "\n"
      "Writes an N x D float32 .npy file and E.txt with the image paths in the same order.\n"
+     "D: the GeM dimension, D' for a whitened checkpoint, the whitening's D' with --whiten.\n"
      "\n"
      "options:\n"
      "  -c, --checkpoint C      multigrain checkpoint (.safetensors; see multigrain convert)\n"
@@ -62,6 +63,8 @@ const mg_command mg_commands[] = {
      "      --max-side S        longest side in rect mode (default 224)\n"
      "      --size S            crop size in crop mode (default 224)\n"
      "      --p P               GeM exponent (default: the checkpoint's)\n"
+     "      --whiten W          apply a whitening file (whiten --embeddings) and re-normalise\n"
+     "      --pooled            write the raw GeM vectors e instead (input of whiten --fold-into)\n"
      "  -j, --threads N         compute threads (0 = all cores)\n",
      mg_cmd_embed},
     {"classify", "print the top-5 classes of images",
@@ -89,15 +92,16 @@ const mg_command mg_commands[] = {
      "  --blas-threads    multi-threaded sgemm instead of thread-pool tasks (for benchmarking)\n",
      mg_cmd_search},
     {"whiten", "learn PCA whitening from embeddings, or fold it into a checkpoint",
-     "usage: multigrain whiten --embeddings E.npy --out W.safetensors [--dim D] [--append-one] [--eps X]\n"
-     "       multigrain whiten --embeddings E.npy --fold-into C.safetensors --out C2.safetensors\n"
+     "usage: multigrain whiten --embeddings E.npy --out W.safetensors [--dim D] [--eps X]\n"
+     "       multigrain whiten --embeddings E_pooled.npy --fold-into C.safetensors --out C2.safetensors\n"
      "\n"
      "Learns PCA whitening (mean, covariance with N-1, float64 eigendecomposition; P = U / sqrt(eigenvalue))\n"
      "from float32 [N, D] embeddings (rows L2-normalised first); writes tensors whiten.mean [D] and\n"
-     "whiten.P [D, D']. --fold-into writes a copy of checkpoint C with the whitening folded into its\n"
-     "classifier (fc.weight [K, D+1] = [W P^-T | b], fc.bias = W m; see docs/retrieval.md).\n"
-     "  --dim D          keep the D leading components (default: all)\n"
-     "  --append-one     learn on [e, 1] / ||[e, 1]|| (recipe form, needed to fold a classifier with bias)\n"
+     "whiten.P [D, D'] (apply with embed --whiten). --fold-into takes the raw GeM vectors e of checkpoint C\n"
+     "(embed --pooled), learns on l2n([e, 1]) and writes a whitened copy of C in the recipe's form:\n"
+     "whiten.mean [D+1], whiten.P [D+1, D+1], fc.weight [K, D+1] = [W | b] P^-T, fc.bias = [W | b] m\n"
+     "(see docs/retrieval.md, docs/formats.md).\n"
+     "  --dim D          keep the D leading components (default: all; not with --fold-into)\n"
      "  --eps X          eigenvalue floor relative to the largest (default 1e-10)\n"
      "  -j, --threads N  compute threads (0 = all cores, default)\n",
      mg_cmd_whiten},

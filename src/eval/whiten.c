@@ -148,7 +148,7 @@ mg_status mg_whiten_apply(const mg_whiten *w, const float *x, int64_t n, float *
 void mg_whiten_augment(const float *e, int64_t d, float *out) {
     double ss = 1.0;
     for (int64_t j = 0; j < d; j++) ss += (double)e[j] * e[j];
-    double inv = 1.0 / sqrt(ss);
+    double inv = 1.0 / (sqrt(ss) + 1e-6); /* MultiGrain's l2n: x / (||x|| + 1e-6), as the model */
     for (int64_t j = 0; j < d; j++) out[j] = (float)(e[j] * inv);
     out[d] = (float)inv;
 }
@@ -231,17 +231,19 @@ mg_status mg_whiten_fold_checkpoint(const char *in_path, const mg_whiten *w, con
         st = MG_FAIL(MG_ERR_FORMAT, "%s: no classifier tensors fc.weight [K, D] / fc.bias [K]", in_path);
         goto done;
     }
-    int64_t K = fw->shape[0], D = fw->shape[1];
-    if (w->dim_in != D || w->dim_out != D) {
+    int64_t K = fw->shape[0], D = fw->shape[1], Da = D + 1;
+    if (w->dim_in != Da || w->dim_out != Da) {
         st = MG_FAIL(MG_ERR_INVALID_ARG,
-                     "whiten fold: the whitening maps %lld -> %lld dims but the classifier of %s takes %lld inputs; "
-                     "learn a full-dimension whitening (no --dim, no --append-one) on %lld-d embeddings",
-                     (long long)w->dim_in, (long long)w->dim_out, in_path, (long long)D, (long long)D);
+                     "whiten fold: the whitening maps %lld -> %lld dims but folding into %s (classifier input D = "
+                     "%lld) needs a full-dimension whitening learned on l2n([e, 1]) (%lld -> %lld): pass the raw "
+                     "%lld-d GeM vectors (multigrain embed --pooled) and no --dim",
+                     (long long)w->dim_in, (long long)w->dim_out, in_path, (long long)D, (long long)Da,
+                     (long long)Da, (long long)D);
         goto done;
     }
     W = malloc(sizeof(float) * (size_t)(K * D));
     b = malloc(sizeof(float) * (size_t)K);
-    W2 = malloc(sizeof(float) * (size_t)(K * (D + 1)));
+    W2 = malloc(sizeof(float) * (size_t)(K * Da));
     b2 = malloc(sizeof(float) * (size_t)K);
     if (!W || !b || !W2 || !b2) {
         st = MG_FAIL(MG_ERR_NOMEM, "whiten fold: out of memory");
@@ -264,7 +266,7 @@ mg_status mg_whiten_fold_checkpoint(const char *in_path, const mg_whiten *w, con
             continue;
         st = mg_checkpoint_writer_add(&wr, t->name, t->dtype, t->ndim, t->shape, t->data);
     }
-    int64_t s_w[2] = {K, D + 1}, s_b[1] = {K}, s_m[1] = {D}, s_p[2] = {D, D};
+    int64_t s_w[2] = {K, Da}, s_b[1] = {K}, s_m[1] = {Da}, s_p[2] = {Da, Da};
     if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "fc.weight", MG_DTYPE_F32, 2, s_w, W2);
     if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "fc.bias", MG_DTYPE_F32, 1, s_b, b2);
     if (st == MG_OK) st = mg_checkpoint_writer_add(&wr, "whiten.mean", MG_DTYPE_F32, 1, s_m, w->mean);
@@ -272,7 +274,7 @@ mg_status mg_whiten_fold_checkpoint(const char *in_path, const mg_whiten *w, con
     /* Self-description of the classifier input expected by the folded fc (see whiten.h). */
     if (st == MG_OK)
         st = mg_checkpoint_writer_set_meta(&wr, "whiten.fc_input",
-                                           "[phi, 1/||e||], phi = (e/||e|| - whiten.mean) whiten.P");
+                                           "phi = (l2n([e, 1]) - whiten.mean) whiten.P, l2n(x) = x / (||x|| + 1e-6)");
     if (st == MG_OK) st = mg_checkpoint_writer_commit(&wr, out_path);
 done:
     if (writer_open) mg_checkpoint_writer_free(&wr);

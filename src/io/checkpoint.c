@@ -59,6 +59,7 @@ static mg_status validate(const char *path, const char *arch_name, int num_class
     snprintf(ctx, sizeof ctx, "%s with %d classes", arch_name, num_classes);
     mg_status s = MG_OK;
     int64_t wdim = 0;
+    char wctx[160] = "";
     const tview *fcw = find_view(t, n, "fc.weight");
     if (fcw && fcw->ndim == 2 && fcw->shape[0] != num_classes)
         s = MG_FAIL(MG_ERR_FORMAT, "%s: wrong class count: tensor 'fc.weight' has %lld classes, expected %d", path,
@@ -67,15 +68,21 @@ static mg_status validate(const char *path, const char *arch_name, int num_class
         const tview *m = find_view(t, n, "whiten.mean"), *P = find_view(t, n, "whiten.P");
         if (!m || !P)
             s = MG_FAIL(MG_ERR_FORMAT, "%s: marked whitened but tensor '%s' is missing", path, m ? "whiten.P" : "whiten.mean");
-        else if (P->ndim != 2 || P->shape[0] != spec.feature_dim || P->shape[1] < 1) {
+        else if (P->ndim != 2 || P->shape[0] != spec.feature_dim + 1 || P->shape[1] < 1 ||
+                 P->shape[1] > spec.feature_dim + 1) {
+            /* Recipe form (§2.3): the whitening acts on l2n([e, 1]), so it has D + 1 rows. */
             char a[160];
-            s = MG_FAIL(MG_ERR_FORMAT, "%s: tensor 'whiten.P': shape %s, expected [%d, D] for %s", path,
-                        mg_shape_format(P->ndim, P->shape, a, sizeof a), spec.feature_dim, ctx);
+            s = MG_FAIL(MG_ERR_FORMAT,
+                        "%s: tensor 'whiten.P': shape %s, expected [%d, D'] with 1 <= D' <= %d (D + 1 = GeM "
+                        "dimension + the appended 1) for %s",
+                        path, mg_shape_format(P->ndim, P->shape, a, sizeof a), spec.feature_dim + 1,
+                        spec.feature_dim + 1, ctx);
         } else {
             wdim = P->shape[1];
-            int64_t ms = spec.feature_dim;
+            int64_t ms = spec.feature_dim + 1;
             s = check_tensor(path, P, MG_DTYPE_F32, 2, P->shape, ctx);
             if (s == MG_OK) s = check_tensor(path, m, MG_DTYPE_F32, 1, &ms, ctx);
+            snprintf(wctx, sizeof wctx, "%s whitened to D' = %lld (whiten.P)", ctx, (long long)wdim);
         }
     }
     int missing = 0;
@@ -89,8 +96,10 @@ static mg_status validate(const char *path, const char *arch_name, int num_class
         }
         int64_t shape[MG_SPEC_MAX_DIMS];
         memcpy(shape, e->shape, sizeof shape);
-        if (whitened && !strcmp(e->name, "fc.weight")) shape[1] = wdim + 1;
-        s = check_tensor(path, v, e->kind == MG_PARAM_BN_COUNTER ? MG_DTYPE_I64 : MG_DTYPE_F32, e->ndim, shape, ctx);
+        int is_wfc = whitened && !strcmp(e->name, "fc.weight");
+        if (is_wfc) shape[1] = wdim; /* the classifier reads Phi [D'] */
+        s = check_tensor(path, v, e->kind == MG_PARAM_BN_COUNTER ? MG_DTYPE_I64 : MG_DTYPE_F32, e->ndim, shape,
+                         is_wfc ? wctx : ctx);
     }
     if (s == MG_OK && missing)
         s = MG_FAIL(MG_ERR_FORMAT, "%s: missing tensor '%s'%s%.0d%s required by %s", path, first_missing,

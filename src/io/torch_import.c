@@ -224,7 +224,7 @@ static mg_status do_import(ictx *c, mg_pth *pth, const char *dst, const mg_impor
         }
         int64_t want[MG_SPEC_MAX_DIMS];
         memcpy(want, se->shape, sizeof want);
-        if (whitened && !strcmp(se->name, "fc.weight")) want[1] = wdim + 1;
+        if (whitened && !strcmp(se->name, "fc.weight")) want[1] = wdim; /* W' [K, D'] reads Phi */
         int same = e->t->ndim == se->ndim;
         for (int d = 0; same && d < se->ndim; d++) same = e->t->size[d] == want[d];
         if (!same) {

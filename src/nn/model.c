@@ -3,6 +3,7 @@
  * forward and backward (see include/multigrain/model.h). */
 #include "multigrain/model.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,9 @@ struct mg_model {
     mg_resnet_spec spec;
     char arch[32];
     int bottleneck;
-    int dim;
+    int dim;      /* GeM dimension D */
+    int wdim;     /* whitened: D' (classifier input and embedding width); 0: not whitened */
+    float *wh_mean, *wh_P; /* whitened: [D+1], [D+1, D'] (buffers, not trained) */
     bool learn_p;
     /* tensors */
     int64_t *offset; /* per spec entry: offset into params (trainable), buffers, or counters */
@@ -68,6 +71,7 @@ struct mg_model {
     int32_t *stem_argmax;
     int pool_h, pool_w;
     float *pooled, *logits, *embedding, *dpooled, *tmp_vec;
+    float *wh_u, *wh_phi; /* whitened: l2n([e, 1]) - mean [n, D+1], Phi [n, D'] */
     float *bnd[2], *scr[3]; /* gradient buffers: block boundaries and scratch */
     const float *x;
     mg_model_mode mode;
@@ -243,13 +247,73 @@ void mg_model_free(mg_model *m) {
     free(m->grads);
     free(m->buffers);
     free(m->counters);
+    free(m->wh_mean);
+    free(m->wh_P);
     mg_resnet_spec_free(&m->spec);
     free(m);
 }
 
 const char *mg_model_arch(const mg_model *m) { return m->arch; }
 int mg_model_num_classes(const mg_model *m) { return m->spec.num_classes; }
-int mg_model_embedding_dim(const mg_model *m) { return m->dim; }
+int mg_model_embedding_dim(const mg_model *m) { return m->wdim ? m->wdim : m->dim; }
+int mg_model_pooled_dim(const mg_model *m) { return m->dim; }
+int mg_model_whitened_dim(const mg_model *m) { return m->wdim; }
+
+mg_status mg_model_set_whitening(mg_model *m, int dim_out) {
+    if (!m) return MG_FAIL(MG_ERR_INVALID_ARG, "model: null model");
+    int D = m->dim, Da = D + 1;
+    if (dim_out < 0 || dim_out > Da)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "model: whitened dimension D' must be in [1, %d] (D + 1), found %d", Da,
+                       dim_out);
+    if (dim_out == m->wdim) return MG_OK;
+    /* New layout of the trainable array: only fc.weight changes size ([K, D] <-> [K, D']). */
+    mg_spec_entry *fw = &m->spec.entries[m->idx_fc_w];
+    int64_t new_in = dim_out ? dim_out : D;
+    int64_t *off = calloc((size_t)m->spec.n, sizeof *off);
+    int64_t np = 0;
+    if (!off) return MG_FAIL(MG_ERR_NOMEM, "model: out of memory");
+    for (int i = 0; i < m->spec.n; i++) {
+        const mg_spec_entry *e = &m->spec.entries[i];
+        if (e->kind != MG_PARAM_TRAINABLE) {
+            off[i] = m->offset[i];
+            continue;
+        }
+        off[i] = np;
+        np += i == m->idx_fc_w ? fw->shape[0] * new_in : e->count;
+    }
+    float *params = calloc((size_t)np, sizeof *params), *grads = calloc((size_t)np, sizeof *grads);
+    float *mean = dim_out ? calloc((size_t)Da, sizeof *mean) : NULL;
+    float *P = dim_out ? calloc((size_t)Da * (size_t)dim_out, sizeof *P) : NULL;
+    if (!params || !grads || (dim_out && (!mean || !P))) {
+        free(off);
+        free(params);
+        free(grads);
+        free(mean);
+        free(P);
+        return MG_FAIL(MG_ERR_NOMEM, "model: out of memory for a %d -> %d whitening", Da, dim_out);
+    }
+    for (int i = 0; i < m->spec.n; i++) {
+        const mg_spec_entry *e = &m->spec.entries[i];
+        if (e->kind != MG_PARAM_TRAINABLE || i == m->idx_fc_w) continue; /* fc.weight starts at 0 */
+        memcpy(params + off[i], m->params + m->offset[i], (size_t)e->count * sizeof(float));
+    }
+    free_plans(m); /* activation sizes depend on D' */
+    free(m->offset);
+    free(m->params);
+    free(m->grads);
+    free(m->wh_mean);
+    free(m->wh_P);
+    m->offset = off;
+    m->params = params;
+    m->grads = grads;
+    m->n_params = np;
+    m->wh_mean = mean;
+    m->wh_P = P;
+    fw->shape[1] = new_in;
+    fw->count = fw->shape[0] * new_in;
+    m->wdim = dim_out;
+    return MG_OK;
+}
 float mg_model_get_p(const mg_model *m) { return m->params[m->offset[m->idx_p]]; }
 void mg_model_set_learn_p(mg_model *m, bool learn) { m->learn_p = learn; }
 
@@ -266,6 +330,14 @@ int64_t mg_model_param_count(const mg_model *m) { return m->n_params; }
 void mg_model_zero_grad(mg_model *m) { memset(m->grads, 0, (size_t)m->n_params * sizeof(float)); }
 
 float *mg_model_tensor(mg_model *m, const char *name, int64_t *count) {
+    if (m->wdim && !strcmp(name, "whiten.mean")) {
+        if (count) *count = m->dim + 1;
+        return m->wh_mean;
+    }
+    if (m->wdim && !strcmp(name, "whiten.P")) {
+        if (count) *count = (int64_t)(m->dim + 1) * m->wdim;
+        return m->wh_P;
+    }
     int i = mg_resnet_spec_find(&m->spec, name);
     if (i < 0 || m->spec.entries[i].kind == MG_PARAM_BN_COUNTER) return NULL;
     if (count) *count = m->spec.entries[i].count;
@@ -284,10 +356,23 @@ int64_t *mg_model_counter(mg_model *m, const char *name) {
     return m->counters + m->offset[i];
 }
 
-int mg_model_tensor_count(const mg_model *m) { return m->spec.n; }
+int mg_model_tensor_count(const mg_model *m) { return m->spec.n + (m->wdim ? 2 : 0); }
 
 const char *mg_model_tensor_info(const mg_model *m, int index, int *kind, int *ndim, int64_t shape[4],
                                  int64_t *count) {
+    if (m->wdim && (index == m->spec.n || index == m->spec.n + 1)) { /* whiten.mean, whiten.P: buffers */
+        int is_P = index == m->spec.n + 1;
+        int64_t s0 = m->dim + 1, s1 = is_P ? m->wdim : 1;
+        if (kind) *kind = 1;
+        if (ndim) *ndim = is_P ? 2 : 1;
+        if (shape) {
+            shape[0] = s0;
+            shape[1] = s1;
+            shape[2] = shape[3] = 1;
+        }
+        if (count) *count = s0 * s1;
+        return is_P ? "whiten.P" : "whiten.mean";
+    }
     if (index < 0 || index >= m->spec.n) return NULL;
     const mg_spec_entry *e = &m->spec.entries[index];
     if (kind) *kind = (int)e->kind;
@@ -299,6 +384,8 @@ const char *mg_model_tensor_info(const mg_model *m, int index, int *kind, int *n
 }
 
 void *mg_model_tensor_data(mg_model *m, int index) {
+    if (m->wdim && index == m->spec.n) return m->wh_mean;
+    if (m->wdim && index == m->spec.n + 1) return m->wh_P;
     if (index < 0 || index >= m->spec.n) return NULL;
     if (m->spec.entries[index].kind == MG_PARAM_BN_COUNTER) return m->counters + m->offset[index];
     return P(m, index);
@@ -436,6 +523,8 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w) {
     if (max_bnd > max_elems) max_elems = max_bnd;
     size_t vec = (size_t)n * m->dim;
     bytes += 4 * mg_arena_round(vec * 4) + mg_arena_round((size_t)n * m->spec.num_classes * 4);
+    size_t wvec = (size_t)n * (m->dim + 1); /* whitened: u [n, D+1], Phi and the embedding [n, D' <= D+1] */
+    if (m->wdim) bytes += 3 * mg_arena_round(wvec * 4);
     bytes += 2 * mg_arena_round(max_bnd * 4) + 3 * mg_arena_round(max_elems * 4);
     MG_TRY(mg_arena_init(&m->act, bytes));
     if (ws_max) {
@@ -470,7 +559,11 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w) {
         }
     }
     MG_TRY(act_alloc(m, &m->pooled, vec));
-    MG_TRY(act_alloc(m, &m->embedding, vec));
+    MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
+    if (m->wdim) {
+        MG_TRY(act_alloc(m, &m->wh_u, wvec));
+        MG_TRY(act_alloc(m, &m->wh_phi, wvec));
+    }
     MG_TRY(act_alloc(m, &m->dpooled, vec));
     MG_TRY(act_alloc(m, &m->tmp_vec, vec));
     MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
@@ -544,6 +637,10 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
         return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: expected a batch of n >= 1 images of h, w >= 1, found %dx3x%dx%d",
                        n, h, w);
     m->have_forward = 0;
+    if (m->wdim && mode != MG_MODE_EVAL)
+        return MG_FAIL(MG_ERR_UNSUPPORTED,
+                       "model forward: a whitened model (whiten.mean / whiten.P) runs in eval mode only; train or "
+                       "fine-tune the unwhitened checkpoint and whiten it afterwards");
     MG_TRY(plan_shape(m, n, h, w));
     m->mode = mode;
     m->x = x;
@@ -558,11 +655,32 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
     }
     const unit *last = &m->blocks[m->n_blocks - 1].u[m->blocks[m->n_blocks - 1].n_units - 1];
     MG_TRY(mg_gem_forward(n, m->dim, last->h_out, last->w_out, mg_model_get_p(m), cur, m->pooled));
-    MG_TRY(mg_linear_forward(n, m->dim, m->spec.num_classes, m->pooled, P(m, m->idx_fc_w), P(m, m->idx_fc_b),
-                             m->logits));
-    MG_TRY(mg_l2norm_forward(n, m->dim, m->pooled, m->embedding, NULL));
+    if (m->wdim) {
+        /* Recipe §1.8/§2.3: v = [e, 1], u = v / (||v|| + 1e-6), Phi = (u - m) P, logits = W' Phi + b',
+         * embedding = Phi / (||Phi|| + 1e-6). */
+        int Da = m->dim + 1, Dp = m->wdim;
+        for (int i = 0; i < n; i++) {
+            const float *e = m->pooled + (size_t)i * m->dim;
+            float *u = m->wh_u + (size_t)i * Da;
+            double ss = 1.0;
+            for (int j = 0; j < m->dim; j++) ss += (double)e[j] * e[j];
+            double inv = 1.0 / (sqrt(ss) + (double)MG_L2NORM_EPS);
+            for (int j = 0; j < m->dim; j++) u[j] = (float)(e[j] * inv) - m->wh_mean[j];
+            u[m->dim] = (float)inv - m->wh_mean[m->dim];
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dp, Da, 1.0f, m->wh_u, Da, m->wh_P, Dp, 0.0f,
+                    m->wh_phi, Dp);
+        MG_TRY(mg_linear_forward(n, Dp, m->spec.num_classes, m->wh_phi, P(m, m->idx_fc_w), P(m, m->idx_fc_b),
+                                 m->logits));
+        MG_TRY(mg_l2norm_forward(n, Dp, m->wh_phi, m->embedding, NULL));
+    } else {
+        MG_TRY(mg_linear_forward(n, m->dim, m->spec.num_classes, m->pooled, P(m, m->idx_fc_w), P(m, m->idx_fc_b),
+                                 m->logits));
+        MG_TRY(mg_l2norm_forward(n, m->dim, m->pooled, m->embedding, NULL));
+    }
     out->n = n;
-    out->dim = m->dim;
+    out->dim = m->wdim ? m->wdim : m->dim;
+    out->pooled_dim = m->dim;
     out->num_classes = m->spec.num_classes;
     out->pooled = m->pooled;
     out->logits = m->logits;
@@ -653,6 +771,10 @@ static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
 }
 
 mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *dembedding, const float *dpooled) {
+    if (m && m->wdim)
+        return MG_FAIL(MG_ERR_UNSUPPORTED,
+                       "model backward: a whitened model (whiten.mean / whiten.P) cannot be trained; train the "
+                       "unwhitened checkpoint and whiten it afterwards");
     if (!m || !m->have_forward)
         return MG_FAIL(MG_ERR_INVALID_ARG, "model backward: no forward pass to differentiate");
     int n = m->n, dim = m->dim, k = m->spec.num_classes;

@@ -25,7 +25,7 @@ mg_status mg_model_save(mg_model *m, const char *path, int64_t epoch, int64_t st
                                .step = step,
                                .class_names_json = class_names_json,
                                .config = config,
-                               .whitened = 0};
+                               .whitened = mg_model_whitened_dim(m) > 0};
     mg_checkpoint_writer w;
     MG_TRY(mg_checkpoint_writer_init(&w, &meta));
     mg_status s = mg_model_checkpoint_add(m, &w);
@@ -38,11 +38,17 @@ mg_status mg_model_load_tensors(mg_model *m, const mg_checkpoint *c) {
     if (strcmp(c->arch, mg_model_arch(m)) != 0 || c->num_classes != mg_model_num_classes(m))
         return MG_FAIL(MG_ERR_FORMAT, "%s: checkpoint is %s with %d classes, the model is %s with %d",
                        c->st.path, c->arch, c->num_classes, mg_model_arch(m), mg_model_num_classes(m));
-    if (c->whitened)
-        return MG_FAIL(MG_ERR_UNSUPPORTED,
-                       "%s: whitened checkpoints cannot be run by the network yet; use the unwhitened checkpoint "
-                       "and apply the whitening to the embeddings (multigrain embed --whiten)",
-                       c->st.path);
+    int dim_out = 0;
+    if (c->whitened) {
+        /* mg_checkpoint_open validated whiten.P [D+1, D'] and fc.weight [K, D']. */
+        const mg_st_tensor *P = mg_checkpoint_tensor(c, "whiten.P");
+        if (!P || P->ndim != 2 || P->shape[0] != mg_model_pooled_dim(m) + 1 || P->shape[1] < 1 ||
+            P->shape[1] > P->shape[0])
+            return MG_FAIL(MG_ERR_FORMAT, "%s: tensor 'whiten.P' is missing or not [%d, D'] (D' <= %d)", c->st.path,
+                           mg_model_pooled_dim(m) + 1, mg_model_pooled_dim(m) + 1);
+        dim_out = (int)P->shape[1];
+    }
+    MG_TRY(mg_model_set_whitening(m, dim_out));
     int n = mg_model_tensor_count(m);
     for (int i = 0; i < n; i++) {
         int kind;

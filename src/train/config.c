@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "core/fileio.h"
+#include "core/strbuf.h"
 #include "core/log.h"
 #include "core/parse.h"
 
@@ -663,40 +664,6 @@ mg_status mg_config_validate(const mg_config *c) {
 /* ------------------------------------------------------------------------------------------ */
 /* Serialisation and hash                                                                       */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->failed = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 /* Shortest %g form that reads back to exactly the same double. */
 static void format_double(double v, char *buf, size_t n) {
     for (int prec = 6; prec <= 17; prec++) {
@@ -734,28 +701,28 @@ static bool key_is_local(const key_def *k) {
 }
 
 static mg_status build_yaml(const mg_config *cfg, bool comments, char **out, size_t *len) {
-    sbuf b = {0};
+    mg_strbuf b = {0};
     if (comments) {
-        sb_printf(&b, "# multigrain effective training configuration (docs/config.md)\n");
-        sb_printf(&b, "# config hash: %016" PRIx64 "\n", mg_config_hash(cfg));
+        mg_strbuf_printf(&b, "# multigrain effective training configuration (docs/config.md)\n");
+        mg_strbuf_printf(&b, "# config hash: %016" PRIx64 "\n", mg_config_hash(cfg));
     }
     for (int i = 0; i < N_KEYS; i++) {
         if (!comments && key_is_local(&KEYS[i])) continue;
         char v[512];
         value_text(cfg, &KEYS[i], v, sizeof v);
-        sb_printf(&b, "%s: %s", KEYS[i].name, v);
+        mg_strbuf_printf(&b, "%s: %s", KEYS[i].name, v);
         if (comments) {
             const char *sep = "  #";
             if (cfg->origin[i] == MG_CONFIG_ORIGIN_FILE) {
-                sb_printf(&b, "%s from the config file, line %d", sep, cfg->line[i]);
+                mg_strbuf_printf(&b, "%s from the config file, line %d", sep, cfg->line[i]);
                 sep = ";";
             } else if (cfg->origin[i] == MG_CONFIG_ORIGIN_SET) {
-                sb_printf(&b, "%s from the command line", sep);
+                mg_strbuf_printf(&b, "%s from the command line", sep);
                 sep = ";";
             }
-            if (!KEYS[i].used) sb_printf(&b, "%s not used yet (%s)", sep, KEYS[i].feature);
+            if (!KEYS[i].used) mg_strbuf_printf(&b, "%s not used yet (%s)", sep, KEYS[i].feature);
         }
-        sb_printf(&b, "\n");
+        mg_strbuf_printf(&b, "\n");
     }
     if (b.failed || !b.p) {
         free(b.p);

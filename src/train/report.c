@@ -10,52 +10,17 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/strbuf.h"
 
-/* ------------------------------------------------------------------------------------------ */
-/* Growable string                                                                              */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 16384;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->failed = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-static void sb_escape(sbuf *b, const char *s) {
+/* HTML-escapes s into b. */
+static void sb_escape(mg_strbuf *b, const char *s) {
     for (; s && *s && !b->failed; s++) {
         switch (*s) {
-        case '<': sb_printf(b, "&lt;"); break;
-        case '>': sb_printf(b, "&gt;"); break;
-        case '&': sb_printf(b, "&amp;"); break;
-        case '"': sb_printf(b, "&quot;"); break;
-        default: sb_printf(b, "%c", *s);
+        case '<': mg_strbuf_printf(b, "&lt;"); break;
+        case '>': mg_strbuf_printf(b, "&gt;"); break;
+        case '&': mg_strbuf_printf(b, "&amp;"); break;
+        case '"': mg_strbuf_printf(b, "&quot;"); break;
+        default: mg_strbuf_printf(b, "%c", *s);
         }
     }
 }
@@ -94,7 +59,7 @@ static void fmt_tick(double v, char *buf, size_t n) {
         snprintf(buf, n, "%.6g", v);
 }
 
-static void plot_svg(sbuf *b, const char *title, const char *ylabel, const series *ss, int ns) {
+static void plot_svg(mg_strbuf *b, const char *title, const char *ylabel, const series *ss, int ns) {
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int k = 0; k < ns; k++)
         for (size_t i = 0; i < ss[k].n; i++) {
@@ -119,43 +84,43 @@ static void plot_svg(sbuf *b, const char *title, const char *ylabel, const serie
     const double pw = PLOT_W - M_LEFT - M_RIGHT, ph = PLOT_H - M_TOP - M_BOTTOM;
 #define PX(v) (M_LEFT + ((v) - x0) / (x1 - x0) * pw)
 #define PY(v) (M_TOP + (1.0 - ((v) - y0) / (y1 - y0)) * ph)
-    sb_printf(b, "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+    mg_strbuf_printf(b, "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                  "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",
               PLOT_W, PLOT_H, PLOT_W, PLOT_H);
     sb_escape(b, title);
-    sb_printf(b, "\">\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", PLOT_W, PLOT_H);
-    sb_printf(b, "<text x=\"%d\" y=\"18\" font-size=\"14\" font-weight=\"bold\">", M_LEFT);
+    mg_strbuf_printf(b, "\">\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", PLOT_W, PLOT_H);
+    mg_strbuf_printf(b, "<text x=\"%d\" y=\"18\" font-size=\"14\" font-weight=\"bold\">", M_LEFT);
     sb_escape(b, title);
-    sb_printf(b, "</text>\n");
+    mg_strbuf_printf(b, "</text>\n");
     /* grid and tick labels */
     char t[64];
     for (double v = y0; v <= y1 + ystep * 0.5; v += ystep) {
         double py = PY(v);
         fmt_tick(fabs(v) < ystep * 1e-9 ? 0.0 : v, t, sizeof t);
-        sb_printf(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>"
+        mg_strbuf_printf(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>"
                      "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
                   M_LEFT, py, PLOT_W - M_RIGHT, py, M_LEFT - 6, py + 4, t);
     }
     for (double v = ceil(x0 / xstep) * xstep; v <= x1 + xstep * 1e-9; v += xstep) {
         double px = PX(v);
         fmt_tick(v, t, sizeof t);
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#f0f0f0\"/>"
+        mg_strbuf_printf(b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#f0f0f0\"/>"
                      "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>\n",
                   px, M_TOP, px, PLOT_H - M_BOTTOM, px, PLOT_H - M_BOTTOM + 15, t);
     }
-    sb_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n", M_LEFT,
+    mg_strbuf_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n", M_LEFT,
               M_TOP, pw, ph);
-    sb_printf(b, "<text x=\"%.0f\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">step</text>\n",
+    mg_strbuf_printf(b, "<text x=\"%.0f\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">step</text>\n",
               M_LEFT + pw / 2, PLOT_H - 6);
-    sb_printf(b, "<text x=\"14\" y=\"%.0f\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 14 %.0f)\">",
+    mg_strbuf_printf(b, "<text x=\"14\" y=\"%.0f\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 14 %.0f)\">",
               M_TOP + ph / 2, M_TOP + ph / 2);
     sb_escape(b, ylabel);
-    sb_printf(b, "</text>\n");
+    mg_strbuf_printf(b, "</text>\n");
     /* lines, decimated to about MAX_POINTS points by keeping each bucket's min and max */
     for (int k = 0; k < ns; k++) {
         const series *s = &ss[k];
         if (!s->n) continue;
-        sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", s->color);
+        mg_strbuf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", s->color);
         size_t bucket = s->n > MAX_POINTS ? (s->n + MAX_POINTS / 2 - 1) / (MAX_POINTS / 2) : 1;
         for (size_t i = 0; i < s->n; i += bucket) {
             size_t end = i + bucket < s->n ? i + bucket : s->n;
@@ -165,23 +130,23 @@ static void plot_svg(sbuf *b, const char *title, const char *ylabel, const serie
                 if (s->y[j] > s->y[hi]) hi = j;
             }
             size_t a = lo < hi ? lo : hi, c = lo < hi ? hi : lo;
-            sb_printf(b, "%.1f,%.1f ", PX(s->x[a]), PY(s->y[a]));
-            if (c != a) sb_printf(b, "%.1f,%.1f ", PX(s->x[c]), PY(s->y[c]));
+            mg_strbuf_printf(b, "%.1f,%.1f ", PX(s->x[a]), PY(s->y[a]));
+            if (c != a) mg_strbuf_printf(b, "%.1f,%.1f ", PX(s->x[c]), PY(s->y[c]));
         }
-        sb_printf(b, "\"/>\n");
+        mg_strbuf_printf(b, "\"/>\n");
         if (s->n == 1)
-            sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(s->x[0]), PY(s->y[0]), s->color);
+            mg_strbuf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(s->x[0]), PY(s->y[0]), s->color);
         /* legend */
         double ly = M_TOP + 14 + 16 * k;
-        sb_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"3\" fill=\"%s\"/>"
+        mg_strbuf_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"3\" fill=\"%s\"/>"
                      "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">",
                   PLOT_W - M_RIGHT - 130.0, ly - 4, s->color, PLOT_W - M_RIGHT - 112.0, ly);
         sb_escape(b, s->label);
-        sb_printf(b, "</text>\n");
+        mg_strbuf_printf(b, "</text>\n");
     }
 #undef PX
 #undef PY
-    sb_printf(b, "</svg>\n");
+    mg_strbuf_printf(b, "</svg>\n");
 }
 
 /* Collects (step, field) of the records of one kind whose field is finite. */
@@ -239,16 +204,16 @@ mg_status mg_report_build_html(const mg_metrics_series *m, const char *title, co
         {"Throughput", "images/s", {{MG_METRICS_STEP, FOFF(images_per_s), "images/s", "#17becf"},
                                     {MG_METRICS_EPOCH, FOFF(images_per_s), "images/s (epoch)", "#7f7f7f"}}, 2},
     };
-    sbuf b = {0};
-    sb_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>multigrain report: ");
+    mg_strbuf b = {0};
+    mg_strbuf_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>multigrain report: ");
     sb_escape(&b, title);
-    sb_printf(&b, "</title>\n<style>\nbody{font-family:sans-serif;margin:24px;color:#222;max-width:880px}"
+    mg_strbuf_printf(&b, "</title>\n<style>\nbody{font-family:sans-serif;margin:24px;color:#222;max-width:880px}"
                   "h1{font-size:20px}h2{font-size:16px;margin-top:28px}svg.plot{border:1px solid #ddd}"
                   "pre{background:#f6f6f6;padding:8px;font-size:12px;overflow:auto}"
                   "td,th{padding:2px 10px;text-align:left}\n</style>\n</head>\n<body>\n");
-    sb_printf(&b, "<h1>multigrain training run: ");
+    mg_strbuf_printf(&b, "<h1>multigrain training run: ");
     sb_escape(&b, title);
-    sb_printf(&b, "</h1>\n");
+    mg_strbuf_printf(&b, "</h1>\n");
     /* summary table */
     size_t counts[MG_METRICS_KIND_COUNT] = {0};
     const mg_metrics_record *last_step = NULL;
@@ -260,15 +225,15 @@ mg_status mg_report_build_html(const mg_metrics_series *m, const char *title, co
         if (r->kind == MG_METRICS_EVAL && isfinite(r->top1) && !(r->top1 <= best_top1)) best_top1 = r->top1;
         if (r->kind == MG_METRICS_EVAL && isfinite(r->top5) && !(r->top5 <= best_top5)) best_top5 = r->top5;
     }
-    sb_printf(&b, "<table>\n<tr><th>records</th><td>%zu step, %zu epoch, %zu eval</td></tr>\n",
+    mg_strbuf_printf(&b, "<table>\n<tr><th>records</th><td>%zu step, %zu epoch, %zu eval</td></tr>\n",
               counts[MG_METRICS_STEP], counts[MG_METRICS_EPOCH], counts[MG_METRICS_EVAL]);
     if (last_step)
-        sb_printf(&b, "<tr><th>last step</th><td>epoch %lld, step %lld, loss %.6g, lr %.6g</td></tr>\n",
+        mg_strbuf_printf(&b, "<tr><th>last step</th><td>epoch %lld, step %lld, loss %.6g, lr %.6g</td></tr>\n",
                   (long long)last_step->epoch, (long long)last_step->step, last_step->loss, last_step->lr);
-    if (isfinite(best_top1)) sb_printf(&b, "<tr><th>best top-1</th><td>%.4f</td></tr>\n", best_top1);
-    if (isfinite(best_top5)) sb_printf(&b, "<tr><th>best top-5</th><td>%.4f</td></tr>\n", best_top5);
-    if (m->skipped_torn) sb_printf(&b, "<tr><th>note</th><td>an incomplete last line was ignored</td></tr>\n");
-    sb_printf(&b, "</table>\n");
+    if (isfinite(best_top1)) mg_strbuf_printf(&b, "<tr><th>best top-1</th><td>%.4f</td></tr>\n", best_top1);
+    if (isfinite(best_top5)) mg_strbuf_printf(&b, "<tr><th>best top-5</th><td>%.4f</td></tr>\n", best_top5);
+    if (m->skipped_torn) mg_strbuf_printf(&b, "<tr><th>note</th><td>an incomplete last line was ignored</td></tr>\n");
+    mg_strbuf_printf(&b, "</table>\n");
 
     mg_status s = MG_OK;
     int plotted = 0;
@@ -290,20 +255,20 @@ mg_status mg_report_build_html(const mg_metrics_series *m, const char *title, co
                 series_free(&ss[n], 1);
         }
         if (n <= 0) continue;
-        sb_printf(&b, "<h2>");
+        mg_strbuf_printf(&b, "<h2>");
         sb_escape(&b, PLOTS[p].title);
-        sb_printf(&b, "</h2>\n");
+        mg_strbuf_printf(&b, "</h2>\n");
         plot_svg(&b, PLOTS[p].title, PLOTS[p].ylabel, ss, n);
         series_free(ss, n);
         plotted++;
     }
-    if (!plotted) sb_printf(&b, "<p>No plottable records in metrics.jsonl yet.</p>\n");
+    if (!plotted) mg_strbuf_printf(&b, "<p>No plottable records in metrics.jsonl yet.</p>\n");
     if (config_yaml) {
-        sb_printf(&b, "<h2>Effective configuration</h2>\n<pre>");
+        mg_strbuf_printf(&b, "<h2>Effective configuration</h2>\n<pre>");
         sb_escape(&b, config_yaml);
-        sb_printf(&b, "</pre>\n");
+        mg_strbuf_printf(&b, "</pre>\n");
     }
-    sb_printf(&b, "</body>\n</html>\n");
+    mg_strbuf_printf(&b, "</body>\n</html>\n");
     if (s != MG_OK || b.failed) {
         free(b.p);
         return s != MG_OK ? s : MG_FAIL(MG_ERR_NOMEM, "report: out of memory");

@@ -30,12 +30,16 @@ M = 3               # repeated augmentations (copies) per image
 SIZE = 36          # 36x36 inputs: layer4 is still 2x2 (36-18-9-9-5-3-2), so GeM pools over 4 positions
 NUM_CLASSES = 6
 DATASET = 12        # distinct source images; each step draws 4 of them (instances recur across steps)
-# Hyper-parameters, handed to the C tool as metadata (YAML scalars for mg_config_set_value).
+# Hyper-parameters, handed to the C tool as metadata (YAML scalars for mg_config_set_value). The recipe's
+# values (λ 0.5, β0 1.2, α 0.2, momentum 0.9, weight decay on every tensor, "active" normaliser), its base lr
+# 0.2 for batch 512 scaled linearly to our batch of 12 (≈ 0.005), the reference's "linear" schedule with a
+# warm-up over the first 5 steps (20 steps = 1 epoch); label smoothing 0.1 and beta_lr 2 are not the
+# recipe's, chosen so that a label-smoothing or a β learning-rate mistake cannot hide.
 HP = {
     "arch": "resnet18", "num_classes": NUM_CLASSES, "p": 3.0,
     "classif_weight": 0.5, "margin": 0.2, "beta_init": 1.2, "beta_lr": 2.0, "normalise_by": "active",
     "use_label_smooth": "true", "label_smoothing": 0.1,
-    "lr": 0.001, "lr_init": 0.0001, "lr_end": 0.00002, "lr_schedule": "linear", "warmup_epochs": 0.25, "epochs": 1,
+    "lr": 0.005, "lr_init": 0.0005, "lr_end": 0.0001, "lr_schedule": "linear", "warmup_epochs": 0.25, "epochs": 1,
     "momentum": 0.9, "nesterov": "false", "weight_decay": 5e-4, "wd_on_bn_bias": "true", "seed": 7,
     "steps_per_epoch": STEPS,
 }
@@ -182,12 +186,14 @@ BETA_ATOL = 1e-6     # β is a float32 torch Parameter here and a double in C: f
 # Both sides start the step from the same float32 state; the gradients differ by float32 summation
 # order (~1e-6 relative through train-mode BN) and, rarely, by a ReLU whose input lies within rounding
 # of 0 (one element's gradient switched on in one and off in the other: a few % of ONE output channel of
-# one tensor). 2e-2 of the update's norm admits such a switch; any recipe difference (a missed or extra
-# weight-decay term, a wrong lr, momentum or loss weight, a wrong normaliser) moves Δ by far more.
-UPDATE_RTOL = 2e-2
-# Whole-network update: the same measure over all parameters at once. Float32 order differences and a
-# rare ReLU switch stay below 1e-3 of the whole update; a recipe difference does not.
-UPDATE_ALL_RTOL = 1e-3
+# one tensor; measured up to 7e-3 of a tensor's update). 5e-2 admits such a switch. Recipe differences
+# measured with this test (PyTorch side altered, same C run): no weight decay moves some tensor's update by
+# 0.36, momentum 0.85 for 0.9 by 0.054 (whole network 0.045), λ 0.55 by 0.16, no label smoothing by 0.17,
+# the "pairs" normaliser by 0.13, lr × 1.02 by 0.076 (and the lr and loss checks catch most of these too).
+UPDATE_RTOL = 5e-2
+# Whole-network update: the same measure over all parameters at once. Summation-order differences stay
+# near 1e-4 of the whole update and a ReLU switch measured 1.9e-3; 1e-2 leaves 5x room.
+UPDATE_ALL_RTOL = 1e-2
 # BN running statistics after a step come from train-mode batch statistics: the tolerance of the
 # full-network parity test (tests/oracle/test_model.c), 1e-4 of the tensor's scale + 1e-3 relative.
 STATS_ATOL, STATS_RTOL = 1e-4, 1e-3
@@ -239,7 +245,7 @@ def teacher_forced(d, inp, out, steps):
         num = den = 0.0
         wt, wname = 0.0, ""
         for k, v in sd.items():
-            t, c = v.detach().numpy().astype(np.float64), np.array(nxt[k]).astype(np.float64)
+            t, c = v.detach().numpy(), np.asarray(nxt[k])
             if k.endswith("num_batches_tracked"):
                 if int(c) != int(t):
                     print(f"step {s}: {k}: C {int(c)} torch {int(t)}")
@@ -253,10 +259,10 @@ def teacher_forced(d, inp, out, steps):
                     print(f"step {s}: {k}: max abs diff {err:.3g} (scale {scale:.3g})")
                     ok = False
                 continue
-            w0 = np.array(cur[k]).astype(np.float64)
-            dc, dt = c - w0, t - w0
-            e, n = np.linalg.norm(dc - dt), np.linalg.norm(dt)
-            floor = 2.0 ** -23 * np.linalg.norm(t)
+            # Δ_C − Δ_torch = w_C − w_torch after the step (same w before); float32 norms suffice for
+            # ratios checked at the 1e-2 level.
+            e, n = float(np.linalg.norm(c - t)), float(np.linalg.norm(t - np.asarray(cur[k])))
+            floor = 2.0 ** -23 * float(np.linalg.norm(t))
             num, den = num + e * e, den + n * n
             r = e / max(n, 1e-30)
             if r > wt:
@@ -264,11 +270,11 @@ def teacher_forced(d, inp, out, steps):
             if not e <= UPDATE_RTOL * n + floor:
                 print(f"step {s}: {k}: |dW_C - dW_torch| {e:.3g} > {UPDATE_RTOL}·|dW_torch| ({n:.3g}) + {floor:.2g}")
                 ok = False
-            mc = np.array(nxt[f"optimizer.momentum.{k}"]).astype(np.float64)
-            mt = opt.state[model.net.get_parameter(k)]["momentum_buffer"].numpy().astype(np.float64)
-            rm = np.linalg.norm(mc - mt) / max(np.linalg.norm(mt), 1e-30)
+            mt = opt.state[model.net.get_parameter(k)]["momentum_buffer"].numpy()
+            rm = float(np.linalg.norm(np.asarray(nxt[f"optimizer.momentum.{k}"]) - mt)) / max(
+                float(np.linalg.norm(mt)), 1e-30)
             worst["momentum"] = max(worst["momentum"], rm)
-            if not rm <= UPDATE_RTOL:  # the buffer is the update divided by lr: same measure
+            if not rm <= UPDATE_RTOL:  # the buffer is the update divided by lr: same measure and tolerance
                 print(f"step {s}: optimizer.momentum.{k}: relative difference {rm:.3g} > {UPDATE_RTOL}")
                 ok = False
         worst["update"] = max(worst["update"], wt)

@@ -7,7 +7,7 @@ Usage: gen_pth.py OUTDIR
   r50_zip.pth + r50_fp.json      resnet50(num_classes=10), zip; per-tensor fingerprints
   mg_legacy.pth                  MultiGrain {'model_state': features.*, pool.p, classifier.*} (legacy),
                                  with epoch, plain extras and a pickled SGD optimizer (foreign classes)
-  mg_white_legacy.pth            whitened MultiGrain (classifier [K, D+1], whitening.pca.pca_m/pca_P)
+  mg_white_legacy.pth            whitened MultiGrain (pca_m [D+1], pca_P [D+1, D+1], classifier [K, D+1])
   mgw/<name>.npy                 its tensors (MultiGrain names)
   views_zip.pth                  {'state_dict': {'module.' + key}} (DataParallel) resnet18 dict where
                                  fc.weight is a transposed view, fc.bias an offset slice of a larger
@@ -97,13 +97,14 @@ opt.step()
 save({"model_state": mg, "epoch": 12, "optimizer_state": opt.state_dict,
       "extra": {"lr": 0.2, "momentum": [0.9, (1, 2)], "flag": True, "none": None}}, "mg_legacy.pth", True)
 
-# Whitened MultiGrain: bias folded into the classifier ([K, D+1]) and PCA whitening tensors.
+# Whitened MultiGrain (recipe §2.3): PCA of l2n([e, 1]) (pca_m [D+1], pca_P [D+1, D'], here D' = D+1)
+# and the classifier W' [K, D'] applied to the whitened vector.
 mgw = collections.OrderedDict((k, v) for k, v in mg.items() if not k.startswith("classifier."))
 mgw["pool.p"] = torch.tensor(2.5)
 mgw["classifier.weight"] = torch.randn(K, 512 + 1)
 mgw["classifier.bias"] = torch.randn(K)
-mgw["whitening.pca.pca_P"] = torch.randn(512, 512)
-mgw["whitening.pca.pca_m"] = torch.randn(512)
+mgw["whitening.pca.pca_P"] = torch.randn(512 + 1, 512 + 1)
+mgw["whitening.pca.pca_m"] = torch.randn(512 + 1)
 save({"model_state": mgw}, "mg_white_legacy.pth", True)
 save_npy("mgw", {k: v for k, v in mgw.items() if not k.startswith("features.")})
 

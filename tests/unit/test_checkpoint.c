@@ -199,8 +199,9 @@ static void test_whitened(void **state) {
     m.whitened = 1;
     mg_checkpoint_writer w;
     mg_assert_ok(mg_checkpoint_writer_init(&w, &m));
-    static float P[512 * 256], mean[512], W[3 * 257];
-    int64_t sP[2] = {512, 256}, sm[1] = {512}, sW[2] = {3, 257};
+    /* recipe form: whiten.mean [D+1], whiten.P [D+1, D'], fc.weight [K, D'] */
+    static float P[513 * 256], mean[513], W[3 * 256];
+    int64_t sP[2] = {513, 256}, sm[1] = {513}, sW[2] = {3, 256};
     for (int i = 0; i < t.spec.n; i++) {
         const mg_spec_entry *e = &t.spec.entries[i];
         if (!strcmp(e->name, "fc.weight")) mg_assert_ok(mg_checkpoint_writer_add(&w, e->name, MG_DTYPE_F32, 2, sW, W));

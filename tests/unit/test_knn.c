@@ -152,13 +152,15 @@ static void test_fold_checkpoint(void **state) {
     mg_assert_ok(mg_model_save(m, in, 3, 30, NULL, NULL));
     mg_model_free(m);
     enum { N = 700, D = 512, K = 5 };
-    float *x = malloc(sizeof(float) * N * D);
+    /* Recipe form: the whitening is learned on l2n([e, 1]) (D + 1 dims) of raw vectors e. */
+    float *e0 = malloc(sizeof(float) * N * D), *x = malloc(sizeof(float) * N * (D + 1));
     mg_rng r;
     mg_rng_init(&r, 3, 0, 0, 0);
-    for (int i = 0; i < N * D; i++) x[i] = (float)(mg_rng_uniform(&r) * (1 + (i % D) % 7));
-    mg_knn_normalize_rows(x, N, D, NULL);
+    for (int i = 0; i < N * D; i++) e0[i] = (float)(mg_rng_uniform(&r) * (1 + (i % D) % 7));
+    for (int i = 0; i < N; i++) mg_whiten_augment(e0 + (size_t)i * D, D, x + (size_t)i * (D + 1));
+    free(e0);
     mg_whiten w;
-    mg_assert_ok(mg_whiten_fit(x, N, D, 0, 0, &w));
+    mg_assert_ok(mg_whiten_fit(x, N, D + 1, 0, 0, &w));
     mg_assert_ok(mg_whiten_fold_checkpoint(in, &w, out));
     /* Expected: the fold of the input's classifier, computed directly. */
     mg_checkpoint ci, co;
@@ -176,9 +178,9 @@ static void test_fold_checkpoint(void **state) {
     mg_assert_ok(mg_checkpoint_read_f32(&co, "fc.bias", gb, K));
     assert_memory_equal(got, W2, sizeof(float) * K * (D + 1));
     assert_memory_equal(gb, b2, sizeof gb);
-    float *P = malloc(sizeof(float) * D * D);
-    mg_assert_ok(mg_checkpoint_read_f32(&co, "whiten.P", P, D * D));
-    assert_memory_equal(P, w.P, sizeof(float) * D * D);
+    float *P = malloc(sizeof(float) * (D + 1) * (D + 1));
+    mg_assert_ok(mg_checkpoint_read_f32(&co, "whiten.P", P, (D + 1) * (D + 1)));
+    assert_memory_equal(P, w.P, sizeof(float) * (D + 1) * (D + 1));
     /* Other tensors are copied unchanged. */
     const mg_st_tensor *a = mg_checkpoint_tensor(&ci, "layer4.1.conv2.weight"),
                        *c = mg_checkpoint_tensor(&co, "layer4.1.conv2.weight");
@@ -186,23 +188,21 @@ static void test_fold_checkpoint(void **state) {
     assert_non_null(c);
     assert_int_equal(a->nbytes, c->nbytes);
     assert_memory_equal(a->data, c->data, a->nbytes);
-    /* Identity on one raw embedding e: fc'([Phi, 1/||e||]) == (W e + b) / ||e||. Tolerance: float32
-     * P, Phi, W' with 512-term sums accumulated in double, logits ~0.1: 1e-5. */
-    float e[D], xe[D], phi[D];
-    double ss = 0;
+    /* Identity on one raw embedding e: fc'(Phi) == (W e + b) / (||[e, 1]|| + 1e-6). Tolerance:
+     * float32 P, Phi, W' with 513-term sums accumulated in double, logits ~0.1: 1e-5. */
+    float e[D], xe[D + 1], phi[D + 1];
+    double ss = 1;
     for (int j = 0; j < D; j++) {
         e[j] = (float)(mg_rng_uniform(&r) * 3);
         ss += (double)e[j] * e[j];
     }
-    for (int j = 0; j < D; j++) xe[j] = (float)(e[j] / sqrt(ss));
+    mg_whiten_augment(e, D, xe);
     mg_assert_ok(mg_whiten_project(&w, xe, 1, phi));
     for (int k = 0; k < K; k++) {
-        double ref = b[k], f = gb[k] + got[k * (D + 1) + D] / sqrt(ss);
-        for (int j = 0; j < D; j++) {
-            ref += (double)W[k * D + j] * e[j];
-            f += (double)got[k * (D + 1) + j] * phi[j];
-        }
-        assert_true(fabs(f - ref / sqrt(ss)) < 1e-5);
+        double ref = b[k], f = gb[k];
+        for (int j = 0; j < D; j++) ref += (double)W[k * D + j] * e[j];
+        for (int j = 0; j <= D; j++) f += (double)got[k * (D + 1) + j] * phi[j];
+        assert_true(fabs(f - ref / (sqrt(ss) + 1e-6)) < 1e-5);
     }
     /* Folding twice is refused. */
     mg_checkpoint_close(&co);
