@@ -9,6 +9,7 @@ float32 result from it. Usage: gen_model.py OUTDIR"""
 import copy
 import os
 import sys
+import types
 
 import numpy as np
 import torch
@@ -22,10 +23,41 @@ os.makedirs(out, exist_ok=True)
 torch.set_num_threads(1)
 
 
+class SE(torch.nn.Module):
+    """Squeeze-excitation (Hu et al.), reduction 16, 1x1 convs with bias, as docs/formats.md names it."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.fc1 = torch.nn.Conv2d(c, c // 16, 1)
+        self.fc2 = torch.nn.Conv2d(c // 16, c, 1)
+
+    def forward(self, x):
+        s = x.mean(dim=(2, 3), keepdim=True)
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+
+
+def se_bottleneck_forward(self, x):
+    identity = x
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    out = self.se(self.bn3(self.conv3(out)))
+    if self.downsample is not None:
+        identity = self.downsample(x)
+    return self.relu(out + identity)
+
+
 class MultiGrain(torch.nn.Module):
     def __init__(self, arch, num_classes, p):
         super().__init__()
-        self.net = getattr(torchvision.models, arch)(num_classes=num_classes)
+        if arch == "se_resnet50":
+            # torchvision's resnet50 with an SE module registered last in every Bottleneck
+            self.net = torchvision.models.resnet50(num_classes=num_classes)
+            for m in self.net.modules():
+                if isinstance(m, torchvision.models.resnet.Bottleneck):
+                    m.se = SE(m.conv3.out_channels)
+                    m.forward = types.MethodType(se_bottleneck_forward, m)
+        else:
+            self.net = getattr(torchvision.models, arch)(num_classes=num_classes)
         self.p = torch.nn.Parameter(torch.tensor(float(p)))
 
     def forward(self, x):
@@ -127,5 +159,6 @@ case("r50", "resnet50", 7, 3.0, 2, 64, 64, 2)
 # weights in [0.5, 1]: a pre-activation is then below zero only 4+ standard deviations out and
 # essentially never near zero, so the gradients are continuous in the inputs. ReLU masks and
 # max-pool selection are exercised by the ResNet-18 case and by the per-op tests.
+case("se50pos", "se_resnet50", 5, 3.0, 2, 64, 64, 5, bn_bias=(4.0, 5.0), bn_weight=(0.5, 1.0))
 case("r50e224", "resnet50", 7, 3.0, 1, 224, 224, 4, eval_only=True)  # the 224x224 eval case
 case("r50pos", "resnet50", 7, 3.0, 2, 64, 64, 3, bn_bias=(4.0, 5.0), bn_weight=(0.5, 1.0))

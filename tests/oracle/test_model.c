@@ -206,6 +206,11 @@ static void test_resnet50_fast(void **state) {
     run_case("r50pos", "resnet50", 7, MG_OPS_FAST, 1); /* everything, kink-free (see gen_model.py) */
 }
 
+static void test_se_resnet50_fast(void **state) {
+    (void)state;
+    run_case("se50pos", "se_resnet50", 5, MG_OPS_FAST, 1);
+}
+
 static void test_resnet50_eval_224(void **state) {
     (void)state;
     run_case("r50e224", "resnet50", 7, MG_OPS_FAST, 2);
@@ -243,6 +248,7 @@ int main(void) {
         cmocka_unit_test(test_resnet50_fast),
         cmocka_unit_test(test_resnet50_reference),
         cmocka_unit_test(test_resnet50_eval_224),
+        cmocka_unit_test(test_se_resnet50_fast),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
