@@ -111,6 +111,10 @@ static mg_status whiten_run(const whiten_args *a, mg_npy *e) {
     mg_status s = mg_whiten_fit(x, n, dx, a->dim, a->eps, &w);
     free(aug);
     if (s != MG_OK) return s;
+    if (a->fold && w.n_floored > 0)
+        mg_log_warn("whiten: the folded whitening is exact (arg-max kept) but %lld directions were never observed: "
+                    "learn it from more than %lld images (the recipe uses 20,000)",
+                    (long long)w.n_floored, (long long)dx);
     if (a->fold)
         s = mg_whiten_fold_checkpoint(a->fold, &w, a->out);
     else

@@ -204,6 +204,14 @@ static mg_status do_import(ictx *c, mg_pth *pth, const char *dst, const mg_impor
     char missing[1024] = "", mism[1024] = "";
     int n_missing = 0, n_mism = 0;
     int64_t wdim = whitened && wP->t->ndim == 2 ? wP->t->size[1] : 0;
+    if (whitened && (wP->t->ndim != 2 || wP->t->size[0] != spec.feature_dim + 1 || wdim < 1 ||
+                     wdim > spec.feature_dim + 1)) {
+        /* Recipe form (§2.3): the PCA acts on l2n([e, 1]), so P has D + 1 rows. */
+        char a[200];
+        s = MG_FAIL(MG_ERR_FORMAT, "%s: '%s' (whiten.P): shape %s, expected [%d, D'] with 1 <= D' <= %d for %s", c->path,
+                    wP->src_name, mg_shape_format(wP->t->ndim, wP->t->size, a, sizeof a), spec.feature_dim + 1,
+                    spec.feature_dim + 1, mg_arch_name(arch));
+    }
     for (int i = 0; s == MG_OK && i < spec.n; i++) {
         const mg_spec_entry *se = &spec.entries[i];
         ientry *e = find(c, se->name);

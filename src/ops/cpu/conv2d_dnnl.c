@@ -103,7 +103,9 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
         if (which == OP_BWD_DATA) return pq > 196 ? P : B;
         return P;
     }
-    if (which == OP_BWD_WEIGHTS && pq <= 49) return P;
+    /* (A former rule sent backward weights of maps of 7x7 or smaller to the plain layout, measured on
+     * ResNet-50 at batch 8; at the small maps of ResNet-18 at 32x32 with batch 96, plain ran 1.2x to
+     * 7x slower there (bench: /tmp-style per-shape timing in docs/PERFORMANCE.md), so blocked it is.) */
     if (which == OP_BWD_DATA && d->groups == 1 && d->c < 8) return P;
     return B;
 }
