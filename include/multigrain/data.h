@@ -196,6 +196,10 @@ mg_status mg_dataset_scan_folder(const char *root, const mg_scan_opts *o, mg_dat
 mg_status mg_dataset_read_list(const char *list_path, const char *root, mg_dataset *ds);
 /* Fashion-MNIST / MNIST IDX pair (images ubyte 3-D, labels ubyte 1-D), kept in memory. */
 mg_status mg_dataset_read_idx(const char *images_path, const char *labels_path, mg_dataset *ds);
+/* A split of a dataset root: ROOT/<split>/<class>/... (ImageNet layout, scanned recursively), or,
+ * when that folder is absent, the IDX pair ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte
+ * ("train" -> train, anything else -> t10k). `limit` > 0 keeps only the first `limit` samples. */
+mg_status mg_dataset_open_split(const char *root, const char *split, int64_t limit, mg_dataset *ds);
 void mg_dataset_free(mg_dataset *ds);
 /* Full path of sample i into buf. */
 mg_status mg_dataset_path(const mg_dataset *ds, int64_t i, char *buf, size_t cap);

@@ -30,34 +30,14 @@ static void on_signal(int sig) {
 
 /* ---- datasets ---------------------------------------------------------------------------------- */
 
-/* split "train" or "val": ROOT/<split>/<class>/... (ImageNet layout) or, when ROOT holds IDX files,
- * train-images-idx3-ubyte / t10k-images-idx3-ubyte (Fashion-MNIST / MNIST). */
+/* A labelled split (see mg_dataset_open_split). */
 static mg_status open_split(const char *root, const char *split, int64_t limit, mg_dataset *ds) {
-    memset(ds, 0, sizeof *ds);
-    char *dir = mg_path_join(root, split);
-    if (!dir) return MG_FAIL(MG_ERR_NOMEM, "out of memory");
-    mg_status s;
-    if (mg_path_is_dir(dir)) {
-        mg_scan_opts so = {.cache_path = NULL, .recursive = true};
-        s = mg_dataset_scan_folder(dir, &so, ds);
-    } else {
-        const char *pre = !strcmp(split, "train") ? "train" : "t10k";
-        char img[4096], lab[4096];
-        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte", root, pre);
-        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte", root, pre);
-        if (mg_path_exists(img))
-            s = mg_dataset_read_idx(img, lab, ds);
-        else
-            s = MG_FAIL(MG_ERR_IO, "%s: no %s/ folder (ImageNet layout %s/<class>/*.jpg) and no %s IDX file", root,
-                        split, split, img);
-    }
-    free(dir);
-    if (s == MG_OK && limit > 0 && ds->n > limit) ds->n = limit;
-    if (s == MG_OK && !ds->labels) {
+    MG_TRY(mg_dataset_open_split(root, split, limit, ds));
+    if (!ds->labels) {
         mg_dataset_free(ds);
         return MG_FAIL(MG_ERR_FORMAT, "%s: the %s split has no labels", root, split);
     }
-    return s;
+    return MG_OK;
 }
 
 static mg_aug_level aug_level(mg_augmentation a) {
