@@ -69,24 +69,6 @@ static mg_status tune_on_opt(void *ctx, int opt, const char *name, const char *a
     }
 }
 
-/* ROOT/val/<class>/ images, or the t10k IDX files of ROOT (as retrieval-eval --dataset copies). */
-static mg_status open_val(const char *root, mg_dataset *ds) {
-    char *dir = mg_path_join(root, "val");
-    if (!dir) return MG_FAIL(MG_ERR_NOMEM, "out of memory");
-    mg_status s;
-    if (mg_path_is_dir(dir)) {
-        mg_scan_opts so = {.cache_path = NULL, .recursive = true};
-        s = mg_dataset_scan_folder(dir, &so, ds);
-    } else {
-        char img[4096], lab[4096];
-        snprintf(img, sizeof img, "%s/t10k-images-idx3-ubyte", root);
-        snprintf(lab, sizeof lab, "%s/t10k-labels-idx1-ubyte", root);
-        s = mg_path_exists(img) ? mg_dataset_read_idx(img, lab, ds)
-                                : MG_FAIL(MG_ERR_IO, "--root %s: no val/ folder and no t10k IDX files", root);
-    }
-    free(dir);
-    return s;
-}
 
 mg_status mg_cmd_tune_p(int argc, char **argv) {
     const mg_command *cmd = mg_command_find("tune-p");
@@ -105,7 +87,7 @@ mg_status mg_cmd_tune_p(int argc, char **argv) {
     mg_checkpoint ck;
     MG_TRY(mg_model_load(a.checkpoint, &m, &ck));
     mg_dataset ds;
-    mg_status s = open_val(a.root, &ds);
+    mg_status s = mg_dataset_open_split(a.root, "val", 0, &ds);
     int have_ds = s == MG_OK;
     if (s == MG_OK) {
         if (a.co.n_db > ds.n) a.co.n_db = ds.n;
