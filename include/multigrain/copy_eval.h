@@ -19,6 +19,7 @@ extern "C" {
 typedef struct mg_copy_eval_opts {
     int64_t n_db;        /* originals: the first n_db images of the dataset */
     int64_t n_queries;   /* queries: augmented copies of the first n_queries images (<= n_db) */
+    int copies;          /* augmented copies per query image (each a query; the recipe's proxy uses 5) */
     int size;            /* test crop size of the originals and crop size of the queries */
     double scale_min;    /* RandomResizedCrop smallest area of the queries (strength) */
     mg_aug_level level;  /* query augmentation (MG_AUG_FULL: crop, flip, jitter, lighting) */
@@ -31,9 +32,9 @@ typedef struct mg_copy_eval_opts {
 void mg_copy_eval_opts_default(mg_copy_eval_opts *o);
 
 typedef struct mg_copy_eval_result {
-    double map;       /* mean AP over the queries */
+    double map;       /* mean AP over the queries (all copies) */
     double recall1;   /* fraction of queries whose nearest original is their own */
-    int64_t n_db, n_queries;
+    int64_t n_db, n_queries; /* n_queries counts every copy */
 } mg_copy_eval_result;
 
 mg_status mg_copy_eval(mg_model *m, mg_dataset *ds, const mg_copy_eval_opts *o, mg_copy_eval_result *res);

@@ -23,7 +23,7 @@ typedef struct tune_args {
     mg_copy_eval_opts co;
 } tune_args;
 
-enum { OPT_ROOT = 300, OPT_SIZE, OPT_PLIST, OPT_OUT, OPT_QUERIES, OPT_DB, OPT_SCALE, OPT_SEED };
+enum { OPT_ROOT = 300, OPT_SIZE, OPT_PLIST, OPT_OUT, OPT_QUERIES, OPT_DB, OPT_SCALE, OPT_SEED, OPT_COPIES };
 
 static const struct option tune_longopts[] = {
     {"checkpoint", required_argument, NULL, 'c'}, {"root", required_argument, NULL, OPT_ROOT},
@@ -31,7 +31,8 @@ static const struct option tune_longopts[] = {
     {"out", required_argument, NULL, OPT_OUT},    {"queries", required_argument, NULL, OPT_QUERIES},
     {"database", required_argument, NULL, OPT_DB}, {"scale-min", required_argument, NULL, OPT_SCALE},
     {"seed", required_argument, NULL, OPT_SEED},  {"threads", required_argument, NULL, 'j'},
-    {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+    {"copies", required_argument, NULL, OPT_COPIES}, {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
 
 static mg_status parse_plist(const char *arg, const char *name, tune_args *a) {
     char buf[2048];
@@ -65,6 +66,7 @@ static mg_status tune_on_opt(void *ctx, int opt, const char *name, const char *a
         a->co.seed = (uint64_t)v;
         return MG_OK;
     case 'j': return mg_parse_int(arg, 0, 1024, name, MG_ERR_USAGE, &a->threads);
+    case OPT_COPIES: return mg_parse_int(arg, 1, 64, name, MG_ERR_USAGE, &a->co.copies);
     default: return MG_FAIL(MG_ERR_USAGE, "tune-p: unhandled option %s", name);
     }
 }
@@ -74,6 +76,7 @@ mg_status mg_cmd_tune_p(int argc, char **argv) {
     const mg_command *cmd = mg_command_find("tune-p");
     tune_args a = {0};
     mg_copy_eval_opts_default(&a.co);
+    a.co.copies = 5; /* the recipe's proxy task: 5 augmented versions of each image */
     const double def[] = {1, 2, 3, 4, 5};
     a.n_p = 5;
     memcpy(a.p, def, sizeof def);

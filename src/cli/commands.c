@@ -112,8 +112,9 @@ const mg_command mg_commands[] = {
     {"tune-p", "choose the GeM exponent p* on the augmented-copy proxy task",
      "usage: multigrain tune-p --checkpoint C --root ROOT [--size S] [--p-list 1,2,3,4,5] [--out C2.safetensors]\n"
      "\n"
-     "Recipe §1.7a: each of the first --queries images of ROOT's val split, strongly augmented (one\n"
-     "copy per image, the same copies for every p), must retrieve its original among the first\n"
+     "Recipe §1.7a: each of the first --queries images of ROOT's val split, strongly augmented\n"
+     "(--copies versions per image, 5 by default, the same copies for every p), must retrieve its\n"
+     "original among the first\n"
      "--database images (crop of --size). Prints mAP and recall@1 per p and p* = the best mAP (the\n"
      "first on equal values); --out writes a copy of C with pool.p = p*.\n"
      "\n"
@@ -127,6 +128,7 @@ const mg_command mg_commands[] = {
      "      --database N        originals (default 1000)\n"
      "      --scale-min X       smallest crop area of the queries (default 0.25)\n"
      "      --seed N            augmentation seed (default 1)\n"
+     "      --copies N          augmented versions per query image (default 5)\n"
      "  -j, --threads N         compute threads (0 = all cores)\n",
      mg_cmd_tune_p},
     {"retrieval-eval", "Holidays, UKBench, Copydays, list-based and augmented-copy retrieval benchmarks",
@@ -166,6 +168,7 @@ const mg_command mg_commands[] = {
      "      --out FILE          per-query results: query<TAB>ap (ukbench: query<TAB>ns), atomically\n"
      "      --size S            copies: image size (default 224)\n"
      "      --scale-min X       copies: smallest crop area of the queries (default 0.25)\n"
+     "      --copies N          copies: augmented versions per query image (default 1)\n"
      "      --save-embeddings F write the database embeddings to F (.npy, paths in F .txt); list\n"
      "                          and copydays also write the queries to F with .queries.npy\n"
      "      --seed N            copies: augmentation seed\n"

@@ -12,6 +12,7 @@ void mg_copy_eval_opts_default(mg_copy_eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_db = 1000;
     o->n_queries = 1000;
+    o->copies = 1;
     o->size = 224;
     o->scale_min = 0.25;
     o->level = MG_AUG_FULL;
@@ -92,30 +93,37 @@ mg_status mg_copy_eval(mg_model *m, mg_dataset *ds, const mg_copy_eval_opts *o, 
     query_tc.level = o->level;
     query_tc.rrc.scale_min = o->scale_min;
     mg_status s = embed_set(m, ds, o->n_db, &test_tc, o, "originals", db);
-    if (s == MG_OK) s = embed_set(m, ds, o->n_queries, &query_tc, o, "queries", q);
     if (s == MG_OK && o->save_db) {
         int64_t shape[2] = {o->n_db, dim};
         s = mg_npy_write(o->save_db, MG_DTYPE_F32, 2, shape, db);
     }
     double ap_sum = 0;
     int64_t hits = 0;
-    for (int64_t i = 0; s == MG_OK && i < o->n_queries; i++) {
-        /* cosine similarity of query i to every original (rows are L2-normalised) */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)o->n_db, dim, 1.0f, db, dim, q + (size_t)i * dim, 1, 0.0f,
-                    scores, 1);
-        float own = scores[i];
-        int64_t rank = 0;
-        /* ties are counted against the query (pessimistic) */
-        for (int64_t j = 0; j < o->n_db; j++)
-            if (j != i && scores[j] >= own) rank++;
-        ap_sum += 1.0 / (double)(rank + 1);
-        hits += rank == 0;
+    int copies = o->copies > 0 ? o->copies : 1;
+    for (int c = 0; s == MG_OK && c < copies; c++) {
+        /* copy c of every query image: the same transform under another seed */
+        mg_copy_eval_opts oc = *o;
+        oc.seed = o->seed + (uint64_t)c * 0x9e3779b97f4a7c15ULL;
+        s = embed_set(m, ds, o->n_queries, &query_tc, &oc, "queries", q);
+        for (int64_t i = 0; s == MG_OK && i < o->n_queries; i++) {
+            /* cosine similarity of query i to every original (rows are L2-normalised) */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)o->n_db, dim, 1.0f, db, dim, q + (size_t)i * dim, 1, 0.0f,
+                        scores, 1);
+            float own = scores[i];
+            int64_t rank = 0;
+            /* ties are counted against the query (pessimistic) */
+            for (int64_t j = 0; j < o->n_db; j++)
+                if (j != i && scores[j] >= own) rank++;
+            ap_sum += 1.0 / (double)(rank + 1);
+            hits += rank == 0;
+        }
     }
     if (s == MG_OK) {
-        res->map = ap_sum / (double)o->n_queries;
-        res->recall1 = (double)hits / (double)o->n_queries;
+        int64_t nq = o->n_queries * copies;
+        res->map = ap_sum / (double)nq;
+        res->recall1 = (double)hits / (double)nq;
         res->n_db = o->n_db;
-        res->n_queries = o->n_queries;
+        res->n_queries = nq;
     }
     free(db);
     free(q);

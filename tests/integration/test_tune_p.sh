@@ -31,7 +31,7 @@ for i in range(12):
     Image.fromarray(a.astype(np.uint8)).save(os.path.join(d, "val", f"c{i % 3}", f"im{i}.png"))
 PY
 "$bin" convert --from "$tmp/mg.pth" --to "$tmp/mg.safetensors" >"$tmp/conv.log" 2>&1 || { cat "$tmp/conv.log"; fail "convert"; }
-opts=(--size 64 --queries 12 --database 12 --scale-min 0.3 --seed 9)
+opts=(--size 64 --queries 12 --database 12 --scale-min 0.3 --seed 9 --copies 2)
 "$bin" tune-p -c "$tmp/mg.safetensors" --root "$tmp" "${opts[@]}" --p-list 1,2.5,4,6 --out "$tmp/best.safetensors" \
   >"$tmp/out.txt" 2>"$tmp/err.txt" || { cat "$tmp/err.txt"; fail "tune-p"; }
 "$bin" retrieval-eval -c "$tmp/best.safetensors" --dataset copies --root "$tmp" "${opts[@]}" >"$tmp/re.txt" 2>/dev/null \
