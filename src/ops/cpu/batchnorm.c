@@ -36,6 +36,30 @@ typedef struct bn_ctx {
     float *running_mean, *running_var, *sm, *si, *y, *dx, *dweight, *dbias;
 } bn_ctx;
 
+/* Channel c's statistics once the batch mean and biased variance are known (training), or the
+ * running statistics (eval, frozen): updates the running mean and the running UNBIASED variance in
+ * training, records save_mean/save_invstd, and returns the affine y = x * alpha + beta. */
+static void bn_channel_finish(const bn_ctx *t, size_t c, float mean, double var, double count, float *alpha,
+                              float *beta) {
+    const mg_bn2d_args *a = t->a;
+    float invstd;
+    if (a->mode == MG_BN_TRAIN) {
+        invstd = (float)(1.0 / sqrt(var + (double)a->eps));
+        if (t->running_mean) t->running_mean[c] = (1.0f - a->momentum) * t->running_mean[c] + a->momentum * mean;
+        if (t->running_var)
+            t->running_var[c] =
+                (1.0f - a->momentum) * t->running_var[c] + a->momentum * (float)(var * count / (count - 1.0));
+    } else {
+        mean = t->running_mean[c];
+        invstd = (float)(1.0 / sqrt((double)t->running_var[c] + (double)a->eps));
+    }
+    t->sm[c] = mean;
+    t->si[c] = invstd;
+    float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
+    *alpha = invstd * g;
+    *beta = b - mean * *alpha;
+}
+
 /* Forward for channels [c0, c1). */
 static void bn_forward_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
@@ -43,7 +67,8 @@ static void bn_forward_range(void *p, size_t c0, size_t c1) {
     size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
     double count = (double)a->n * (double)hw;
     for (size_t c = c0; c < c1; c++) {
-        float mean, invstd;
+        float mean = 0;
+        double var = 0;
         if (a->mode == MG_BN_TRAIN) {
             double s = 0;
             for (int n = 0; n < a->n; n++) {
@@ -58,22 +83,11 @@ static void bn_forward_range(void *p, size_t c0, size_t c1) {
                     v += d * d;
                 }
             }
-            double var = v / count;
+            var = v / count;
             mean = (float)m;
-            invstd = (float)(1.0 / sqrt(var + (double)a->eps));
-            if (t->running_mean)
-                t->running_mean[c] = (1.0f - a->momentum) * t->running_mean[c] + a->momentum * mean;
-            if (t->running_var)
-                t->running_var[c] =
-                    (1.0f - a->momentum) * t->running_var[c] + a->momentum * (float)(v / (count - 1.0));
-        } else {
-            mean = t->running_mean[c];
-            invstd = (float)(1.0 / sqrt((double)t->running_var[c] + (double)a->eps));
         }
-        t->sm[c] = mean;
-        t->si[c] = invstd;
-        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
-        float alpha = invstd * g, beta = b - mean * alpha;
+        float alpha, beta;
+        bn_channel_finish(t, c, mean, var, count, &alpha, &beta);
         for (int n = 0; n < a->n; n++) {
             const float *xp = t->x + n * chw + c * hw;
             float *yp = t->y + n * chw + c * hw;
@@ -141,7 +155,8 @@ static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
     size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
     double count = (double)a->n * (double)hw;
     for (size_t c = c0; c < c1; c++) {
-        float mean, invstd;
+        float mean = 0;
+        double var = 0;
         if (a->mode == MG_BN_TRAIN) {
             /* shifted sums: deviations from the channel's first value, so |mean| >> std stays accurate */
             float shift = t->x[c * hw];
@@ -151,22 +166,12 @@ static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
             mean = (float)mean_d;
             for (int n = 0; n < a->n; n++) v += mg_simd_sumsq_dev(t->x + n * chw + c * hw, hw, mean);
             /* v is centred on the float mean: remove the (tiny) offset of its rounding */
-            double dm = mean_d - (double)mean, var = v / count - dm * dm;
+            double dm = mean_d - (double)mean;
+            var = v / count - dm * dm;
             if (var < 0) var = 0;
-            invstd = (float)(1.0 / sqrt(var + (double)a->eps));
-            if (t->running_mean)
-                t->running_mean[c] = (1.0f - a->momentum) * t->running_mean[c] + a->momentum * mean;
-            if (t->running_var)
-                t->running_var[c] =
-                    (1.0f - a->momentum) * t->running_var[c] + a->momentum * (float)(var * count / (count - 1.0));
-        } else {
-            mean = t->running_mean[c];
-            invstd = (float)(1.0 / sqrt((double)t->running_var[c] + (double)a->eps));
         }
-        t->sm[c] = mean;
-        t->si[c] = invstd;
-        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
-        float alpha = invstd * g, beta = b - mean * alpha;
+        float alpha, beta;
+        bn_channel_finish(t, c, mean, var, count, &alpha, &beta);
         for (int n = 0; n < a->n; n++) {
             const float *xp = t->x + n * chw + c * hw;
             float *yp = t->y + n * chw + c * hw;
