@@ -4,7 +4,7 @@
 #   make test       build and run every test, then the sanitizer build of the unit/oracle tests
 #   make demo       the main job on the embedded default dataset (Fashion-MNIST)
 #   make test-asan  AddressSanitizer + UBSan build of the unit and oracle tests only
-#   make bench      build the benchmark programs and run the convolution benchmark (bench/README.md)
+#   make bench      end-to-end speed and memory against PyTorch and ONNX Runtime (bench/run.sh, ~4 min)
 BUILD ?= build
 BUILD_ASAN ?= build-asan
 JOBS ?= $(shell nproc)
@@ -42,8 +42,8 @@ demo: build
 	@scripts/demo.sh $(BUILD)/multigrain $(BUILD)/demo
 
 bench: build
-	$(BUILD)/bench_ops
-	@echo "more: bench/README.md (bench_layers, bench_data / run_data.sh, bench_search / run_search.sh)"
+	bench/run.sh --build $(BUILD)
+	@echo "per-module benchmarks: bench/README.md (bench_ops, bench_layers, run_data.sh, run_search.sh)"
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -3,8 +3,9 @@
   e2e_torch.py prepare DIR             resnet50.pth (torchvision state dict), resnet50.onnx (MultiGrain
                                        net: backbone + GeM p=3 + classifier + L2 embedding, dynamic
                                        batch) and DIR/images/*.jpg (generated 500x375 JPEGs)
-  e2e_torch.py infer ARCH BATCH SIZE REPS   eval, no_grad, channels_last, 2 threads
-  e2e_torch.py embed IMAGEDIR MAXSIDE       rect mode (longest side MAXSIDE, no crop), batch 1
+  e2e_torch.py infer ARCH BATCH SIZE REPS [cl|nchw]   eval, no_grad, 2 threads; channels_last (cl,
+                                       the default) or plain NCHW tensors
+  e2e_torch.py embed IMAGEDIR MAXSIDE [cl|nchw]  rect mode (longest side MAXSIDE, no crop), batch 1
 
 Every mode prints one 'RESULT images_per_s=...' line; peak RSS is measured by /usr/bin/time."""
 import os
@@ -71,9 +72,10 @@ def prepare(d):
     print("prepared", d)
 
 
-def infer(arch, n, size, reps):
-    net = MultiGrainNet(arch).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(n, 3, size, size).contiguous(memory_format=torch.channels_last)
+def infer(arch, n, size, reps, layout="cl"):
+    fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
+    net = MultiGrainNet(arch).eval().to(memory_format=fmt)
+    x = torch.randn(n, 3, size, size).contiguous(memory_format=fmt)
     with torch.no_grad():
         for _ in range(2):
             net(x)
@@ -84,10 +86,11 @@ def infer(arch, n, size, reps):
     print("RESULT images_per_s=%.3f s_per_batch=%.4f threads=%d" % (n / dt, dt, torch.get_num_threads()))
 
 
-def embed(folder, max_side):
+def embed(folder, max_side, layout="nchw"):
+    fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
     from PIL import Image
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith((".jpg", ".jpeg")))
-    net = MultiGrainNet("resnet50").eval().to(memory_format=torch.channels_last)
+    net = MultiGrainNet("resnet50").eval().to(memory_format=fmt)
     out = []
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -98,7 +101,7 @@ def embed(folder, max_side):
             if s != 1.0:
                 img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
             x = torchvision.transforms.functional.pil_to_tensor(img).float().div_(255).unsqueeze(0)
-            x = ((x - MEAN) / STD).contiguous(memory_format=torch.channels_last)
+            x = ((x - MEAN) / STD).contiguous(memory_format=fmt)
             out.append(net(x)[1])
         dt = time.perf_counter() - t0
     print("RESULT images_per_s=%.3f images=%d seconds=%.3f" % (len(files) / dt, len(files), dt))
@@ -109,8 +112,8 @@ if __name__ == "__main__":
     if mode == "prepare":
         prepare(sys.argv[2])
     elif mode == "infer":
-        infer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        infer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])
     elif mode == "embed":
-        embed(sys.argv[2], int(sys.argv[3]))
+        embed(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     else:
         sys.exit("unknown mode " + mode)

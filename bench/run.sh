@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# bench/run.sh: end-to-end comparison of multigrain with PyTorch and ONNX Runtime (issue 9).
+# In one run, alternating the contenders round by round, on the same machine and thread count:
+#   1. ResNet-50 inference 224x224, batch 1 and 8: multigrain (build/bench_infer) vs PyTorch
+#      (eval, no_grad; channels_last as the issue asks, and plain NCHW) vs ONNX Runtime (onnxruntime-node)
+#   2. ResNet-50 MultiGrain training step, batch 16, 224x224: bench_train_step vs bench/train_step_torch.py
+#   3. ResNet-18 training step, batch 96, 64x64: same programs
+#   4. embedding extraction, rect mode, max side 500, batch 1, generated 500x375 JPEGs: multigrain embed
+#      (whole command: checkpoint load + decode + forward) vs PyTorch (PIL + forward, loop only)
+# Prints median and min-max images/s and peak RSS (/usr/bin/time) per contender, the ratio
+# multigrain / peer of the medians, and achieved GFLOP/s as a fraction of the measured FMA peak.
+#
+# Usage: bench/run.sh [--build DIR] [--rounds N] [--threads N] [--work DIR] [--full]
+#   --rounds N  repetitions of every measurement (default 3; ~6 min on 2 cores); --full: 5 rounds,
+#               more timed iterations per process, and PyTorch channels_last at batch 8 too (slow)
+#   --work DIR  scratch folder (default /tmp/multigrain_bench_e2e): onnxruntime-node is npm-installed
+#               there, and the ONNX model, .pth, checkpoint and JPEGs are generated there
+# Needs /usr/bin/python3 with torch + torchvision (Debian python3-torch), node + npm, /usr/bin/time.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="$here/../build"
+rounds=3
+threads=2
+work=/tmp/multigrain_bench_e2e
+full=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --build) build="$2"; shift 2 ;;
+        --rounds) rounds="$2"; shift 2 ;;
+        --threads) threads="$2"; shift 2 ;;
+        --work) work="$2"; shift 2 ;;
+        --full) full=1; rounds=5; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+build="$(cd "$build" && pwd)"
+py=/usr/bin/python3
+for p in bench_infer bench_train_step bench_ops multigrain; do
+    [ -x "$build/$p" ] || { echo "run.sh: $build/$p missing (cmake --build $build)" >&2; exit 1; }
+done
+if [ ! -x /usr/bin/time ]; then
+    echo "run.sh: installing GNU time" >&2
+    apt-get install -y time >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
+fi
+mkdir -p "$work"
+if [ ! -d "$work/ort/node_modules/onnxruntime-node" ]; then
+    echo "run.sh: npm install onnxruntime-node into $work/ort" >&2
+    mkdir -p "$work/ort"
+    (cd "$work/ort" && { [ -f package.json ] || echo '{"name":"mg-bench-ort","version":"1.0.0","private":true}' > package.json; } &&
+        ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install --no-audit --no-fund onnxruntime-node >/dev/null)
+fi
+if [ ! -f "$work/resnet50.safetensors" ] || [ ! -f "$work/resnet50.onnx" ]; then
+    echo "run.sh: exporting models and writing JPEGs into $work" >&2
+    "$py" "$here/e2e_torch.py" prepare "$work" >/dev/null 2>&1
+    "$build/multigrain" --quiet convert --from "$work/resnet50.pth" --to "$work/resnet50.safetensors" --p 3 >/dev/null
+fi
+nimg=$(ls "$work/images" | grep -c '\.jpg$')
+
+if [ "$full" = 1 ]; then r1=20; r8=6; rt=5; r18=5; else r1=8; r8=3; rt=2; r18=3; fi
+export OMP_NUM_THREADS="$threads" MG_BENCH_THREADS="$threads"
+res="$work/results.tsv"
+: > "$res"
+log="$work/run.log"
+: > "$log"
+
+# measure BENCH CONTENDER ROUND -- command...: appends "bench contender round images/s rss_kb" to $res
+measure() {
+    local bench="$1" who="$2" round="$3"; shift 4
+    local out ips rss t0 t1
+    t0=$(date +%s.%N)
+    out=$(/usr/bin/time -f "RSS_KB %M" "$@" 2>&1) || { echo "run.sh: $bench/$who failed:" >&2; echo "$out" >&2; return 0; }
+    t1=$(date +%s.%N)
+    echo "== $bench $who round $round: $*" >> "$log"
+    echo "$out" >> "$log"
+    rss=$(echo "$out" | sed -n 's/^RSS_KB \([0-9]*\).*/\1/p' | tail -1)
+    ips=$(echo "$out" | sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p; s/.* \([0-9.]*\) images\/s.*/\1/p' | tail -1)
+    if [ "$bench" = embed ] && [ "$who" = multigrain ]; then
+        ips=$(awk -v n="$nimg" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", n / (b - a) }')
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$bench" "$who" "$round" "$ips" "$rss" >> "$res"
+    printf '  %-16s %-22s round %s: %8s images/s, peak RSS %6.0f MiB\n' "$bench" "$who" "$round" "$ips" \
+        "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" >&2
+}
+
+peak=$("$build/bench_ops" --threads "$threads" --layers zzz-none 2>&1 | sed -n 's/.*measured FMA peak \([0-9.]*\) GFLOP.*/\1/p' | head -1)
+ortv=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$work/ort/node_modules/onnxruntime-node/package.json" | head -1)
+torchv=$("$py" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__)' 2>/dev/null)
+start=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+T0=$(date +%s)
+for r in $(seq 1 "$rounds"); do
+    echo "run.sh: round $r of $rounds" >&2
+    measure r50_infer_b1 multigrain "$r" -- "$build/bench_infer" --arch resnet50 --batch 1 --size 224 --reps $r1 --threads "$threads"
+    measure r50_infer_b1 pytorch_nchw "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 1 224 $r1 nchw
+    measure r50_infer_b1 pytorch_cl "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 1 224 2 cl
+    measure r50_infer_b1 onnxruntime "$r" -- env NODE_PATH="$work/ort/node_modules" node "$here/infer_ort.js" "$work/resnet50.onnx" 1 224 $r1 "$threads"
+    measure r50_infer_b8 multigrain "$r" -- "$build/bench_infer" --arch resnet50 --batch 8 --size 224 --reps $r8 --threads "$threads"
+    measure r50_infer_b8 pytorch_nchw "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 8 224 $r8 nchw
+    if [ "$full" = 1 ]; then
+        measure r50_infer_b8 pytorch_cl "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 8 224 1 cl
+    fi
+    measure r50_infer_b8 onnxruntime "$r" -- env NODE_PATH="$work/ort/node_modules" node "$here/infer_ort.js" "$work/resnet50.onnx" 8 224 $r8 "$threads"
+    measure r50_train_b16 multigrain "$r" -- "$build/bench_train_step" --arch resnet50 --batch 16 --size 224 --steps $rt --threads "$threads"
+    measure r50_train_b16 pytorch_nchw "$r" -- "$py" "$here/train_step_torch.py" --arch resnet50 --batch 16 --size 224 --steps $rt
+    measure r18_train_64 multigrain "$r" -- "$build/bench_train_step" --arch resnet18 --batch 96 --size 64 --steps $r18 --threads "$threads"
+    measure r18_train_64 pytorch_nchw "$r" -- "$py" "$here/train_step_torch.py" --arch resnet18 --batch 96 --size 64 --steps $r18
+    measure embed multigrain "$r" -- "$build/multigrain" --quiet embed -c "$work/resnet50.safetensors" -i "$work/images" \
+        -o "$work/emb.npy" --mode rect --max-side 500 -j "$threads"
+    measure embed pytorch_nchw "$r" -- "$py" "$here/e2e_torch.py" embed "$work/images" 500 nchw
+done
+T1=$(date +%s)
+echo
+echo "bench/run.sh, $start, $rounds rounds, $threads threads, $(( T1 - T0 )) s; load average before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); torch/torchvision $torchv; onnxruntime-node $ortv; FMA peak ($threads threads, bench_ops) ${peak:-?} GFLOP/s"
+echo
+"$py" - "$res" "${peak:-0}" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+peak = float(sys.argv[2])
+# forward GFLOP per image (2 x multiply-adds); a training step counts 3x forward
+gflop = {"r50_infer_b1": 8.18, "r50_infer_b8": 8.18, "r50_train_b16": 3 * 8.18,
+         "r18_train_64": 3 * 3.64 * (64 / 224) ** 2, "embed": 8.18 * 500 * 375 / 224 ** 2}
+names = {"r50_infer_b1": "ResNet-50 inference 224, batch 1", "r50_infer_b8": "ResNet-50 inference 224, batch 8",
+         "r50_train_b16": "ResNet-50 train step 224, batch 16", "r18_train_64": "ResNet-18 train step 64, batch 96",
+         "embed": "embed rect max side 500, batch 1"}
+print("| benchmark | contender | images/s median (min-max) | GFLOP/s (% peak) | peak RSS MiB median (min-max) | multigrain / peer (speed, RSS) |")
+print("|---|---|---|---|---|---|")
+for b in names:
+    who = []
+    for r in rows:
+        if r[0] == b and r[1] not in who:
+            who.append(r[1])
+    med = {}
+    for w in who:
+        ips = [float(r[3]) for r in rows if r[0] == b and r[1] == w and r[3]]
+        rss = [float(r[4]) / 1024 for r in rows if r[0] == b and r[1] == w and r[4]]
+        if not ips:
+            continue
+        med[w] = (statistics.median(ips), statistics.median(rss))
+        g = med[w][0] * gflop[b]
+        ratio = ""
+        if w != "multigrain" and "multigrain" in med:
+            ratio = "%.2fx, %.2fx" % (med["multigrain"][0] / med[w][0], med["multigrain"][1] / med[w][1])
+        print("| %s | %s | %.2f (%.2f-%.2f) | %.0f (%.0f %%) | %.0f (%.0f-%.0f) | %s |" % (
+            names[b], w, med[w][0], min(ips), max(ips), g, 100 * g / peak if peak else 0,
+            med[w][1], min(rss), max(rss), ratio))
+PY
+echo
+echo "raw results: $res; program output: $log"
