@@ -50,14 +50,14 @@ int main(int argc, char **argv) {
     mg_model_outputs out;
     /* the first forward plans the convolutions and allocates the workspaces: not timed */
     if (mg_model_init(&model, arch, classes, 3.0f) != MG_OK || mg_model_init_weights(model, 1, false) != MG_OK ||
-        mg_model_forward(model, MG_MODE_EVAL, x, n, size, size, &out) != MG_OK) {
+        mg_model_forward(model, MG_MODE_INFER, x, n, size, size, &out) != MG_OK) {
         fprintf(stderr, "bench_infer: %s\n", mg_error_message());
         return 1;
     }
     double best = 1e30, total = 0.0, checksum = 0.0;
     for (int s = 0; s < reps; s++) {
         double t0 = mg_time_now();
-        if (mg_model_forward(model, MG_MODE_EVAL, x, n, size, size, &out) != MG_OK) {
+        if (mg_model_forward(model, MG_MODE_INFER, x, n, size, size, &out) != MG_OK) {
             fprintf(stderr, "bench_infer: %s\n", mg_error_message());
             return 1;
         }

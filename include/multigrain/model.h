@@ -34,7 +34,9 @@ typedef struct mg_model mg_model;
 typedef enum mg_model_mode {
     MG_MODE_TRAIN = 0,  /* batch statistics, running statistics updated */
     MG_MODE_EVAL = 1,   /* running statistics; backward still possible */
-    MG_MODE_FROZEN_BN = 2 /* running statistics, BN affine still trained (p fine-tuning) */
+    MG_MODE_FROZEN_BN = 2, /* running statistics, BN affine still trained (p fine-tuning) */
+    MG_MODE_INFER = 3      /* as EVAL, but nothing is kept for backward: activations live in four
+                              rotating buffers (a fraction of the memory; embed, classify, eval) */
 } mg_model_mode;
 
 /* arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "se_resnet50". */
@@ -106,7 +108,8 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
 mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *dembedding, const float *dpooled);
 
 /* An intermediate activation of the last forward: "stem" (after the max pool), "layer1".."layer4"
- * (outputs of the stages). dims receives [n, c, h, w]. NULL when unknown. */
+ * (outputs of the stages). dims receives [n, c, h, w]. NULL when unknown, and after an
+ * MG_MODE_INFER forward (whose buffers are reused layer after layer). */
 const float *mg_model_activation(mg_model *m, const char *name, int dims[4]);
 
 #ifdef __cplusplus

@@ -37,7 +37,7 @@ mg_status mg_cli_image_forward(mg_model *m, const mg_cli_image_opts *o, const ch
     float *x = NULL;
     int w = 0, h = 0;
     MG_TRY(mg_image_load_tensor(path, o->mode, o->mode == MG_EVAL_CROP ? o->size : o->max_side, &x, &w, &h));
-    mg_status s = mg_model_forward(m, MG_MODE_EVAL, x, 1, h, w, out);
+    mg_status s = mg_model_forward(m, MG_MODE_INFER, x, 1, h, w, out);
     if (s != MG_OK) mg_error_wrap(s, "%s", path);
     free(x);
     return s;

@@ -93,7 +93,7 @@ static mg_status evaluate_rect(mg_model *m, const char *root, int max_side, int6
         if (s == MG_OK) s = mg_image_load_tensor(path, MG_EVAL_RECT, max_side, &x, &w, &h);
         mg_model_outputs o;
         if (s == MG_OK) {
-            s = mg_model_forward(m, MG_MODE_EVAL, x, 1, h, w, &o);
+            s = mg_model_forward(m, MG_MODE_INFER, x, 1, h, w, &o);
             if (s != MG_OK) mg_error_wrap(s, "%s", path);
         }
         free(x);

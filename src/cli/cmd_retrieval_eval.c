@@ -216,7 +216,7 @@ static mg_status embed_images(const embedder *e, char *const *paths, int64_t n, 
         }
         mg_model_outputs o;
         if (s == MG_OK) {
-            s = mg_model_forward(e->m, MG_MODE_EVAL, x, 1, h, w, &o);
+            s = mg_model_forward(e->m, MG_MODE_INFER, x, 1, h, w, &o);
             if (s != MG_OK) mg_error_wrap(s, "%s", paths[i]);
         }
         free(x);

@@ -49,7 +49,7 @@ static mg_status embed_set(mg_model *m, mg_dataset *ds, int64_t n, const mg_tran
         s = mg_loader_next(ld, &b);
         if (s != MG_OK || !b) break;
         mg_model_outputs out;
-        s = mg_model_forward(m, MG_MODE_EVAL, b->images, b->n, b->h, b->w, &out);
+        s = mg_model_forward(m, MG_MODE_INFER, b->images, b->n, b->h, b->w, &out);
         if (s != MG_OK) break;
         for (int i = 0; i < b->n; i++) {
             /* rows by stream position: with shuffle off, position = dataset index */

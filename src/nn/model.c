@@ -76,6 +76,7 @@ struct mg_model {
     const float *x;
     mg_model_mode mode;
     int have_forward;
+    int planned_infer; /* the activation memory is the inference-only plan */
 };
 
 static float *P(mg_model *m, int idx) {
@@ -483,8 +484,50 @@ static mg_status unit_alloc(mg_model *m, unit *u) {
     return MG_OK;
 }
 
-static mg_status plan_shape(mg_model *m, int n, int h, int w) {
-    if (m->n == n && m->h == h && m->w == w) return MG_OK;
+/* Inference-only activation memory: four rotating buffers of the largest activation; BN and ReLU run
+ * in place on the conv output, and a block's output overwrites its last unit's buffer. */
+static mg_status alloc_infer(mg_model *m, size_t max_elems) {
+    float *pool[4];
+    for (int i = 0; i < 4; i++) MG_TRY(act_alloc(m, &pool[i], max_elems));
+    unit *st = &m->stem;
+    st->conv_out = st->out = pool[0];
+    MG_TRY(act_alloc(m, &st->save_mean, (size_t)st->c_out));
+    MG_TRY(act_alloc(m, &st->save_invstd, (size_t)st->c_out));
+    m->stem_pool = pool[1];
+    m->stem_argmax = NULL;
+    int x = 1;
+    for (int b = 0; b < m->n_blocks; b++) {
+        block *blk = &m->blocks[b];
+        int f[3], k = 0;
+        for (int i = 0; i < 4; i++)
+            if (i != x) f[k++] = i;
+        /* units alternate between two free buffers; the downsample branch gets the third */
+        for (int i = 0; i < blk->n_units; i++) {
+            unit *u = &blk->u[i];
+            u->conv_out = u->out = pool[f[i % 2]];
+            MG_TRY(act_alloc(m, &u->save_mean, (size_t)u->c_out));
+            MG_TRY(act_alloc(m, &u->save_invstd, (size_t)u->c_out));
+        }
+        if (blk->has_ds) {
+            blk->ds.conv_out = blk->ds.out = pool[f[2]];
+            MG_TRY(act_alloc(m, &blk->ds.save_mean, (size_t)blk->ds.c_out));
+            MG_TRY(act_alloc(m, &blk->ds.save_invstd, (size_t)blk->ds.c_out));
+        }
+        unit *last = &blk->u[blk->n_units - 1];
+        blk->out = last->out;
+        x = f[(blk->n_units - 1) % 2];
+        if (blk->has_se) {
+            MG_TRY(act_alloc(m, &blk->se_pool, (size_t)last->n * blk->c_out));
+            MG_TRY(act_alloc(m, &blk->se_h, (size_t)last->n * blk->c_out));
+            MG_TRY(act_alloc(m, &blk->se_s, (size_t)last->n * blk->c_out));
+            blk->se_ds = NULL;
+        }
+    }
+    return MG_OK;
+}
+
+static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
+    if (m->n == n && m->h == h && m->w == w && m->planned_infer == infer) return MG_OK;
     free_plans(m);
     size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0;
     mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
@@ -526,6 +569,20 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w) {
     size_t wvec = (size_t)n * (m->dim + 1); /* whitened: u [n, D+1], Phi and the embedding [n, D' <= D+1] */
     if (m->wdim) bytes += 3 * mg_arena_round(wvec * 4);
     bytes += 2 * mg_arena_round(max_bnd * 4) + 3 * mg_arena_round(max_elems * 4);
+    if (infer) {
+        /* four rotating buffers replace every per-unit buffer and the backward buffers; the small
+         * per-unit statistics and SE vectors are counted generously */
+        size_t small = 0;
+        small += 2 * mg_arena_round((size_t)m->stem.c_out * 4);
+        for (int b = 0; b < m->n_blocks; b++) {
+            const block *blk = &m->blocks[b];
+            for (int i = 0; i < blk->n_units; i++) small += 2 * mg_arena_round((size_t)blk->u[i].c_out * 4);
+            if (blk->has_ds) small += 2 * mg_arena_round((size_t)blk->ds.c_out * 4);
+            if (blk->has_se) small += 3 * mg_arena_round((size_t)n * blk->c_out * 4);
+        }
+        bytes = 4 * mg_arena_round(max_elems * 4) + small + 4 * mg_arena_round(vec * 4) +
+                mg_arena_round((size_t)n * m->spec.num_classes * 4) + (m->wdim ? 3 * mg_arena_round(wvec * 4) : 0);
+    }
     MG_TRY(mg_arena_init(&m->act, bytes));
     if (ws_max) {
         if (posix_memalign(&m->conv_ws, 64, ws_max) != 0) {
@@ -535,6 +592,30 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w) {
     }
     /* Every conv runs one at a time, so all plans share one workspace. */
     MG_TRY(mg_conv2d_plan_set_workspace(&m->stem.plan, m->conv_ws, ws_max));
+    if (infer) {
+        for (int b = 0; b < m->n_blocks; b++) {
+            block *blk = &m->blocks[b];
+            for (int i = 0; i < blk->n_units; i++)
+                MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
+            if (blk->has_ds) MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
+        }
+        MG_TRY(alloc_infer(m, max_elems));
+        MG_TRY(act_alloc(m, &m->pooled, vec));
+        MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
+        if (m->wdim) {
+            MG_TRY(act_alloc(m, &m->wh_u, wvec));
+            MG_TRY(act_alloc(m, &m->wh_phi, wvec));
+        }
+        MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
+        m->dpooled = m->tmp_vec = NULL;
+        m->bnd[0] = m->bnd[1] = NULL;
+        m->scr[0] = m->scr[1] = m->scr[2] = NULL;
+        m->n = n;
+        m->h = h;
+        m->w = w;
+        m->planned_infer = 1;
+        return MG_OK;
+    }
     MG_TRY(unit_alloc(m, &m->stem));
     MG_TRY(act_alloc(m, &m->stem_pool, stem_pool));
     m->stem_argmax = mg_arena_alloc(&m->act, stem_pool * sizeof(int32_t));
@@ -572,6 +653,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w) {
     m->n = n;
     m->h = h;
     m->w = w;
+    m->planned_infer = 0;
     return MG_OK;
 }
 
@@ -579,7 +661,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w) {
 /* Forward */
 
 static mg_bn_mode bn_mode(mg_model_mode mode) {
-    return mode == MG_MODE_TRAIN ? MG_BN_TRAIN : mode == MG_MODE_EVAL ? MG_BN_EVAL : MG_BN_FROZEN;
+    return mode == MG_MODE_TRAIN ? MG_BN_TRAIN : mode == MG_MODE_FROZEN_BN ? MG_BN_FROZEN : MG_BN_EVAL;
 }
 
 static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
@@ -637,11 +719,13 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
         return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: expected a batch of n >= 1 images of h, w >= 1, found %dx3x%dx%d",
                        n, h, w);
     m->have_forward = 0;
-    if (m->wdim && mode != MG_MODE_EVAL)
+    if (mode < MG_MODE_TRAIN || mode > MG_MODE_INFER)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: unknown mode %d", (int)mode);
+    if (m->wdim && mode != MG_MODE_EVAL && mode != MG_MODE_INFER)
         return MG_FAIL(MG_ERR_UNSUPPORTED,
                        "model forward: a whitened model (whiten.mean / whiten.P) runs in eval mode only; train or "
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
-    MG_TRY(plan_shape(m, n, h, w));
+    MG_TRY(plan_shape(m, n, h, w, mode == MG_MODE_INFER));
     m->mode = mode;
     m->x = x;
     MG_TRY(unit_forward(m, &m->stem, x));
@@ -777,6 +861,10 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
                        "unwhitened checkpoint and whiten it afterwards");
     if (!m || !m->have_forward)
         return MG_FAIL(MG_ERR_INVALID_ARG, "model backward: no forward pass to differentiate");
+    if (m->planned_infer)
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "model backward: the last forward ran in inference mode, which keeps no activations; "
+                       "use MG_MODE_EVAL, MG_MODE_FROZEN_BN or MG_MODE_TRAIN to differentiate");
     int n = m->n, dim = m->dim, k = m->spec.num_classes;
     memset(m->dpooled, 0, (size_t)n * dim * sizeof(float));
     if (dlogits)
@@ -809,7 +897,7 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
 }
 
 const float *mg_model_activation(mg_model *m, const char *name, int dims[4]) {
-    if (!m->have_forward) return NULL;
+    if (!m->have_forward || m->planned_infer) return NULL;
     if (!strcmp(name, "stem")) {
         dims[0] = m->n;
         dims[1] = 64;

@@ -71,7 +71,7 @@ static mg_status evaluate_dataset(mg_model *m, mg_dataset *ds, int size, int bat
         s = mg_loader_next(ld, &b);
         if (s != MG_OK || !b) break;
         mg_model_outputs o;
-        s = mg_model_forward(m, MG_MODE_EVAL, b->images, b->n, b->h, b->w, &o);
+        s = mg_model_forward(m, MG_MODE_INFER, b->images, b->n, b->h, b->w, &o);
         if (s != MG_OK) break;
         for (int i = 0; i < b->n; i++) {
             const float *l = o.logits + (size_t)i * k;

@@ -104,6 +104,23 @@ static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl
     compare("eval.logits", o.logits, need(&ref, "eval.logits"), 1e-5, 1e-4);
     compare("eval.embedding", o.embedding, need(&ref, "eval.embedding"), 1e-5, 1e-4);
 
+    /* Inference mode (rotating buffers, nothing kept for backward) computes exactly the same thing:
+     * same kernels, same order, BN and ReLU in place. */
+    {
+        size_t nl = (size_t)n * classes, ne = (size_t)n * o.dim;
+        float *l0 = malloc(nl * sizeof *l0), *e0 = malloc(ne * sizeof *e0);
+        memcpy(l0, o.logits, nl * sizeof *l0);
+        memcpy(e0, o.embedding, ne * sizeof *e0);
+        mg_model_outputs oi;
+        mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        assert_memory_equal(oi.logits, l0, nl * sizeof *l0);
+        assert_memory_equal(oi.embedding, e0, ne * sizeof *e0);
+        int dims[4];
+        assert_null(mg_model_activation(m, "layer1", dims));
+        assert_int_equal(mg_model_backward(m, NULL, oi.embedding, NULL), MG_ERR_INVALID_ARG);
+        free(l0);
+        free(e0);
+    }
     if (check_grads == 2) goto done; /* eval-only case */
     /* train mode forward */
     mg_assert_ok(mg_model_forward(m, MG_MODE_TRAIN, x, n, h, wd, &o));
