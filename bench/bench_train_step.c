@@ -3,6 +3,7 @@
  * Usage: bench_train_step [--arch resnet18] [--batch 96] [--size 32] [--steps 10] [--threads N]
  *        [--lambda 0.5] [--m 3] */
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,8 +72,13 @@ int main(int argc, char **argv) {
         }
     }
     double dt = (mg_time_now() - t0) / steps;
-    printf("%s batch %d at %dx%d, lambda %.2f, m %d, %d threads: %.3f s/step, %.1f images/s\n", arch, n, size, size,
-           lambda, m, mg_ops_get_threads(), dt, n / dt);
+    size_t ws = 0, act = mg_model_activation_bytes(model, &ws);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%s batch %d at %dx%d, lambda %.2f, m %d, %d threads: %.3f s/step, %.1f images/s; activations %.0f MiB, "
+           "conv workspace %.0f MiB, parameters+gradients+momentum %.0f MiB, peak RSS %.0f MiB\n",
+           arch, n, size, size, lambda, m, mg_ops_get_threads(), dt, n / dt, act / 1048576.0, ws / 1048576.0,
+           3.0 * (double)mg_model_param_count(model) * 4 / 1048576.0, ru.ru_maxrss / 1024.0);
     mg_trainer_free(t);
     mg_model_free(model);
     free(x);

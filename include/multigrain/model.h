@@ -35,8 +35,12 @@ typedef enum mg_model_mode {
     MG_MODE_TRAIN = 0,  /* batch statistics, running statistics updated */
     MG_MODE_EVAL = 1,   /* running statistics; backward still possible */
     MG_MODE_FROZEN_BN = 2, /* running statistics, BN affine still trained (p fine-tuning) */
-    MG_MODE_INFER = 3      /* as EVAL, but nothing is kept for backward: activations live in four
-                              rotating buffers (a fraction of the memory; embed, classify, eval) */
+    MG_MODE_INFER = 3      /* as EVAL, but nothing is kept for backward (embed, classify, eval). With
+                              oneDNN and no SE blocks the trunk runs fused (ops_fused.h): BN folded
+                              into the convolutions, ReLU and residual sums in their epilogues,
+                              activations in the backend's blocked layout; equal to EVAL to float32
+                              rounding. Otherwise per op in four rotating buffers, bit-identical to
+                              EVAL. Either way a fraction of EVAL's memory. */
 } mg_model_mode;
 
 /* arch: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "se_resnet50". */
@@ -61,6 +65,29 @@ float mg_model_get_p(const mg_model *m);
 mg_status mg_model_set_p(mg_model *m, float p);
 /* Whether backward computes the gradient of the GeM exponent (fine-tuning p); default false. */
 void mg_model_set_learn_p(mg_model *m, bool learn);
+/* Synchronised batch norm for data-parallel training: with reduce != NULL, every training-mode BN layer
+ * takes its statistics over the whole batch spread across the processes, calling reduce(ctx, data, n)
+ * to sum per-channel partial sums over them (mg_bn2d_forward_sync / mg_bn2d_backward_sync in
+ * ops_layers.h; set by the trainer for sync_bn). NULL (the default): statistics of this process's batch. */
+void mg_model_set_bn_sync(mg_model *m, mg_status (*reduce)(void *ctx, double *data, size_t n), void *ctx);
+
+/* Inference mode's fused trunk (default on where available; the environment variable MG_FUSED=0
+ * turns it off at mg_model_init). Its 3x3 stride-1 convolutions run Winograd F(4x4, 3x3) by default
+ * (fewer multiplications; measured ~1e-6 relative difference from eval mode on ResNet-18/50, the
+ * same order as plain float32 reordering; docs/ops.md); MG_WINOGRAD=0 or this call turns it off. */
+void mg_model_set_fused(mg_model *m, bool on);
+void mg_model_set_fused_winograd(mg_model *m, bool on);
+/* Whether the last MG_MODE_INFER forward ran fused, and how many of its convolutions ran Winograd. */
+bool mg_model_fused_active(const mg_model *m);
+int mg_model_fused_winograd_count(const mg_model *m);
+/* The fused trunk holds a BN-folded copy of the weights, rebuilt on the next inference forward
+ * whenever they may have changed: every call handing out a writable pointer (mg_model_params,
+ * mg_model_tensor, mg_model_tensor_data) counts as a change, as does a training forward. Code that
+ * writes through a pointer kept from before an inference forward calls this afterwards. */
+void mg_model_mark_changed(mg_model *m);
+/* Bytes of the current plan's activation memory (the fused trunk's weights and buffers included);
+ * *workspace (may be NULL) receives the shared convolution workspace's size. For benchmarks. */
+size_t mg_model_activation_bytes(const mg_model *m, size_t *workspace);
 
 /* torchvision's initialisation: Kaiming-normal (fan_out, ReLU) convs, BN weight 1 bias 0,
  * nn.Linear's default uniform for the classifier and conv biases; zero_init_last_bn sets the last

@@ -59,6 +59,25 @@ mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *d
                            const float *save_mean, const float *save_invstd, float *dx, float *dweight,
                            float *dbias);
 
+/* Synchronised batch norm (data-parallel training, TRAIN mode only): the batch is spread over several
+ * processes and the statistics are those of the whole batch. `reduce(ctx, data, n)` must replace data[n]
+ * by its element-wise sum over the processes (every process the same result); it is called twice in
+ * forward ([c] sums of x and the element count, then [c] squared deviations from the global mean) and
+ * once in backward ([c] sums of dy and of dy * (x - mean)), in the same order on every process.
+ * Running statistics use the global mean and the unbiased global variance. In backward, dx uses the
+ * global sums, while dweight/dbias accumulate the LOCAL sums (the caller sums the parameter gradients
+ * over the processes afterwards, as for every other parameter). Every process must pass upstream
+ * gradients of the same loss at the same scale (the trainer: the global-batch loss; PyTorch's
+ * SyncBatchNorm + DDP: W x it, then averages).
+ * With reduce = identity (one process) the results equal mg_bn2d_forward/backward to rounding. */
+typedef mg_status (*mg_allreduce_f64_fn)(void *ctx, double *data, size_t n);
+mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                               float *running_mean, float *running_var, float *save_mean, float *save_invstd,
+                               float *y, mg_allreduce_f64_fn reduce, void *ctx);
+mg_status mg_bn2d_backward_sync(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
+                                const float *save_mean, const float *save_invstd, float *dx, float *dweight,
+                                float *dbias, mg_allreduce_f64_fn reduce, void *ctx);
+
 /* ------------------------------------------------------------------------------------------------
  * Element-wise ops. n = number of elements. */
 /* y = max(x, 0); y may equal x (in place). */

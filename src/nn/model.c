@@ -12,6 +12,7 @@
 #include "core/arena.h"
 #include "core/rng.h"
 #include "multigrain/ops_conv.h"
+#include "multigrain/ops_fused.h"
 #include "multigrain/ops_layers.h"
 #include "nn/resnet_spec.h"
 
@@ -52,6 +53,9 @@ struct mg_model {
     int wdim;     /* whitened: D' (classifier input and embedding width); 0: not whitened */
     float *wh_mean, *wh_P; /* whitened: [D+1], [D+1, D'] (buffers, not trained) */
     bool learn_p;
+    /* synchronised BN (data parallel): sums per-channel partial sums over the processes, or NULL */
+    mg_allreduce_f64_fn bn_sync;
+    void *bn_sync_ctx;
     /* tensors */
     int64_t *offset; /* per spec entry: offset into params (trainable), buffers, or counters */
     float *params, *grads, *buffers;
@@ -67,6 +71,7 @@ struct mg_model {
     int n, h, w; /* planned input shape (0 = none) */
     mg_arena act;
     void *conv_ws;
+    size_t ws_bytes;
     float *stem_pool;
     int32_t *stem_argmax;
     int pool_h, pool_w;
@@ -76,7 +81,21 @@ struct mg_model {
     const float *x;
     mg_model_mode mode;
     int have_forward;
-    int planned_infer; /* the activation memory is the inference-only plan */
+    int planned_infer; /* the activation memory is the inference-only plan: 1 per-op, 2 fused */
+    /* fused inference (ops_fused.h): BN folded into the convolutions, rebuilt when the weights may
+     * have changed (version moves whenever writable tensor pointers are handed out) */
+    mg_fnet *fnet; /* the current shape's, one of fcache */
+    struct fnet_entry {
+        mg_fnet *net;
+        int n, h, w, out_h, out_w;
+        uint64_t used;
+    } fcache[4]; /* the networks of the last input shapes, sharing their weights (rect-mode inference) */
+    uint64_t fclock;
+    uint64_t version, fnet_version;
+    int fused_off;   /* mg_model_set_fused(m, false) or MG_FUSED=0: MG_MODE_INFER runs per op */
+    int fused_flags; /* MG_FNET_WINOGRAD */
+    float *fnet_out; /* the trunk's output map, plain NCHW */
+    int out_h, out_w;
 };
 
 static float *P(mg_model *m, int idx) {
@@ -184,6 +203,10 @@ mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float
         return s;
     }
     snprintf(m->arch, sizeof m->arch, "%s", mg_arch_name(a));
+    const char *fe = getenv("MG_FUSED");
+    m->fused_off = fe && !strcmp(fe, "0");
+    const char *we = getenv("MG_WINOGRAD");
+    m->fused_flags = we && !strcmp(we, "0") ? 0 : MG_FNET_WINOGRAD;
     m->bottleneck = a != MG_ARCH_RESNET18 && a != MG_ARCH_RESNET34;
     m->dim = m->spec.feature_dim;
     m->offset = calloc((size_t)m->spec.n, sizeof *m->offset);
@@ -226,18 +249,31 @@ nomem:
     return MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory for %d classes", arch, num_classes);
 }
 
-static void free_plans(mg_model *m) {
+static void fused_cache_clear(mg_model *m) {
+    for (int i = 0; i < 4; i++) {
+        mg_fnet_free(m->fcache[i].net);
+        memset(&m->fcache[i], 0, sizeof m->fcache[i]);
+    }
+    m->fnet = NULL;
+}
+
+/* Frees the per-shape plans and activation memory; keep_fused keeps the fused networks' cache. */
+static void free_plans_keep(mg_model *m, int keep_fused) {
     mg_conv2d_plan_free(&m->stem.plan);
     for (int b = 0; b < m->n_blocks; b++) {
         for (int i = 0; i < m->blocks[b].n_units; i++) mg_conv2d_plan_free(&m->blocks[b].u[i].plan);
         if (m->blocks[b].has_ds) mg_conv2d_plan_free(&m->blocks[b].ds.plan);
     }
+    if (!keep_fused) fused_cache_clear(m);
+    m->fnet_out = NULL;
     mg_arena_free(&m->act);
     free(m->conv_ws);
     m->conv_ws = NULL;
     m->n = m->h = m->w = 0;
     m->have_forward = 0;
 }
+
+static void free_plans(mg_model *m) { free_plans_keep(m, 0); }
 
 void mg_model_free(mg_model *m) {
     if (!m) return;
@@ -267,6 +303,7 @@ mg_status mg_model_set_whitening(mg_model *m, int dim_out) {
         return MG_FAIL(MG_ERR_INVALID_ARG, "model: whitened dimension D' must be in [1, %d] (D + 1), found %d", Da,
                        dim_out);
     if (dim_out == m->wdim) return MG_OK;
+    m->version++;
     /* New layout of the trainable array: only fc.weight changes size ([K, D] <-> [K, D']). */
     mg_spec_entry *fw = &m->spec.entries[m->idx_fc_w];
     int64_t new_in = dim_out ? dim_out : D;
@@ -318,6 +355,11 @@ mg_status mg_model_set_whitening(mg_model *m, int dim_out) {
 float mg_model_get_p(const mg_model *m) { return m->params[m->offset[m->idx_p]]; }
 void mg_model_set_learn_p(mg_model *m, bool learn) { m->learn_p = learn; }
 
+void mg_model_set_bn_sync(mg_model *m, mg_status (*reduce)(void *ctx, double *data, size_t n), void *ctx) {
+    m->bn_sync = reduce;
+    m->bn_sync_ctx = reduce ? ctx : NULL;
+}
+
 mg_status mg_model_set_p(mg_model *m, float p) {
     if (!(p > 0) || !isfinite(p))
         return MG_FAIL(MG_ERR_INVALID_ARG, "model: GeM exponent p must be a positive number, found %g", p);
@@ -325,12 +367,25 @@ mg_status mg_model_set_p(mg_model *m, float p) {
     return MG_OK;
 }
 
-float *mg_model_params(mg_model *m) { return m->params; }
+float *mg_model_params(mg_model *m) {
+    m->version++;
+    return m->params;
+}
+void mg_model_mark_changed(mg_model *m) { m->version++; }
+
+size_t mg_model_activation_bytes(const mg_model *m, size_t *workspace) {
+    if (workspace) *workspace = m->conv_ws ? m->ws_bytes : 0;
+    size_t b = m->act.capacity;
+    for (int i = 0; i < 4; i++)
+        if (m->fcache[i].net) b += mg_fnet_bytes(m->fcache[i].net);
+    return b;
+}
 float *mg_model_grads(mg_model *m) { return m->grads; }
 int64_t mg_model_param_count(const mg_model *m) { return m->n_params; }
 void mg_model_zero_grad(mg_model *m) { memset(m->grads, 0, (size_t)m->n_params * sizeof(float)); }
 
 float *mg_model_tensor(mg_model *m, const char *name, int64_t *count) {
+    m->version++;
     if (m->wdim && !strcmp(name, "whiten.mean")) {
         if (count) *count = m->dim + 1;
         return m->wh_mean;
@@ -385,6 +440,7 @@ const char *mg_model_tensor_info(const mg_model *m, int index, int *kind, int *n
 }
 
 void *mg_model_tensor_data(mg_model *m, int index) {
+    m->version++;
     if (m->wdim && index == m->spec.n) return m->wh_mean;
     if (m->wdim && index == m->spec.n + 1) return m->wh_P;
     if (index < 0 || index >= m->spec.n) return NULL;
@@ -396,6 +452,7 @@ void *mg_model_tensor_data(mg_model *m, int index) {
 /* Initialisation (torchvision's defaults) */
 
 mg_status mg_model_init_weights(mg_model *m, uint64_t seed, bool zero_init_last_bn) {
+    m->version++;
     for (int i = 0; i < m->spec.n; i++) {
         const mg_spec_entry *e = &m->spec.entries[i];
         mg_rng rng;
@@ -476,9 +533,13 @@ static size_t unit_bytes(const unit *u) {
     return 2 * mg_arena_round(unit_out_elems(u) * sizeof(float)) + 2 * mg_arena_round((size_t)u->c_out * 4);
 }
 
-static mg_status unit_alloc(mg_model *m, unit *u) {
+/* out_shared: the unit's BN output goes there instead of a buffer of its own. */
+static mg_status unit_alloc(mg_model *m, unit *u, float *out_shared) {
     MG_TRY(act_alloc(m, &u->conv_out, unit_out_elems(u)));
-    MG_TRY(act_alloc(m, &u->out, unit_out_elems(u)));
+    if (out_shared)
+        u->out = out_shared;
+    else
+        MG_TRY(act_alloc(m, &u->out, unit_out_elems(u)));
     MG_TRY(act_alloc(m, &u->save_mean, (size_t)u->c_out));
     MG_TRY(act_alloc(m, &u->save_invstd, (size_t)u->c_out));
     return MG_OK;
@@ -549,11 +610,14 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
             bh = u->h_out;
             bw = u->w_out;
             bytes += unit_bytes(u);
+            /* without SE the last unit's BN output is computed in the block output (below) */
+            if (i == blk->n_units - 1 && !blk->has_se) bytes -= mg_arena_round(unit_out_elems(u) * sizeof(float));
             if (unit_out_elems(u) > max_elems) max_elems = unit_out_elems(u);
         }
         if (blk->has_ds) {
             MG_TRY(unit_plan(&blk->ds, n, ch, cw, &ws_max));
-            bytes += unit_bytes(&blk->ds);
+            /* the downsample's BN output lives in a scratch buffer until the residual sum */
+            bytes += unit_bytes(&blk->ds) - mg_arena_round(unit_out_elems(&blk->ds) * sizeof(float));
         }
         size_t out_elems = (size_t)n * blk->c_out * bh * bw;
         bytes += mg_arena_round(out_elems * 4);
@@ -584,6 +648,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
                 mg_arena_round((size_t)n * m->spec.num_classes * 4) + (m->wdim ? 3 * mg_arena_round(wvec * 4) : 0);
     }
     MG_TRY(mg_arena_init(&m->act, bytes));
+    m->ws_bytes = ws_max;
     if (ws_max) {
         if (posix_memalign(&m->conv_ws, 64, ws_max) != 0) {
             m->conv_ws = NULL;
@@ -616,22 +681,27 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
         m->planned_infer = 1;
         return MG_OK;
     }
-    MG_TRY(unit_alloc(m, &m->stem));
+    /* the scratch buffers first: the downsample units' BN outputs live in scr[0] during the forward
+     * (dead after the residual sum; backward does not read them) */
+    for (int i = 0; i < 3; i++) MG_TRY(act_alloc(m, &m->scr[i], max_elems));
+    MG_TRY(unit_alloc(m, &m->stem, NULL));
     MG_TRY(act_alloc(m, &m->stem_pool, stem_pool));
     m->stem_argmax = mg_arena_alloc(&m->act, stem_pool * sizeof(int32_t));
     if (!m->stem_argmax) return mg_error_wrap(MG_ERR_NOMEM, "model: activation memory");
     for (int b = 0; b < m->n_blocks; b++) {
         block *blk = &m->blocks[b];
+        unit *last = &blk->u[blk->n_units - 1];
+        MG_TRY(act_alloc(m, &blk->out, unit_out_elems(last)));
         for (int i = 0; i < blk->n_units; i++) {
             MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
-            MG_TRY(unit_alloc(m, &blk->u[i]));
+            /* without SE the last unit's BN output is written straight into the block output, where
+             * the residual sum and ReLU then run in place (backward reads only the final values) */
+            MG_TRY(unit_alloc(m, &blk->u[i], i == blk->n_units - 1 && !blk->has_se ? blk->out : NULL));
         }
         if (blk->has_ds) {
             MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
-            MG_TRY(unit_alloc(m, &blk->ds));
+            MG_TRY(unit_alloc(m, &blk->ds, m->scr[0]));
         }
-        unit *last = &blk->u[blk->n_units - 1];
-        MG_TRY(act_alloc(m, &blk->out, unit_out_elems(last)));
         if (blk->has_se) {
             MG_TRY(act_alloc(m, &blk->se_pool, (size_t)n * blk->c_out));
             MG_TRY(act_alloc(m, &blk->se_h, (size_t)n * blk->c_out));
@@ -649,13 +719,152 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     MG_TRY(act_alloc(m, &m->tmp_vec, vec));
     MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
     for (int i = 0; i < 2; i++) MG_TRY(act_alloc(m, &m->bnd[i], max_bnd));
-    for (int i = 0; i < 3; i++) MG_TRY(act_alloc(m, &m->scr[i], max_elems));
     m->n = n;
     m->h = h;
     m->w = w;
     m->planned_infer = 0;
     return MG_OK;
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Fused inference (ops_fused.h): the trunk as one backend network with BN folded into the
+ * convolutions; GeM and the heads run as in the per-op path. */
+
+static int fused_eligible(const mg_model *m) {
+    if (m->fused_off || !mg_fnet_available()) return 0;
+    for (int b = 0; b < m->n_blocks; b++)
+        if (m->blocks[b].has_se) return 0; /* the SE gate sits between BN and the residual sum */
+    return 1;
+}
+
+/* BN folded into a conv: w' = w * s, b' = beta - mean * s with s = gamma / sqrt(var + eps), in
+ * double. The eps is the one the per-op path uses (mg_bn2d_default_args). */
+static mg_status unit_fold(mg_model *m, const unit *u, float *w, float *b) {
+    mg_bn2d_args a = mg_bn2d_default_args(MG_BN_EVAL, 1, u->c_out, 1, 1);
+    const float *cw = P(m, u->conv_w), *g = P(m, u->bn_w), *be = P(m, u->bn_b), *rm = P(m, u->bn_rm),
+                *rv = P(m, u->bn_rv);
+    size_t per = (size_t)u->c_in * u->k * u->k;
+    for (int c = 0; c < u->c_out; c++) {
+        double sc = (double)g[c] / sqrt((double)rv[c] + (double)a.eps);
+        for (size_t i = 0; i < per; i++) w[c * per + i] = (float)(cw[c * per + i] * sc);
+        b[c] = (float)((double)be[c] - (double)rm[c] * sc);
+    }
+    return MG_OK;
+}
+
+typedef struct {
+    mg_model *m;
+    const unit *u;
+} fold_ctx;
+
+static mg_status fold_cb(void *ctx, float *w, float *b) {
+    fold_ctx *f = ctx;
+    return unit_fold(f->m, f->u, w, b);
+}
+
+static mg_status fused_conv(mg_model *m, mg_fnet *net, const unit *u, int in, int residual, int relu, int *out) {
+    fold_ctx f = {m, u};
+    int flags = (relu ? MG_FNET_RELU : 0) | m->fused_flags;
+    return mg_fnet_add_conv_cb(net, in, u->c_out, u->k, u->stride, u->pad, fold_cb, &f, residual, flags, out);
+}
+
+static mg_status fused_build_net(mg_model *m, mg_fnet *net, int *out) {
+    int cur = -1, v;
+    MG_TRY(fused_conv(m, net, &m->stem, 0, -1, 1, &v));
+    MG_TRY(mg_fnet_add_maxpool(net, v, 3, 2, 1, &cur));
+    for (int b = 0; b < m->n_blocks; b++) {
+        const block *blk = &m->blocks[b];
+        int idn = cur, x = cur;
+        /* the downsample branch first: the block input can then die after the first unit */
+        if (blk->has_ds) MG_TRY(fused_conv(m, net, &blk->ds, cur, -1, 0, &idn));
+        for (int i = 0; i < blk->n_units; i++) {
+            int last = i == blk->n_units - 1;
+            MG_TRY(fused_conv(m, net, &blk->u[i], x, last ? idn : -1, 1, &x));
+        }
+        cur = x;
+    }
+    *out = cur;
+    return MG_OK;
+}
+
+/* Makes m->fnet the fused trunk for input n x 3 x h x w and the current weights: from the cache of
+ * recent shapes, else built (sharing the reordered weights of the most recently used network where
+ * they fit), evicting the least recently used shape when the cache is full. */
+static mg_status fused_get(mg_model *m, int n, int h, int w) {
+    if (m->fnet_version != m->version) fused_cache_clear(m);
+    m->fnet_version = m->version;
+    struct fnet_entry *hit = NULL, *lru = &m->fcache[0], *mru = NULL;
+    for (int i = 0; i < 4; i++) {
+        struct fnet_entry *e = &m->fcache[i];
+        if (e->net && e->n == n && e->h == h && e->w == w) hit = e;
+        if (!e->net || (lru->net && e->used < lru->used)) lru = e;
+        if (e->net && (!mru || e->used > mru->used)) mru = e;
+    }
+    if (!hit) {
+        mg_fnet *net;
+        MG_TRY(mg_fnet_init_like(&net, n, 3, h, w, mru ? mru->net : NULL));
+        int out = -1;
+        mg_status s = fused_build_net(m, net, &out);
+        if (s == MG_OK) s = mg_fnet_finalize(net, out);
+        if (s != MG_OK) {
+            mg_fnet_free(net);
+            return mg_error_wrap(s, "model %s: building the fused inference network for %dx%d input", m->arch, h, w);
+        }
+        int dims[4];
+        mg_fnet_value_dims(net, out, dims);
+        mg_fnet_free(lru->net);
+        *lru = (struct fnet_entry){.net = net, .n = n, .h = h, .w = w, .out_h = dims[2], .out_w = dims[3]};
+        hit = lru;
+    }
+    hit->used = ++m->fclock;
+    m->fnet = hit->net;
+    m->out_h = hit->out_h;
+    m->out_w = hit->out_w;
+    return MG_OK;
+}
+
+/* Activation memory of the fused plan: the trunk's output and the head vectors. */
+static mg_status plan_fused(mg_model *m, int n, int h, int w) {
+    free_plans_keep(m, 1);
+    MG_TRY(fused_get(m, n, h, w));
+    size_t map = (size_t)n * m->dim * m->out_h * m->out_w, vec = (size_t)n * m->dim,
+           wvec = (size_t)n * (m->dim + 1);
+    size_t bytes = mg_arena_round(map * 4) + 2 * mg_arena_round(vec * 4) +
+                   mg_arena_round((size_t)n * m->spec.num_classes * 4) + (m->wdim ? 3 * mg_arena_round(wvec * 4) : 0);
+    MG_TRY(mg_arena_init(&m->act, bytes));
+    MG_TRY(act_alloc(m, &m->fnet_out, map));
+    MG_TRY(act_alloc(m, &m->pooled, vec));
+    MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
+    if (m->wdim) {
+        MG_TRY(act_alloc(m, &m->wh_u, wvec));
+        MG_TRY(act_alloc(m, &m->wh_phi, wvec));
+    }
+    MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
+    m->dpooled = m->tmp_vec = NULL;
+    m->bnd[0] = m->bnd[1] = NULL;
+    m->scr[0] = m->scr[1] = m->scr[2] = NULL;
+    m->n = n;
+    m->h = h;
+    m->w = w;
+    m->planned_infer = 2;
+    return MG_OK;
+}
+
+void mg_model_set_fused(mg_model *m, bool on) {
+    if (m->fused_off == !on) return;
+    m->fused_off = !on;
+    free_plans(m);
+}
+
+void mg_model_set_fused_winograd(mg_model *m, bool on) {
+    int f = on ? MG_FNET_WINOGRAD : 0;
+    if (m->fused_flags == f) return;
+    m->fused_flags = f;
+    free_plans(m);
+}
+
+bool mg_model_fused_active(const mg_model *m) { return m->fnet != NULL && m->planned_infer == 2; }
+int mg_model_fused_winograd_count(const mg_model *m) { return m->fnet ? mg_fnet_winograd_count(m->fnet) : 0; }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Forward */
@@ -673,8 +882,12 @@ static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
                        u->n, u->h_out, u->w_out);
     MG_TRY(mg_conv2d_forward(&u->plan, in, P(m, u->conv_w), NULL, u->conv_out));
     mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
-    MG_TRY(mg_bn2d_forward(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
-                           u->save_mean, u->save_invstd, u->out));
+    if (m->mode == MG_MODE_TRAIN && m->bn_sync) /* statistics over all data-parallel processes */
+        MG_TRY(mg_bn2d_forward_sync(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
+                                    u->save_mean, u->save_invstd, u->out, m->bn_sync, m->bn_sync_ctx));
+    else
+        MG_TRY(mg_bn2d_forward(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
+                               u->save_mean, u->save_invstd, u->out));
     if (m->mode == MG_MODE_TRAIN) m->counters[m->offset[u->bn_cnt]] += 1;
     if (u->relu) MG_TRY(mg_relu_forward(unit_out_elems(u), u->out, u->out));
     return MG_OK;
@@ -725,20 +938,41 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
         return MG_FAIL(MG_ERR_UNSUPPORTED,
                        "model forward: a whitened model (whiten.mean / whiten.P) runs in eval mode only; train or "
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
-    MG_TRY(plan_shape(m, n, h, w, mode == MG_MODE_INFER));
+    int fused = mode == MG_MODE_INFER && fused_eligible(m);
+    if (fused) {
+        if (!(m->n == n && m->h == h && m->w == w && m->planned_infer == 2)) {
+            MG_TRY(plan_fused(m, n, h, w));
+        } else if (m->fnet_version != m->version) {
+            MG_TRY(fused_get(m, n, h, w));
+        }
+    } else {
+        MG_TRY(plan_shape(m, n, h, w, mode == MG_MODE_INFER));
+    }
+    if (mode == MG_MODE_TRAIN) m->version++; /* the running statistics move */
     m->mode = mode;
     m->x = x;
-    MG_TRY(unit_forward(m, &m->stem, x));
-    mg_win2d pool = {3, 3, 2, 2, 1, 1};
-    MG_TRY(mg_maxpool2d_forward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem.out, m->stem_pool,
-                                m->stem_argmax));
-    const float *cur = m->stem_pool;
-    for (int b = 0; b < m->n_blocks; b++) {
-        MG_TRY(block_forward(m, &m->blocks[b], cur));
-        cur = m->blocks[b].out;
+    const float *cur;
+    int fh, fw;
+    if (fused) {
+        MG_TRY(mg_fnet_run(m->fnet, x, m->fnet_out));
+        cur = m->fnet_out;
+        fh = m->out_h;
+        fw = m->out_w;
+    } else {
+        MG_TRY(unit_forward(m, &m->stem, x));
+        mg_win2d pool = {3, 3, 2, 2, 1, 1};
+        MG_TRY(mg_maxpool2d_forward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem.out, m->stem_pool,
+                                    m->stem_argmax));
+        cur = m->stem_pool;
+        for (int b = 0; b < m->n_blocks; b++) {
+            MG_TRY(block_forward(m, &m->blocks[b], cur));
+            cur = m->blocks[b].out;
+        }
+        const unit *last = &m->blocks[m->n_blocks - 1].u[m->blocks[m->n_blocks - 1].n_units - 1];
+        fh = last->h_out;
+        fw = last->w_out;
     }
-    const unit *last = &m->blocks[m->n_blocks - 1].u[m->blocks[m->n_blocks - 1].n_units - 1];
-    MG_TRY(mg_gem_forward(n, m->dim, last->h_out, last->w_out, mg_model_get_p(m), cur, m->pooled));
+    MG_TRY(mg_gem_forward(n, m->dim, fh, fw, mg_model_get_p(m), cur, m->pooled));
     if (m->wdim) {
         /* Recipe §1.8/§2.3: v = [e, 1], u = v / (||v|| + 1e-6), Phi = (u - m) P, logits = W' Phi + b',
          * embedding = Phi / (||Phi|| + 1e-6). */
@@ -792,8 +1026,12 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
     if (u->relu) MG_TRY(mg_relu_backward(elems, u->out, dy, dy));
     float *t = scratch_other(m, dy, dx);
     mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
-    MG_TRY(mg_bn2d_backward(&a, u->conv_out, dy, P(m, u->bn_w), u->save_mean, u->save_invstd, t, G(m, u->bn_w),
-                            G(m, u->bn_b)));
+    if (m->mode == MG_MODE_TRAIN && m->bn_sync)
+        MG_TRY(mg_bn2d_backward_sync(&a, u->conv_out, dy, P(m, u->bn_w), u->save_mean, u->save_invstd, t,
+                                     G(m, u->bn_w), G(m, u->bn_b), m->bn_sync, m->bn_sync_ctx));
+    else
+        MG_TRY(mg_bn2d_backward(&a, u->conv_out, dy, P(m, u->bn_w), u->save_mean, u->save_invstd, t, G(m, u->bn_w),
+                                G(m, u->bn_b)));
     MG_TRY(mg_conv2d_backward_weights(&u->plan, u->in, t, G(m, u->conv_w), NULL));
     if (!dx) return MG_OK;
     if (!accumulate) return mg_conv2d_backward_data(&u->plan, t, P(m, u->conv_w), dx);

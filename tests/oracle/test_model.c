@@ -9,6 +9,7 @@
 #include "mg_test.h"
 #include "multigrain/model.h"
 #include "multigrain/ops.h"
+#include "multigrain/ops_fused.h"
 #include "multigrain/ops_layers.h"
 #include "multigrain/safetensors.h"
 
@@ -104,20 +105,62 @@ static void run_case(const char *tag, const char *arch, int classes, mg_ops_impl
     compare("eval.logits", o.logits, need(&ref, "eval.logits"), 1e-5, 1e-4);
     compare("eval.embedding", o.embedding, need(&ref, "eval.embedding"), 1e-5, 1e-4);
 
-    /* Inference mode (rotating buffers, nothing kept for backward) computes exactly the same thing:
-     * same kernels, same order, BN and ReLU in place. */
+    /* Inference mode, per op (rotating buffers, nothing kept for backward), computes exactly the
+     * same thing as eval mode: same kernels, same order, BN and ReLU in place. */
     {
         size_t nl = (size_t)n * classes, ne = (size_t)n * o.dim;
         float *l0 = malloc(nl * sizeof *l0), *e0 = malloc(ne * sizeof *e0);
         memcpy(l0, o.logits, nl * sizeof *l0);
         memcpy(e0, o.embedding, ne * sizeof *e0);
         mg_model_outputs oi;
+        mg_model_set_fused(m, false);
         mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        assert_false(mg_model_fused_active(m));
         assert_memory_equal(oi.logits, l0, nl * sizeof *l0);
         assert_memory_equal(oi.embedding, e0, ne * sizeof *e0);
         int dims[4];
         assert_null(mg_model_activation(m, "layer1", dims));
         assert_int_equal(mg_model_backward(m, NULL, oi.embedding, NULL), MG_ERR_INVALID_ARG);
+        /* Fused (BN folded into the convolutions, ReLU and the residual sum in their epilogues,
+         * blocked layout throughout): float32 rounding differs from eval mode, so it is held to the
+         * same tolerance against PyTorch as eval mode. SE-ResNet keeps the per-op path. */
+        mg_model_set_fused(m, true);
+        mg_model_set_fused_winograd(m, false);
+        mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        assert_int_equal(mg_model_fused_active(m), mg_fnet_available() && strcmp(arch, "se_resnet50") != 0);
+        compare("eval.pooled", oi.pooled, need(&ref, "eval.pooled"), 1e-5, 1e-4);
+        compare("eval.logits", oi.logits, need(&ref, "eval.logits"), 1e-5, 1e-4);
+        compare("eval.embedding", oi.embedding, need(&ref, "eval.embedding"), 1e-5, 1e-4);
+        /* Winograd F(4x4, 3x3) for the 3x3 stride-1 convolutions (the default): its transforms
+         * round differently again, but oneDNN's kernels keep it at the same ~1e-6 relative level
+         * (measured on these cases), so the same tolerance holds. */
+        mg_model_set_fused_winograd(m, true);
+        mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        if (mg_model_fused_active(m)) assert_true(mg_model_fused_winograd_count(m) > 0);
+        compare("eval.pooled", oi.pooled, need(&ref, "eval.pooled"), 1e-5, 1e-4);
+        compare("eval.logits", oi.logits, need(&ref, "eval.logits"), 1e-5, 1e-4);
+        compare("eval.embedding", oi.embedding, need(&ref, "eval.embedding"), 1e-5, 1e-4);
+        /* the fused trunk follows weight changes: a scaled classifier scales the logits */
+        mg_model_set_fused_winograd(m, false);
+        float *fcb = mg_model_tensor(m, "fc.bias", NULL);
+        fcb[0] += 1.0f;
+        mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        for (int i = 0; i < n; i++)
+            assert_true(fabsf(oi.logits[(size_t)i * classes] - (l0[(size_t)i * classes] + 1.0f)) < 1e-3f);
+        fcb[0] -= 1.0f;
+        /* ... and conv weights (its folded copy): a changed stem weight changes the embedding, and
+         * restoring it (written through a pointer kept across the forward: mark_changed) restores it */
+        float *stem = mg_model_tensor(m, "conv1.weight", NULL);
+        float keep = stem[0];
+        stem[0] += 10.0f;
+        mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        double diff = 0;
+        for (size_t i = 0; i < ne; i++) diff += fabs(oi.embedding[i] - e0[i]);
+        assert_true(diff > 1e-3);
+        stem[0] = keep;
+        mg_model_mark_changed(m);
+        mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, h, wd, &oi));
+        compare("eval.embedding", oi.embedding, need(&ref, "eval.embedding"), 1e-5, 1e-4);
         free(l0);
         free(e0);
     }

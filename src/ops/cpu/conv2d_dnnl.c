@@ -58,6 +58,7 @@ typedef struct mg_dnnl_state {
     dnnl_stream_t stream;
     mg_dnnl_op op[OP_COUNT];
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
+    dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
 } mg_dnnl_state;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -67,6 +68,14 @@ static dnnl_status_t g_engine_status = dnnl_runtime_error;
 static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
 
 static void engine_create(void) { g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0); }
+
+mg_status mg_dnnl_engine(dnnl_engine_t *engine) {
+    pthread_once(&g_engine_once, engine_create);
+    if (g_engine_status != dnnl_success)
+        return MG_FAIL(MG_ERR_INTERNAL, "oneDNN: creating the CPU engine failed (status %d)", (int)g_engine_status);
+    *engine = g_engine;
+    return MG_OK;
+}
 
 #define DNNL_TRY(call)                                                                                       \
     do {                                                                                                     \
@@ -108,6 +117,30 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
      * 7x slower there (bench: /tmp-style per-shape timing in docs/PERFORMANCE.md), so blocked it is.) */
     if (which == OP_BWD_DATA && d->groups == 1 && d->c < 8) return P;
     return B;
+}
+
+/* Winograd F(4x4, 3x3) (oneDNN's AVX-512 kernels) for the backward passes (data and weights) of 3x3
+ * stride-1 convolutions with an output of at least 4x4, in the blocked layout: 1.3-1.9x the direct
+ * kernels on ResNet-50's layer1-3 shapes (bench_ops, docs/PERFORMANCE.md). At 7x7 (layer4) backward
+ * data loses ~8 % but backward weights gains ~40 %, so the rule stays simple. The forward pass stays
+ * direct: in training, Winograd's forward rounding (~1e-6 relative) passes through batch statistics and
+ * cancelling sums such as BN-bias gradients, and the step-for-step PyTorch comparison
+ * (tests/integration/test_fidelity.sh) then moved a whole-network update by 1.5 % (its tolerance is
+ * 1 %); with Winograd in backward only it moves 0.25 % (0.07 % all direct). Inference has its own
+ * Winograd forward in the fused network (ops_fused.h). Where oneDNN has no Winograd kernel (AVX2-only
+ * CPUs) the plan falls back to direct. MG_CONV_WINOGRAD=0 turns it off; a 3-character mask such as
+ * "111" picks it per op (forward, backward data, backward weights) for experiments. */
+static int choose_winograd(const mg_conv2d_plan *plan, mg_conv2d_layout layout, int which) {
+    const mg_conv2d_desc *d = &plan->d;
+    const char *e = getenv("MG_CONV_WINOGRAD");
+    if (e && !strcmp(e, "0")) return 0;
+    if (e && strlen(e) == 3) {
+        if (e[which] != '1') return 0;
+    } else if (which == OP_FWD) {
+        return 0;
+    }
+    return layout == MG_CONV2D_LAYOUT_BLOCKED && d->r == 3 && d->s == 3 && d->stride_h == 1 && d->stride_w == 1 &&
+           d->dil_h == 1 && d->dil_w == 1 && d->groups == 1 && plan->p >= 4 && plan->q >= 4;
 }
 
 /* Sets up one argument: `user_md` is the caller's plain layout, `prim_md` the one the primitive
@@ -250,10 +283,10 @@ static mg_status mds_init(const mg_conv2d_plan *plan, mg_dnnl_mds *m) {
 }
 
 static mg_status fwd_desc(const mg_conv2d_plan *plan, const mg_dnnl_mds *m, mg_conv2d_layout layout,
-                          dnnl_convolution_desc_t *cd) {
+                          dnnl_alg_kind_t alg, dnnl_convolution_desc_t *cd) {
     const int blk = layout == MG_CONV2D_LAYOUT_BLOCKED;
     DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(
-        cd, dnnl_forward_training, dnnl_convolution_direct, blk ? &m->x_any : &m->x_u,
+        cd, dnnl_forward_training, alg, blk ? &m->x_any : &m->x_u,
         blk ? &m->w_any : &m->w_u, plan->d.has_bias ? &m->b_u : NULL, blk ? &m->y_any : &m->y_u, m->strides,
         m->dil, m->pad, m->pad));
     return MG_OK;
@@ -262,14 +295,14 @@ static mg_status fwd_desc(const mg_conv2d_plan *plan, const mg_dnnl_mds *m, mg_c
 /* Builds op `which` in `layout`. Backward ops need a forward pd as a hint: the plan's own when the
  * layouts agree, otherwise a temporary one in the backward op's layout. */
 static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m, int which,
-                          mg_conv2d_layout layout) {
+                          mg_conv2d_layout layout, dnnl_alg_kind_t alg) {
     const int blk = layout == MG_CONV2D_LAYOUT_BLOCKED;
     const dnnl_memory_desc_t *x_p = blk ? &m->x_any : &m->x_u, *y_p = blk ? &m->y_any : &m->y_u;
     const dnnl_memory_desc_t *w_p = blk ? &m->w_any : &m->w_u;
     const int nb = plan->d.has_bias ? 4 : 3;
     dnnl_convolution_desc_t cd;
     if (which == OP_FWD) {
-        MG_TRY(fwd_desc(plan, m, layout, &cd));
+        MG_TRY(fwd_desc(plan, m, layout, alg, &cd));
         const mg_dnnl_role roles[] = {
             {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->x_u},
             {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &m->w_u},
@@ -279,16 +312,16 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
         return op_init(&st->op[OP_FWD], &cd, NULL, roles, nb);
     }
     dnnl_primitive_desc_t hint = NULL;
-    if (layout != st->op_layout[OP_FWD]) {
+    if (layout != st->op_layout[OP_FWD] || alg != st->op_alg[OP_FWD]) {
         dnnl_convolution_desc_t fcd;
-        MG_TRY(fwd_desc(plan, m, layout, &fcd));
+        MG_TRY(fwd_desc(plan, m, layout, alg, &fcd));
         DNNL_TRY(dnnl_primitive_desc_create(&hint, &fcd, NULL, g_engine, NULL));
     }
     const_dnnl_primitive_desc_t h = hint ? hint : st->op[OP_FWD].pd;
     mg_status s;
     if (which == OP_BWD_DATA) {
         dnnl_status_t ds = dnnl_dilated_convolution_backward_data_desc_init(
-            &cd, dnnl_convolution_direct, x_p, w_p, y_p, m->strides, m->dil, m->pad, m->pad);
+            &cd, alg, x_p, w_p, y_p, m->strides, m->dil, m->pad, m->pad);
         const mg_dnnl_role roles[] = {
             {DNNL_ARG_DIFF_DST, ARG_IN, dnnl_query_diff_dst_md, 0, &m->y_u},
             {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &m->w_u},
@@ -299,7 +332,7 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
                 : MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): backward data desc failed (%d)", (int)ds);
     } else {
         dnnl_status_t ds = dnnl_dilated_convolution_backward_weights_desc_init(
-            &cd, dnnl_convolution_direct, x_p, w_p, plan->d.has_bias ? &m->b_u : NULL, y_p, m->strides,
+            &cd, alg, x_p, w_p, plan->d.has_bias ? &m->b_u : NULL, y_p, m->strides,
             m->dil, m->pad, m->pad);
         const mg_dnnl_role roles[] = {
             {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->x_u},
@@ -318,10 +351,8 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 /* ---------------------------------------------------------------------------------------------- */
 
 mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
-    pthread_once(&g_engine_once, engine_create);
-    if (g_engine_status != dnnl_success)
-        return MG_FAIL(MG_ERR_INTERNAL, "conv2d (oneDNN): creating the CPU engine failed (status %d)",
-                       (int)g_engine_status);
+    dnnl_engine_t engine;
+    MG_TRY(mg_dnnl_engine(&engine));
     mg_dnnl_state *st = calloc(1, sizeof *st);
     if (!st) return MG_FAIL(MG_ERR_NOMEM, "conv2d (oneDNN): out of memory for a plan");
     plan->impl = st;
@@ -332,8 +363,17 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
         mg_conv2d_layout layout = plan->layout == MG_CONV2D_LAYOUT_AUTO
                                       ? choose_layout(&plan->d, plan->p, plan->q, i)
                                       : plan->layout;
+        dnnl_alg_kind_t alg = choose_winograd(plan, layout, i) ? dnnl_convolution_winograd : dnnl_convolution_direct;
         st->op_layout[i] = layout;
-        mg_status s = op_build(plan, st, &m, i, layout);
+        st->op_alg[i] = alg;
+        mg_status s = op_build(plan, st, &m, i, layout, alg);
+        if (alg == dnnl_convolution_winograd && s != MG_OK) {
+            /* no Winograd kernel for this shape on this CPU: direct */
+            op_free(&st->op[i]);
+            mg_error_clear();
+            st->op_alg[i] = alg = dnnl_convolution_direct;
+            s = op_build(plan, st, &m, i, layout, alg);
+        }
         /* oneDNN has no optimised plain-layout kernel for some shapes and then runs its slow
          * reference kernel ("ref:any"): the blocked layout is always at least as fast there. */
         if (plan->layout == MG_CONV2D_LAYOUT_AUTO && layout == MG_CONV2D_LAYOUT_PLAIN &&
@@ -341,7 +381,7 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
             op_free(&st->op[i]);
             mg_error_clear();
             st->op_layout[i] = MG_CONV2D_LAYOUT_BLOCKED;
-            s = op_build(plan, st, &m, i, MG_CONV2D_LAYOUT_BLOCKED);
+            s = op_build(plan, st, &m, i, MG_CONV2D_LAYOUT_BLOCKED, alg);
         }
         if (s != MG_OK) return s; /* the caller frees the partial state */
     }

@@ -22,6 +22,11 @@ void mg_conv2d_ref_backward_weights_f64(const mg_conv2d_desc *d, int p, int q, c
                                         const double *dy, double *dw, double *db);
 
 #if MG_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+
+/* The process's oneDNN CPU engine, created on first use (shared by every oneDNN file). */
+mg_status mg_dnnl_engine(dnnl_engine_t *engine);
+
 /* oneDNN backend (conv2d_dnnl.c). init creates the primitives for plan->d / plan->layout and sets
  * plan->impl and plan->ws_bytes; the workspace is bound by mg_conv2d_dnnl_bind_workspace before
  * the first execution (and again whenever it changes). */

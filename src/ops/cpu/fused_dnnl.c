@@ -1,0 +1,633 @@
+/* fused_dnnl.c: the fused inference network of ops_fused.h on oneDNN: forward-inference
+ * convolution primitives with bias and sum/ReLU post-ops and pooling primitives, activations in the
+ * layouts the primitives choose (format "any": nChw16c on AVX-512), reorders only where a consumer
+ * wants another layout than its producer wrote, weights reordered once at build time, and every
+ * activation buffer assigned at finalize from a free list by liveness (a consumed residual is summed
+ * into in place).
+ *
+ * Threads: oneDNN runs on OpenMP; each run first applies mg_ops_get_threads(). The scratchpad is in
+ * user mode: one buffer, sized for the largest primitive, so oneDNN allocates nothing per run. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multigrain/ops_fused.h"
+#include "ops/cpu/conv2d_internal.h"
+
+#define ALIGN 64
+
+#define DNNL_TRY(call)                                                                                       \
+    do {                                                                                                     \
+        dnnl_status_t st_ = (call);                                                                          \
+        if (st_ != dnnl_success)                                                                             \
+            return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): %s failed with status %d", #call,      \
+                           (int)st_);                                                                        \
+    } while (0)
+
+typedef struct fvalue {
+    int dims[4];
+    dnnl_memory_desc_t md;
+    dnnl_memory_t mem;  /* bound to the value's buffer at finalize (value 0: per run) */
+    int store;          /* storage group: a value summed into in place shares its residual's */
+    int last_use;       /* index of the last op reading it (-1: none) */
+    int consumed;       /* summed into by a convolution: no later reads */
+} fvalue;
+
+enum { OP_CONV, OP_POOL, OP_REORDER };
+
+/* A convolution's reordered weights and bias, shared (reference counted) by the networks of other
+ * input shapes built from the same weights (mg_fnet_init_like). */
+typedef struct fweights {
+    int refs;
+    void *w, *b;
+    size_t bytes;
+    dnnl_memory_desc_t w_md, b_md;
+    int k, c, r, stride, pad;
+} fweights;
+
+typedef struct fop {
+    int kind;
+    int in, out;
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t w_mem, b_mem; /* convolutions: weights and bias */
+    fweights *wt;
+    int winograd;
+} fop;
+
+typedef struct fstore {
+    size_t bytes;
+    int slot;
+    int last_use;
+} fstore;
+
+struct mg_fnet {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    fvalue *v;
+    int nv, cap_v;
+    fop *op;
+    int nop, cap_op;
+    fstore *st;
+    int nst, cap_st;
+    int output;
+    dnnl_memory_desc_t out_md; /* plain nchw of the output value */
+    dnnl_memory_t out_user;
+    dnnl_primitive_t out_reorder;
+    size_t scratch_bytes;
+    dnnl_memory_t scratch;
+    void *scratch_buf;
+    void **slot_buf;
+    size_t *slot_bytes;
+    int nslot;
+    size_t weight_bytes, shared_bytes;
+    int nconv;
+    const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
+    int finalized;
+};
+
+bool mg_fnet_available(void) { return true; }
+
+static void *aligned(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, ALIGN, bytes ? bytes : ALIGN) != 0) return NULL;
+    return p;
+}
+
+#define GROW(arr, n, cap)                                                                                    \
+    do {                                                                                                     \
+        if ((n) == (cap)) {                                                                                  \
+            int nc_ = (cap) ? 2 * (cap) : 16;                                                                \
+            void *p_ = realloc((arr), (size_t)nc_ * sizeof *(arr));                                          \
+            if (!p_) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");                           \
+            (arr) = p_;                                                                                      \
+            memset((arr) + (cap), 0, (size_t)(nc_ - (cap)) * sizeof *(arr));                                 \
+            (cap) = nc_;                                                                                     \
+        }                                                                                                    \
+    } while (0)
+
+static mg_status new_store(mg_fnet *net, size_t bytes, int *id) {
+    GROW(net->st, net->nst, net->cap_st);
+    net->st[net->nst] = (fstore){.bytes = bytes, .slot = -1, .last_use = -1};
+    *id = net->nst++;
+    return MG_OK;
+}
+
+/* A new value with layout md; store < 0: a storage group of its own. */
+static mg_status new_value(mg_fnet *net, const int dims[4], const dnnl_memory_desc_t *md, int store, int *id) {
+    GROW(net->v, net->nv, net->cap_v);
+    fvalue *v = &net->v[net->nv];
+    memset(v, 0, sizeof *v);
+    memcpy(v->dims, dims, sizeof v->dims);
+    v->md = *md;
+    v->last_use = -1;
+    if (store < 0) MG_TRY(new_store(net, dnnl_memory_desc_get_size(md), &store));
+    v->store = store;
+    *id = net->nv++;
+    return MG_OK;
+}
+
+static mg_status new_op(mg_fnet *net, int kind, fop **op) {
+    GROW(net->op, net->nop, net->cap_op);
+    *op = &net->op[net->nop++];
+    memset(*op, 0, sizeof **op);
+    (*op)->kind = kind;
+    return MG_OK;
+}
+
+static mg_status check_value(const mg_fnet *net, int id, const char *what) {
+    if (net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: %s added after finalize", what);
+    if (id < 0 || id >= net->nv)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: %s reads value %d, which does not exist (0..%d)", what,
+                       id, net->nv - 1);
+    if (net->v[id].consumed)
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "fused network: %s reads value %d, which an earlier residual sum overwrote", what, id);
+    return MG_OK;
+}
+
+static void note_use(mg_fnet *net, int id) { net->v[id].last_use = net->nop - 1; }
+
+static mg_status track_scratch(mg_fnet *net, const_dnnl_primitive_desc_t pd) {
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t b = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (b > net->scratch_bytes) net->scratch_bytes = b;
+    return MG_OK;
+}
+
+static mg_status user_attr(dnnl_primitive_attr_t *attr) {
+    DNNL_TRY(dnnl_primitive_attr_create(attr));
+    dnnl_status_t s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    if (s != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
+        return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): scratchpad mode (status %d)", (int)s);
+    }
+    return MG_OK;
+}
+
+/* A value holding `in` in layout md: itself when it already has it (and may be used in place: the
+ * caller's input never is), else a new value written by a reorder op. */
+static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t *md, int in_place, int *out) {
+    if (dnnl_memory_desc_equal(&net->v[in].md, md) && (!in_place || net->v[in].store != net->v[0].store)) {
+        *out = in;
+        return MG_OK;
+    }
+    int dims[4];
+    memcpy(dims, net->v[in].dims, sizeof dims);
+    int id;
+    MG_TRY(new_value(net, dims, md, -1, &id));
+    fop *op;
+    MG_TRY(new_op(net, OP_REORDER, &op));
+    op->in = in;
+    op->out = id;
+    dnnl_primitive_attr_t attr;
+    MG_TRY(user_attr(&attr));
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create(&op->pd, &net->v[in].md, net->engine, md, net->engine, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): reorder (status %d)", (int)s);
+    DNNL_TRY(dnnl_primitive_create(&op->prim, op->pd));
+    MG_TRY(track_scratch(net, op->pd));
+    note_use(net, in);
+    *out = id;
+    return MG_OK;
+}
+
+mg_status mg_fnet_init_like(mg_fnet **out, int n, int c, int h, int w, const mg_fnet *donor) {
+    MG_TRY(mg_fnet_init(out, n, c, h, w));
+    (*out)->donor = donor;
+    return MG_OK;
+}
+
+mg_status mg_fnet_init(mg_fnet **out, int n, int c, int h, int w) {
+    *out = NULL;
+    if (n < 1 || c < 1 || h < 1 || w < 1)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: input %dx%dx%dx%d must be positive", n, c, h, w);
+    mg_fnet *net = calloc(1, sizeof *net);
+    if (!net) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
+    mg_status s = mg_dnnl_engine(&net->engine);
+    if (s == MG_OK && dnnl_stream_create(&net->stream, net->engine, dnnl_stream_default_flags) != dnnl_success)
+        s = MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): creating a stream failed");
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {n, c, h, w};
+    if (s == MG_OK && dnnl_memory_desc_init_by_tag(&md, 4, d, dnnl_f32, dnnl_nchw) != dnnl_success)
+        s = MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): input descriptor");
+    int id;
+    if (s == MG_OK) s = new_value(net, (int[4]){n, c, h, w}, &md, -1, &id);
+    if (s != MG_OK) {
+        mg_fnet_free(net);
+        return s;
+    }
+    *out = net;
+    return MG_OK;
+}
+
+void mg_fnet_free(mg_fnet *net) {
+    if (!net) return;
+    for (int i = 0; i < net->nop; i++) {
+        fop *op = &net->op[i];
+        if (op->prim) dnnl_primitive_destroy(op->prim);
+        if (op->pd) dnnl_primitive_desc_destroy(op->pd);
+        if (op->w_mem) dnnl_memory_destroy(op->w_mem);
+        if (op->b_mem) dnnl_memory_destroy(op->b_mem);
+        if (op->wt && --op->wt->refs == 0) {
+            free(op->wt->w);
+            free(op->wt->b);
+            free(op->wt);
+        }
+    }
+    for (int i = 0; i < net->nv; i++)
+        if (net->v[i].mem) dnnl_memory_destroy(net->v[i].mem);
+    if (net->out_reorder) dnnl_primitive_destroy(net->out_reorder);
+    if (net->out_user) dnnl_memory_destroy(net->out_user);
+    if (net->scratch) dnnl_memory_destroy(net->scratch);
+    free(net->scratch_buf);
+    for (int i = 0; i < net->nslot; i++) free(net->slot_buf[i]);
+    free(net->slot_buf);
+    free(net->slot_bytes);
+    if (net->stream) dnnl_stream_destroy(net->stream);
+    free(net->v);
+    free(net->op);
+    free(net->st);
+    free(net);
+}
+
+/* Creates the convolution pd with `alg`; NULL pd (and MG_OK) when oneDNN has no kernel for it. */
+static mg_status conv_pd(mg_fnet *net, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *x, const dnnl_memory_desc_t *w,
+                         const dnnl_memory_desc_t *b, const dnnl_memory_desc_t *y, int stride, int pad, int sum,
+                         int relu, dnnl_primitive_desc_t *pd) {
+    *pd = NULL;
+    dnnl_convolution_desc_t cd;
+    dnnl_dims_t strides = {stride, stride}, padding = {pad, pad};
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, alg, x, w, b, y, strides, padding,
+                                           padding) != dnnl_success)
+        return MG_OK;
+    dnnl_primitive_attr_t attr;
+    MG_TRY(user_attr(&attr));
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t s = dnnl_post_ops_create(&po);
+    if (s == dnnl_success && sum) s = dnnl_post_ops_append_sum(po, 1.0f);
+    if (s == dnnl_success && relu) s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(attr, po);
+    if (po) dnnl_post_ops_destroy(po);
+    if (s != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): post-ops (status %d)", (int)s);
+    }
+    if (dnnl_primitive_desc_create(pd, &cd, attr, net->engine, NULL) != dnnl_success) *pd = NULL;
+    dnnl_primitive_attr_destroy(attr);
+    return MG_OK;
+}
+
+static mg_status reorder_once(mg_fnet *net, const dnnl_memory_desc_t *from_md, const void *from,
+                              const dnnl_memory_desc_t *to_md, void *to) {
+    dnnl_memory_t a = NULL, b = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_status_t s = dnnl_memory_create(&a, from_md, net->engine, (void *)from);
+    if (s == dnnl_success) s = dnnl_memory_create(&b, to_md, net->engine, to);
+    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, from_md, net->engine, to_md, net->engine, NULL);
+    if (s == dnnl_success) s = dnnl_primitive_create(&r, pd);
+    if (s == dnnl_success) {
+        mg_omp_apply_threads();
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
+        s = dnnl_primitive_execute(r, net->stream, 2, args);
+    }
+    if (s == dnnl_success) s = dnnl_stream_wait(net->stream);
+    if (r) dnnl_primitive_destroy(r);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (a) dnnl_memory_destroy(a);
+    if (b) dnnl_memory_destroy(b);
+    if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): weight reorder (status %d)", (int)s);
+    return MG_OK;
+}
+
+/* The donor's j-th convolution's weights when they fit (same convolution, same layouts). */
+static fweights *donor_weights(const mg_fnet *net, int k, int c, int r, int stride, int pad,
+                               const dnnl_memory_desc_t *w_md, const dnnl_memory_desc_t *b_md) {
+    const mg_fnet *d = net->donor;
+    if (!d) return NULL;
+    for (int i = 0, j = 0; i < d->nop; i++) {
+        if (d->op[i].kind != OP_CONV) continue;
+        if (j++ != net->nconv) continue;
+        fweights *wt = d->op[i].wt;
+        if (wt->k == k && wt->c == c && wt->r == r && wt->stride == stride && wt->pad == pad &&
+            dnnl_memory_desc_equal(&wt->w_md, w_md) && dnnl_memory_desc_equal(&wt->b_md, b_md))
+            return wt;
+        return NULL;
+    }
+    return NULL;
+}
+
+typedef mg_status (*weights_fn)(void *ctx, float *w, float *bias);
+
+static mg_status copy_plain(void *ctx, float *w, float *bias) {
+    (void)ctx, (void)w, (void)bias;
+    return MG_OK; /* unused: plain weights are read in place */
+}
+
+static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pad, const float *w_plain,
+                          const float *b_plain, weights_fn get, void *ctx, int residual, int flags, int *out) {
+    MG_TRY(check_value(net, in, "convolution"));
+    if (!out) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null argument");
+    int xd[4]; /* a copy: adding values may move net->v */
+    memcpy(xd, net->v[in].dims, sizeof xd);
+    if (k < 1 || r < 1 || stride < 1 || pad < 0)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution k=%d r=%d stride=%d pad=%d", k, r, stride, pad);
+    int p = (xd[2] + 2 * pad - r) / stride + 1, q = (xd[3] + 2 * pad - r) / stride + 1;
+    if (xd[2] + 2 * pad < r || xd[3] + 2 * pad < r)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: a %dx%d kernel does not fit a padded %dx%d input", r, r,
+                       xd[2], xd[3]);
+    int ydims[4] = {xd[0], k, p, q};
+    if (residual >= 0) {
+        MG_TRY(check_value(net, residual, "residual sum"));
+        const int *rd = net->v[residual].dims;
+        if (memcmp(rd, ydims, sizeof ydims) != 0)
+            return MG_FAIL(MG_ERR_INVALID_ARG,
+                           "fused network: residual value %d is %dx%dx%dx%d, the convolution gives %dx%dx%dx%d",
+                           residual, rd[0], rd[1], rd[2], rd[3], ydims[0], ydims[1], ydims[2], ydims[3]);
+    }
+    dnnl_dims_t xdims = {xd[0], xd[1], xd[2], xd[3]}, wdims = {k, xd[1], r, r}, bdims = {k},
+                ydm = {ydims[0], ydims[1], ydims[2], ydims[3]};
+    dnnl_memory_desc_t x_any, w_any, w_user, b_md, y_any;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xdims, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wdims, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_user, 4, wdims, dnnl_f32, dnnl_oihw));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bdims, dnnl_f32, dnnl_a));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, ydm, dnnl_f32, dnnl_format_tag_any));
+    /* A residual fixes the output layout: the sum happens in its buffer. */
+    dnnl_memory_desc_t res_md;
+    if (residual >= 0) res_md = net->v[residual].md;
+    const dnnl_memory_desc_t *y_md = residual >= 0 ? &res_md : &y_any;
+    dnnl_primitive_desc_t pd = NULL;
+    int wino = 0, relu = (flags & MG_FNET_RELU) != 0, sum = residual >= 0;
+    if ((flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p >= 4 && q >= 4) {
+        MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
+        wino = pd != NULL;
+    }
+    if (!pd) MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
+    if (!pd && residual >= 0) {
+        /* no kernel writes the residual's layout: sum into a copy in the layout the kernel wants */
+        MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, &y_any, stride, pad, sum, relu, &pd));
+    }
+    if (!pd)
+        return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
+                       xd[2], xd[3], k, r, stride);
+    mg_status s = MG_OK;
+    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    const dnnl_memory_desc_t *wt_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *bi_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+    int src = in, res = residual;
+    /* the input and the residual in the layouts the primitive wants (reorder ops when not) */
+    s = value_in_layout(net, in, src_md, 0, &src);
+    if (s == MG_OK && residual >= 0) {
+        s = value_in_layout(net, residual, dst_md, 1, &res);
+        if (s == MG_OK) net->v[residual].consumed = 1;
+    }
+    int id = -1;
+    if (s == MG_OK) s = new_value(net, ydims, dst_md, res >= 0 ? net->v[res].store : -1, &id);
+    fop *op = NULL;
+    if (s == MG_OK) s = new_op(net, OP_CONV, &op);
+    if (s != MG_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return s;
+    }
+    op->pd = pd;
+    op->in = src;
+    op->out = id;
+    op->winograd = wino;
+    note_use(net, src);
+    if (res >= 0) {
+        note_use(net, res);
+        net->v[res].consumed = 1;
+    }
+    DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
+    MG_TRY(track_scratch(net, pd));
+    fweights *wt = donor_weights(net, k, xd[1], r, stride, pad, wt_md, bi_md);
+    net->nconv++;
+    if (wt) {
+        wt->refs++;
+        net->shared_bytes += wt->bytes;
+    } else {
+        wt = calloc(1, sizeof *wt);
+        if (!wt) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
+        *wt = (fweights){.refs = 1, .w_md = *wt_md, .b_md = *bi_md, .k = k, .c = xd[1], .r = r, .stride = stride,
+                         .pad = pad};
+        size_t wb = dnnl_memory_desc_get_size(wt_md), bb = dnnl_memory_desc_get_size(bi_md);
+        wt->bytes = wb + bb;
+        wt->w = aligned(wb);
+        wt->b = aligned(bb);
+        op->wt = wt; /* freed with the network from here on */
+        if (!wt->w || !wt->b) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
+        net->weight_bytes += wb + bb;
+        float *wp = (float *)w_plain, *bp = (float *)b_plain;
+        size_t wn = (size_t)k * xd[1] * r * r;
+        if (!w_plain) {
+            wp = malloc(wn * sizeof *wp);
+            bp = malloc((size_t)k * sizeof *bp);
+        }
+        mg_status ws = wp && bp ? MG_OK : MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
+        if (ws == MG_OK && !w_plain) ws = get(ctx, wp, bp);
+        if (ws == MG_OK) ws = reorder_once(net, &w_user, wp, wt_md, wt->w);
+        if (ws == MG_OK) ws = reorder_once(net, &b_md, bp, bi_md, wt->b);
+        if (!w_plain) {
+            free(wp);
+            free(bp);
+        }
+        MG_TRY(ws);
+    }
+    op->wt = wt;
+    DNNL_TRY(dnnl_memory_create(&op->w_mem, wt_md, net->engine, wt->w));
+    DNNL_TRY(dnnl_memory_create(&op->b_mem, bi_md, net->engine, wt->b));
+    *out = id;
+    return MG_OK;
+}
+
+mg_status mg_fnet_add_conv(mg_fnet *net, int in, int k, int r, int stride, int pad, const float *w,
+                           const float *bias, int residual, int flags, int *out) {
+    if (!w || !bias) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null weights or bias");
+    return add_conv(net, in, k, r, stride, pad, w, bias, copy_plain, NULL, residual, flags, out);
+}
+
+mg_status mg_fnet_add_conv_cb(mg_fnet *net, int in, int k, int r, int stride, int pad,
+                              mg_status (*get_weights)(void *ctx, float *w, float *bias), void *ctx, int residual,
+                              int flags, int *out) {
+    if (!get_weights) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null weights callback");
+    return add_conv(net, in, k, r, stride, pad, NULL, NULL, get_weights, ctx, residual, flags, out);
+}
+
+mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, int *out) {
+    MG_TRY(check_value(net, in, "max pooling"));
+    if (!out || r < 1 || stride < 1 || pad < 0 || 2 * pad > r)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: max pooling r=%d stride=%d pad=%d", r, stride, pad);
+    int xd[4];
+    memcpy(xd, net->v[in].dims, sizeof xd);
+    if (xd[2] + 2 * pad < r || xd[3] + 2 * pad < r)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: a %dx%d pooling window does not fit a %dx%d input", r, r,
+                       xd[2], xd[3]);
+    int p = (xd[2] + 2 * pad - r) / stride + 1, q = (xd[3] + 2 * pad - r) / stride + 1;
+    int ydims[4] = {xd[0], xd[1], p, q};
+    dnnl_dims_t ydm = {ydims[0], ydims[1], p, q}, strides = {stride, stride}, kernel = {r, r}, padding = {pad, pad};
+    /* PyTorch's floor-mode output can leave the right padding partly unused: oneDNN wants the
+     * right padding that makes the sizes consistent. */
+    dnnl_dims_t pad_r = {(p - 1) * stride + r - xd[2] - pad, (q - 1) * stride + r - xd[3] - pad};
+    dnnl_memory_desc_t y_any;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, ydm, dnnl_f32, dnnl_format_tag_any));
+    dnnl_pooling_desc_t pdsc;
+    DNNL_TRY(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_inference, dnnl_pooling_max, &net->v[in].md, &y_any,
+                                            strides, kernel, padding, pad_r));
+    dnnl_primitive_attr_t attr;
+    MG_TRY(user_attr(&attr));
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &pdsc, attr, net->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): max pooling (status %d)", (int)s);
+    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    int id;
+    mg_status ms = new_value(net, ydims, dst_md, -1, &id);
+    fop *op = NULL;
+    if (ms == MG_OK) ms = new_op(net, OP_POOL, &op);
+    if (ms != MG_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return ms;
+    }
+    op->pd = pd;
+    op->in = in;
+    op->out = id;
+    note_use(net, in);
+    DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
+    MG_TRY(track_scratch(net, pd));
+    *out = id;
+    return MG_OK;
+}
+
+mg_status mg_fnet_finalize(mg_fnet *net, int output) {
+    if (net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: finalized twice");
+    if (output < 1 || output >= net->nv)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: output value %d does not exist (1..%d)", output, net->nv - 1);
+    if (net->v[output].consumed)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: output value %d was overwritten by a residual sum", output);
+    /* liveness per storage group: the last op touching any of its values */
+    for (int i = 0; i < net->nop; i++) {
+        const fop *op = &net->op[i];
+        int ids[2] = {op->in, op->out};
+        for (int j = 0; j < 2; j++) {
+            fstore *st = &net->st[net->v[ids[j]].store];
+            if (st->last_use < i) st->last_use = i;
+        }
+    }
+    net->st[net->v[output].store].last_use = net->nop; /* read by the final reorder */
+    /* slots: walk the ops; an output whose group has no slot yet takes a free one (the smallest
+     * that fits, else the largest free one grown, else a new one); groups dead after an op free
+     * their slot. The input (value 0) is the caller's memory. */
+    int cap = net->nst;
+    net->slot_buf = calloc((size_t)cap, sizeof *net->slot_buf);
+    net->slot_bytes = calloc((size_t)cap, sizeof *net->slot_bytes);
+    int *busy = calloc((size_t)cap, sizeof *busy);
+    if (!net->slot_buf || !net->slot_bytes || !busy) {
+        free(busy);
+        return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
+    }
+    int input_store = net->v[0].store;
+    for (int i = 0; i < net->nop; i++) {
+        fstore *st = &net->st[net->v[net->op[i].out].store];
+        if (st->slot < 0) {
+            /* the smallest free slot that fits, else the largest free one (grown), else a new one */
+            int fit = -1, grow = -1;
+            for (int s = 0; s < net->nslot; s++) {
+                if (busy[s]) continue;
+                if (net->slot_bytes[s] >= st->bytes) {
+                    if (fit < 0 || net->slot_bytes[s] < net->slot_bytes[fit]) fit = s;
+                } else if (grow < 0 || net->slot_bytes[s] > net->slot_bytes[grow]) {
+                    grow = s;
+                }
+            }
+            int best = fit >= 0 ? fit : grow;
+            if (best < 0) best = net->nslot++;
+            if (net->slot_bytes[best] < st->bytes) net->slot_bytes[best] = st->bytes;
+            st->slot = best;
+            busy[best] = 1;
+        }
+        for (int g = 0; g < net->nst; g++)
+            if (g != input_store && net->st[g].slot >= 0 && net->st[g].last_use == i) busy[net->st[g].slot] = 0;
+    }
+    free(busy);
+    for (int s = 0; s < net->nslot; s++) {
+        net->slot_buf[s] = aligned(net->slot_bytes[s]);
+        if (!net->slot_buf[s]) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for activations");
+    }
+    if (net->scratch_bytes) {
+        net->scratch_buf = aligned(net->scratch_bytes);
+        if (!net->scratch_buf) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for the scratchpad");
+        dnnl_dims_t sd = {(dnnl_dim_t)net->scratch_bytes};
+        dnnl_memory_desc_t smd;
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 1, sd, dnnl_u8, dnnl_a));
+        DNNL_TRY(dnnl_memory_create(&net->scratch, &smd, net->engine, net->scratch_buf));
+    }
+    for (int i = 0; i < net->nv; i++) {
+        fvalue *v = &net->v[i];
+        void *buf = i == 0 ? DNNL_MEMORY_NONE : net->slot_buf[net->st[v->store].slot];
+        DNNL_TRY(dnnl_memory_create(&v->mem, &v->md, net->engine, buf));
+    }
+    const int *od = net->v[output].dims;
+    dnnl_dims_t odims = {od[0], od[1], od[2], od[3]};
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&net->out_md, 4, odims, dnnl_f32, dnnl_nchw));
+    DNNL_TRY(dnnl_memory_create(&net->out_user, &net->out_md, net->engine, DNNL_MEMORY_NONE));
+    dnnl_primitive_desc_t rpd;
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &net->v[output].md, net->engine, &net->out_md, net->engine, NULL));
+    dnnl_status_t s = dnnl_primitive_create(&net->out_reorder, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): output reorder (status %d)", (int)s);
+    net->output = output;
+    net->donor = NULL;
+    net->finalized = 1;
+    return MG_OK;
+}
+
+void mg_fnet_value_dims(const mg_fnet *net, int value, int dims[4]) {
+    MG_ASSERT(value >= 0 && value < net->nv);
+    memcpy(dims, net->v[value].dims, 4 * sizeof(int));
+}
+
+mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
+    if (!net || !x || !y) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: null argument");
+    if (!net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: not finalized");
+    mg_omp_apply_threads();
+    DNNL_TRY(dnnl_memory_set_data_handle(net->v[0].mem, (void *)x));
+    DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
+    for (int i = 0; i < net->nop; i++) {
+        const fop *op = &net->op[i];
+        dnnl_exec_arg_t a[6];
+        int na = 0;
+        if (op->kind == OP_REORDER) {
+            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_FROM, net->v[op->in].mem};
+            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_TO, net->v[op->out].mem};
+        } else {
+            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, net->v[op->in].mem};
+            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, net->v[op->out].mem};
+            if (op->kind == OP_CONV) {
+                a[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, op->w_mem};
+                a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, op->b_mem};
+            }
+        }
+        if (net->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, net->scratch};
+        DNNL_TRY(dnnl_primitive_execute(op->prim, net->stream, na, a));
+    }
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
+    DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
+    DNNL_TRY(dnnl_stream_wait(net->stream));
+    return MG_OK;
+}
+
+size_t mg_fnet_bytes(const mg_fnet *net) {
+    size_t b = net->weight_bytes + net->scratch_bytes; /* shared weights are counted by their owner */
+    for (int s = 0; s < net->nslot; s++) b += net->slot_bytes[s];
+    return b;
+}
+
+int mg_fnet_winograd_count(const mg_fnet *net) {
+    int c = 0;
+    for (int i = 0; i < net->nop; i++) c += net->op[i].winograd;
+    return c;
+}

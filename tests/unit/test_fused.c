@@ -1,0 +1,235 @@
+/* test_fused.c: the fused inference network (ops_fused.h) against the reference ops: convolutions
+ * with bias, ReLU and a residual sum, strided and padded, 1x1/3x3/7x7, max pooling with odd sizes
+ * (PyTorch's floor mode), chains that reuse buffers (liveness planning), Winograd on and off; and
+ * the API contract (a consumed residual cannot be read again, bad shapes, bad output). Skips when
+ * the build has no oneDNN. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mg_test.h"
+#include "multigrain/ops.h"
+#include "multigrain/ops_fused.h"
+
+static uint64_t g_rng = 0x243F6A8885A308D3ull;
+static float urand(void) {
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(g_rng >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+static float *rand_buf(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = urand();
+    return p;
+}
+
+/* reference: y = relu?(conv(x, w) + b (+ res)), through the reference conv2d backend */
+static float *ref_conv(const float *x, int n, int c, int h, int w, const float *wt, const float *b, int k, int r,
+                       int stride, int pad, const float *res, int relu, int *oh, int *ow) {
+    mg_conv2d_desc d = {.n = n, .c = c, .h = h, .w = w, .k = k, .r = r, .s = r, .stride_h = stride,
+                        .stride_w = stride, .pad_h = pad, .pad_w = pad, .dil_h = 1, .dil_w = 1, .groups = 1,
+                        .has_bias = 1};
+    mg_conv2d_plan plan;
+    mg_assert_ok(mg_conv2d_plan_init_ex(&plan, &d, MG_CONV2D_REFERENCE, MG_CONV2D_LAYOUT_AUTO));
+    *oh = plan.p;
+    *ow = plan.q;
+    size_t ny = (size_t)n * k * plan.p * plan.q;
+    float *y = malloc(ny * sizeof *y);
+    mg_assert_ok(mg_conv2d_forward(&plan, x, wt, b, y));
+    mg_conv2d_plan_free(&plan);
+    for (size_t i = 0; i < ny; i++) {
+        if (res) y[i] += res[i];
+        if (relu && y[i] < 0) y[i] = 0;
+    }
+    return y;
+}
+
+static void check_close(const char *what, const float *got, const float *want, size_t n) {
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
+    /* float32 sums over up to 64*9 products of values in [-1, 1] in another order (and, for
+     * Winograd, through its transforms): 1e-5 of the tensor's scale */
+    mg_test_assert_close(what, got, want, n, 1e-5 * mx + 1e-30, 1e-4);
+}
+
+/* A small residual block: x -> pool -> [a = conv3x3 relu] -> [b = conv3x3, + ds(pooled) 1x1 stride 1,
+ * relu] -> conv 3x3 stride 2 -> out; checked against the reference chain. */
+static void run_chain(int flags) {
+    const int n = 2, c = 3, h = 23, w = 19, k = 16;
+    float *x = rand_buf((size_t)n * c * h * w);
+    float *w0 = rand_buf((size_t)k * c * 49), *b0 = rand_buf(k);
+    float *w1 = rand_buf((size_t)k * k * 9), *b1 = rand_buf(k);
+    float *w2 = rand_buf((size_t)k * k * 9), *b2 = rand_buf(k);
+    float *wd = rand_buf((size_t)k * k), *bd = rand_buf(k);
+    float *w3 = rand_buf((size_t)8 * k * 9), *b3 = rand_buf(8);
+    /* reference */
+    int h0, w0o, hp, wp, h1, w1o, h2, w2o, hd, wdo, h3, w3o;
+    float *r0 = ref_conv(x, n, c, h, w, w0, b0, k, 7, 2, 3, NULL, 1, &h0, &w0o);
+    mg_win2d pw = {3, 3, 2, 2, 1, 1};
+    mg_assert_ok(mg_win2d_out_size(&pw, h0, w0o, &hp, &wp));
+    float *rp = malloc((size_t)n * k * hp * wp * sizeof *rp);
+    mg_assert_ok(mg_maxpool2d_forward(n, k, h0, w0o, &pw, r0, rp, NULL));
+    float *rd = ref_conv(rp, n, k, hp, wp, wd, bd, k, 1, 1, 0, NULL, 0, &hd, &wdo);
+    float *r1 = ref_conv(rp, n, k, hp, wp, w1, b1, k, 3, 1, 1, NULL, 1, &h1, &w1o);
+    float *r2 = ref_conv(r1, n, k, h1, w1o, w2, b2, k, 3, 1, 1, rd, 1, &h2, &w2o);
+    float *r3 = ref_conv(r2, n, k, h2, w2o, w3, b3, 8, 3, 2, 1, NULL, 0, &h3, &w3o);
+    /* fused */
+    mg_fnet *net;
+    mg_assert_ok(mg_fnet_init(&net, n, c, h, w));
+    int v0, vp, vd, v1, v2, v3;
+    mg_assert_ok(mg_fnet_add_conv(net, 0, k, 7, 2, 3, w0, b0, -1, MG_FNET_RELU | flags, &v0));
+    mg_assert_ok(mg_fnet_add_maxpool(net, v0, 3, 2, 1, &vp));
+    mg_assert_ok(mg_fnet_add_conv(net, vp, k, 1, 1, 0, wd, bd, -1, flags, &vd));
+    mg_assert_ok(mg_fnet_add_conv(net, vp, k, 3, 1, 1, w1, b1, -1, MG_FNET_RELU | flags, &v1));
+    mg_assert_ok(mg_fnet_add_conv(net, v1, k, 3, 1, 1, w2, b2, vd, MG_FNET_RELU | flags, &v2));
+    /* the residual was summed into in place: reading it again is refused */
+    int bad;
+    assert_int_equal(mg_fnet_add_conv(net, vd, k, 1, 1, 0, wd, bd, -1, 0, &bad), MG_ERR_INVALID_ARG);
+    mg_assert_ok(mg_fnet_add_conv(net, v2, 8, 3, 2, 1, w3, b3, -1, flags, &v3));
+    int dims[4];
+    mg_fnet_value_dims(net, vp, dims);
+    assert_int_equal(dims[2], hp);
+    assert_int_equal(dims[3], wp);
+    mg_assert_ok(mg_fnet_finalize(net, v3));
+    mg_fnet_value_dims(net, v3, dims);
+    assert_int_equal(dims[1], 8);
+    assert_int_equal(dims[2], h3);
+    assert_int_equal(dims[3], w3o);
+    size_t ny = (size_t)n * 8 * h3 * w3o;
+    float *y = malloc(ny * sizeof *y);
+    /* twice: the second run must not depend on what the first left in the reused buffers */
+    for (int rep = 0; rep < 2; rep++) {
+        memset(y, 0, ny * sizeof *y);
+        mg_assert_ok(mg_fnet_run(net, x, y));
+        check_close("fused chain", y, r3, ny);
+    }
+    assert_true(mg_fnet_bytes(net) > 0);
+    if (flags & MG_FNET_WINOGRAD) assert_true(mg_fnet_winograd_count(net) <= 2);
+    else assert_int_equal(mg_fnet_winograd_count(net), 0);
+    mg_fnet_free(net);
+    float *bufs[] = {x, w0, b0, w1, b1, w2, b2, wd, bd, w3, b3, r0, rp, rd, r1, r2, r3, y};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+}
+
+static void test_chain_direct(void **state) {
+    (void)state;
+    run_chain(0);
+}
+
+static void test_chain_winograd(void **state) {
+    (void)state;
+    run_chain(MG_FNET_WINOGRAD);
+}
+
+/* Winograd on a shape where it runs (ResNet's layer2 3x3 at 28x28, batch 1), with a residual sum
+ * and ReLU in its epilogue: y = relu(conv3x3(x) + b + x). The residual is made by a 1x1 identity
+ * convolution of the input (the input itself is the caller's memory and is never summed into). */
+static void test_winograd_layer(void **state) {
+    (void)state;
+    const int n = 1, c = 32, h = 28, k = 32;
+    float *x = rand_buf((size_t)n * c * h * h), *wt = rand_buf((size_t)k * c * 9), *b = rand_buf(k);
+    float *eye = calloc((size_t)k * c, sizeof *eye), *zero = calloc((size_t)k, sizeof *zero);
+    for (int i = 0; i < k; i++) eye[(size_t)i * c + i] = 1.0f;
+    int oh, ow;
+    float *want = ref_conv(x, n, c, h, h, wt, b, k, 3, 1, 1, x, 1, &oh, &ow);
+    mg_fnet *net;
+    mg_assert_ok(mg_fnet_init(&net, n, c, h, h));
+    int vr, vy;
+    mg_assert_ok(mg_fnet_add_conv(net, 0, k, 1, 1, 0, eye, zero, -1, 0, &vr));
+    mg_assert_ok(mg_fnet_add_conv(net, 0, k, 3, 1, 1, wt, b, vr, MG_FNET_RELU | MG_FNET_WINOGRAD, &vy));
+    mg_assert_ok(mg_fnet_finalize(net, vy));
+    size_t ny = (size_t)n * k * h * h;
+    float *y = malloc(ny * sizeof *y);
+    mg_assert_ok(mg_fnet_run(net, x, y));
+    check_close("winograd 3x3 + residual + relu", y, want, ny);
+    mg_fnet_free(net);
+    free(x), free(wt), free(b), free(want), free(y), free(eye), free(zero);
+}
+
+static int g_calls;
+typedef struct {
+    const float *w, *b;
+    size_t wn, bn;
+} weights;
+static mg_status give_weights(void *ctx, float *w, float *b) {
+    const weights *src = ctx;
+    g_calls++;
+    memcpy(w, src->w, src->wn * sizeof *w);
+    memcpy(b, src->b, src->bn * sizeof *b);
+    return MG_OK;
+}
+
+/* A network for another input size built "like" a first one shares its weights (the callback is not
+ * called again), still computes the right thing after the donor is freed, and a convolution that no
+ * longer fits (here: the donor has none at that position) gets its own. */
+static void test_shared_weights(void **state) {
+    (void)state;
+    const int c = 8, k = 16;
+    float *wt = rand_buf((size_t)k * c * 9), *b = rand_buf(k), *w2 = rand_buf((size_t)4 * k), *b2 = rand_buf(4);
+    weights first = {wt, b, (size_t)k * c * 9, (size_t)k}, second = {w2, b2, (size_t)4 * k, 4};
+    g_calls = 0;
+    mg_fnet *a, *bnet;
+    int va, vb;
+    mg_assert_ok(mg_fnet_init(&a, 1, c, 20, 12));
+    mg_assert_ok(mg_fnet_add_conv_cb(a, 0, k, 3, 1, 1, give_weights, &first, -1, MG_FNET_RELU, &va));
+    mg_assert_ok(mg_fnet_finalize(a, va));
+    assert_int_equal(g_calls, 1);
+    size_t own = mg_fnet_bytes(a);
+    mg_assert_ok(mg_fnet_init_like(&bnet, 1, c, 12, 20, a));
+    mg_assert_ok(mg_fnet_add_conv_cb(bnet, 0, k, 3, 1, 1, give_weights, &first, -1, MG_FNET_RELU, &vb));
+    assert_int_equal(g_calls, 1); /* shared */
+    int extra;
+    mg_assert_ok(mg_fnet_add_conv_cb(bnet, vb, 4, 1, 1, 0, give_weights, &second, -1, 0, &extra));
+    assert_int_equal(g_calls, 2); /* the donor has no second convolution */
+    mg_assert_ok(mg_fnet_finalize(bnet, vb));
+    assert_true(mg_fnet_bytes(bnet) < own + 16 * 12 * 20 * 4 * 4); /* its weights are not counted twice */
+    mg_fnet_free(a);
+    float *x = rand_buf((size_t)c * 12 * 20), *y = malloc((size_t)k * 12 * 20 * sizeof *y);
+    int oh, ow;
+    float *want = ref_conv(x, 1, c, 12, 20, wt, b, k, 3, 1, 1, NULL, 1, &oh, &ow);
+    mg_assert_ok(mg_fnet_run(bnet, x, y));
+    check_close("shared weights", y, want, (size_t)k * oh * ow);
+    mg_fnet_free(bnet);
+    free(wt), free(b), free(w2), free(b2), free(x), free(y), free(want);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    mg_fnet *net;
+    assert_int_equal(mg_fnet_init(&net, 0, 3, 8, 8), MG_ERR_INVALID_ARG);
+    mg_assert_ok(mg_fnet_init(&net, 1, 4, 8, 8));
+    float w[4 * 4 * 9] = {0}, b[4] = {0};
+    int v;
+    assert_int_equal(mg_fnet_add_conv(net, 5, 4, 3, 1, 1, w, b, -1, 0, &v), MG_ERR_INVALID_ARG); /* no value 5 */
+    assert_int_equal(mg_fnet_add_conv(net, 0, 4, 3, 1, 1, NULL, b, -1, 0, &v), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_fnet_add_conv(net, 0, 4, 11, 1, 0, w, b, -1, 0, &v), MG_ERR_INVALID_ARG); /* too big */
+    assert_int_equal(mg_fnet_add_maxpool(net, 0, 3, 2, 2, &v), MG_ERR_INVALID_ARG);              /* pad > r/2 */
+    int a, c2;
+    mg_assert_ok(mg_fnet_add_conv(net, 0, 4, 3, 1, 1, w, b, -1, 0, &a));
+    mg_assert_ok(mg_fnet_add_conv(net, 0, 4, 3, 2, 1, w, b, -1, 0, &c2));
+    /* residual of another shape */
+    assert_int_equal(mg_fnet_add_conv(net, 0, 4, 3, 1, 1, w, b, c2, 0, &v), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_fnet_finalize(net, 0), MG_ERR_INVALID_ARG); /* the input is not an output */
+    assert_int_equal(mg_fnet_run(net, w, w), MG_ERR_INVALID_ARG);  /* not finalized */
+    mg_assert_ok(mg_fnet_finalize(net, a));
+    assert_int_equal(mg_fnet_add_conv(net, 0, 4, 3, 1, 1, w, b, -1, 0, &v), MG_ERR_INVALID_ARG); /* finalized */
+    mg_fnet_free(net);
+    mg_fnet_free(NULL);
+}
+
+int main(void) {
+    if (!mg_fnet_available()) {
+        printf("SKIPPED: this build has no oneDNN, so no fused inference network\n");
+        return MG_TEST_SKIP;
+    }
+    mg_ops_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain_direct),
+        cmocka_unit_test(test_chain_winograd),
+        cmocka_unit_test(test_winograd_layer),
+        cmocka_unit_test(test_shared_weights),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
