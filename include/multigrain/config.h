@@ -73,6 +73,7 @@ typedef struct mg_config {
     double beta_init;
     double beta_lr;
     bool global_sampling;
+    int sampling_chunks;
     mg_margin_norm normalise_by;
     bool use_label_smooth;
     double label_smoothing;
@@ -110,6 +111,10 @@ typedef struct mg_config {
     int keep_checkpoint_max;
     int eval_every_epochs;
     int log_every_steps;
+    /* data parallel */
+    bool sync_bn;
+    double dist_timeout;
+    double dist_bucket_mb;
 
     /* bookkeeping, per schema key (index as in mg_config_key_at) */
     unsigned char origin[MG_CONFIG_MAX_KEYS];
@@ -160,7 +165,8 @@ double mg_config_label_smoothing(const mg_config *cfg);
 /* Canonical YAML of every schema key in table order (malloc'd, NUL-terminated). The canonical
  * body (without comment lines) is what mg_config_hash hashes. */
 mg_status mg_config_to_yaml(const mg_config *cfg, char **out, size_t *len);
-/* 64-bit FNV-1a of the canonical body without the per-machine keys (threads, workers, prefetch):
+/* 64-bit FNV-1a of the canonical body without the per-machine keys (threads, workers, prefetch,
+ * dist_timeout, dist_bucket_mb):
  * configs with equal training settings hash equal on every machine. */
 uint64_t mg_config_hash(const mg_config *cfg);
 /* Writes the YAML atomically to `path` (RUN_DIR/config.yaml). */

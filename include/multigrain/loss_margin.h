@@ -24,9 +24,12 @@ typedef struct mg_dws_params {
     double nonzero_cutoff; /* negatives at clamped distance >= this get weight 0 (1.4 = beta0 + alpha) */
     int chunks;            /* sample within `chunks` equal consecutive sub-batches (per-GPU sampling);
                               1 = global sampling over the whole batch */
+    int64_t row_offset;    /* index of row 0 in the global batch (data parallel: this rank's first row);
+                              only selects the random stream of each anchor, so a rank sampling its
+                              share draws what one process with chunks = world draws for those rows */
 } mg_dws_params;
 
-/* The recipe's defaults: cutoff 0.5, nonzero_cutoff 1.4, chunks 1. */
+/* The recipe's defaults: cutoff 0.5, nonzero_cutoff 1.4, chunks 1, row_offset 0. */
 mg_dws_params mg_dws_params_default(void);
 
 typedef struct mg_triplets {

@@ -17,6 +17,7 @@
 
 #include "multigrain/checkpoint.h"
 #include "multigrain/config.h"
+#include "multigrain/dist.h"
 #include "multigrain/loss_margin.h"
 #include "multigrain/model.h"
 #include "multigrain/status.h"
@@ -32,6 +33,7 @@ typedef struct mg_step_result {
     double lr;
     double beta;                       /* after the update */
     int64_t triplets;
+    int64_t samples;                   /* samples of this micro-batch over all ranks */
     bool updated;                      /* this micro-batch completed an optimizer step */
 } mg_step_result;
 
@@ -43,6 +45,33 @@ void mg_trainer_free(mg_trainer *t);
  * The optimizer step happens on every grad_accum-th call. */
 mg_status mg_trainer_step(mg_trainer *t, const float *images, int n, int h, int w, const int32_t *labels,
                           const int64_t *instance, mg_step_result *res);
+
+/* Data-parallel training over a process group (borrowed; NULL or one process = single-process
+ * training, unchanged). With world size W > 1 every rank passes its share of each global batch to
+ * mg_trainer_step; the step then
+ *   - weights the cross-entropy mean by n_r / N and reports the global-batch losses;
+ *   - samples negatives within this rank's share (cut into cfg.sampling_chunks parts; the random
+ *     streams keyed by global row, so W ranks draw what one process with sampling_chunks = W draws)
+ *     and normalises the margin loss by the normaliser summed over the ranks, or, with
+ *     cfg.global_sampling, all-gathers the embeddings and samples over the whole global batch;
+ *   - with cfg.sync_bn, computes batch-norm statistics over the global batch (mg_model_set_bn_sync);
+ *   - sums the gradient arena over the ranks (one bucketed all-reduce per optimizer step; each rank's
+ *     gradient is that of its part of the global loss, so the sum is the global gradient) and β's
+ *     gradient, before the non-finite check and the update.
+ * So W ranks with sync BN take the same steps as one process with the global batch, up to float
+ * rounding (docs/ARCHITECTURE.md, tests/mpi). */
+mg_status mg_trainer_set_dist(mg_trainer *t, mg_dist *d);
+/* Copies rank 0's whole training state (weights, BN statistics and counters, momentum buffers, β and
+ * its momentum, the step counter) to every rank: after initialisation or loading on rank 0. */
+mg_status mg_trainer_broadcast_state(mg_trainer *t);
+/* Copies rank 0's BN running statistics to every rank (per-rank BN lets them drift apart; done before
+ * evaluation and checkpoints, as PyTorch DDP broadcasts buffers). */
+mg_status mg_trainer_broadcast_buffers(mg_trainer *t);
+/* A 64-bit checksum of the training state (weights, momentum, BN buffers and counters, β, step). */
+uint64_t mg_trainer_state_checksum(mg_trainer *t);
+/* Collective: fails (MG_ERR_INTERNAL, on every rank) when a rank's checksum differs from rank 0's;
+ * `when` names the moment in the message ("after the initial broadcast"). */
+mg_status mg_trainer_check_ranks_agree(mg_trainer *t, const char *when);
 
 /* Triplets drawn in the last step (for tests that hand them to a reference implementation). */
 const mg_triplets *mg_trainer_last_triplets(const mg_trainer *t);
@@ -68,6 +97,7 @@ typedef struct mg_train_opts {
     int64_t limit_train;     /* use only the first N training images (0 = all) */
     int64_t limit_val;       /* evaluate on the first N validation images (0 = all) */
     bool quiet;              /* no per-step log lines */
+    mg_dist *dist;           /* data-parallel group (NULL = single process); only rank 0 writes files */
 } mg_train_opts;
 
 typedef struct mg_train_summary {
@@ -75,9 +105,16 @@ typedef struct mg_train_summary {
     double last_loss;
     double top1, top5;       /* last evaluation (-1 when none) */
     char checkpoint[4096];   /* last checkpoint written */
+    bool failed_together;    /* data parallel: the error was detected by every rank in agreement (a
+                                normal exit is safe); otherwise the job must be aborted */
 } mg_train_summary;
 
 mg_status mg_train_run(const mg_train_opts *o, mg_train_summary *summary);
+
+/* Collective: every rank compares its config hash (mg_config_hash) with rank 0's. A mismatch fails
+ * on every rank with MG_ERR_CONFIG; the rank that differs says "config hash differs from rank 0
+ * (...); all ranks must use the same config". */
+mg_status mg_train_check_config_ranks(mg_dist *d, const mg_config *cfg);
 
 /* Evaluates top-1/top-5 of a model on a labelled dataset folder or IDX set with the test transform
  * (crop at `size`), batch `batch`; first `limit` images (0 = all). */

@@ -10,8 +10,10 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/progress.h"
 #include "core/threadpool.h"
 #include "multigrain/config.h"
+#include "multigrain/dist.h"
 #include "multigrain/schedule.h"
 #include "multigrain/trainer.h"
 
@@ -115,6 +117,25 @@ static mg_status train_print_lr(const train_args *a, const mg_config *cfg) {
     return MG_OK;
 }
 
+/* Ends the process group. An error that the other ranks may not have seen (they could be waiting in a
+ * collective for this rank) ends the whole job: the message is printed here, naming the rank, and
+ * MPI_Abort stops every rank with the exit code. Errors every rank detected together end normally. */
+static mg_status train_finish(mg_dist *dist, mg_status s, bool together) {
+    int world = mg_dist_world(dist);
+    if (s != MG_OK && world > 1) {
+        int rank = mg_dist_rank(dist);
+        if (!together) {
+            fprintf(stderr, "multigrain: rank %d: %s\n", rank, mg_error_message());
+            fprintf(stderr, "multigrain: rank %d: stopping all %d ranks\n", rank, world);
+            mg_dist_abort(dist, mg_status_exit_code(s)); /* does not return with several ranks */
+            return s;
+        }
+        mg_error_wrap(s, "rank %d", rank);
+    }
+    mg_dist_free(dist);
+    return s;
+}
+
 mg_status mg_cmd_train(int argc, char **argv) {
     const mg_command *cmd = mg_command_find("train");
     train_args a = {0};
@@ -147,21 +168,43 @@ mg_status mg_cmd_train(int argc, char **argv) {
                        "train: --data '%s' has no train/ folder (expected ROOT/train/<class>/*.jpg) and no "
                        "train-images-idx3-ubyte file",
                        a.data);
-    MG_TRY(mg_dir_create(a.out));
-    char *cfg_path = mg_path_join(a.out, "config.yaml");
-    if (!cfg_path) return MG_FAIL(MG_ERR_NOMEM, "train: out of memory");
-    mg_status s = mg_config_write_file(&cfg, cfg_path);
-    if (s == MG_OK)
-        mg_log_info("train: effective config written to %s (hash %016" PRIx64 ")", cfg_path, mg_config_hash(&cfg));
-    free(cfg_path);
-    MG_TRY(s);
-    MG_TRY(mg_pool_global_set_threads(cfg.threads));
     if (cfg.optimizer == MG_OPTIMIZER_THOR)
         return MG_FAIL(MG_ERR_NOT_IMPLEMENTED, "train: optimizer 'thor' is not implemented yet in this version");
+    /* Data parallel: MPI starts here when an MPI launcher (mpirun, srun) started this process; a plain
+     * run gets the single-process group. Only rank 0 writes files and prints the step lines. */
+    mg_dist *dist = NULL;
+    MG_TRY(mg_dist_init(&dist, NULL, NULL));
+    mg_dist_set_timeout(dist, cfg.dist_timeout);
+    mg_dist_set_bucket_bytes(dist, (size_t)(cfg.dist_bucket_mb * 1048576.0));
+    int rank = mg_dist_rank(dist);
+    if (rank != 0) {
+        if (mg_log_get_level() < MG_LOG_DEBUG) mg_log_set_level(MG_LOG_WARN); /* warnings and errors only */
+        mg_progress_set_enabled_default(false);
+    }
+    mg_status s = mg_dist_sync_settings(dist);
+    if (s != MG_OK) return train_finish(dist, s, false);
+    s = mg_train_check_config_ranks(dist, &cfg);
+    if (s == MG_ERR_CONFIG) { /* every rank saw the mismatch: a normal exit on all of them */
+        mg_dist_free(dist);
+        return s; /* the message names the rank */
+    }
+    if (s != MG_OK) return train_finish(dist, s, false); /* the collective itself failed */
+    if (rank == 0) {
+        s = mg_dir_create(a.out);
+        char *cfg_path = s == MG_OK ? mg_path_join(a.out, "config.yaml") : NULL;
+        if (s == MG_OK && !cfg_path) s = MG_FAIL(MG_ERR_NOMEM, "train: out of memory");
+        if (s == MG_OK) s = mg_config_write_file(&cfg, cfg_path);
+        if (s == MG_OK)
+            mg_log_info("train: effective config written to %s (hash %016" PRIx64 ")", cfg_path, mg_config_hash(&cfg));
+        free(cfg_path);
+    }
+    if (s == MG_OK) s = mg_pool_global_set_threads(cfg.threads);
     char *yaml = NULL;
     size_t yaml_len = 0;
-    MG_TRY(mg_config_to_yaml(&cfg, &yaml, &yaml_len));
+    if (s == MG_OK) s = mg_config_to_yaml(&cfg, &yaml, &yaml_len);
+    if (s != MG_OK) return train_finish(dist, s, false);
     mg_train_opts o = {.cfg = &cfg,
+                       .dist = dist,
                        .data = a.data,
                        .out = a.out,
                        .resume = a.resume,
@@ -173,11 +216,12 @@ mg_status mg_cmd_train(int argc, char **argv) {
     mg_train_summary sum;
     s = mg_train_run(&o, &sum);
     free(yaml);
-    if (s == MG_OK) {
+    if (s != MG_OK) return train_finish(dist, s, sum.failed_together);
+    if (rank == 0) {
         mg_log_info("train: done: %" PRId64 " steps, %" PRId64 " epochs, last loss %.4f", sum.steps, sum.epochs,
                     sum.last_loss);
         if (sum.top1 >= 0) mg_log_info("train: top-1 %.2f%%, top-5 %.2f%%", 100 * sum.top1, 100 * sum.top5);
         if (sum.checkpoint[0]) mg_log_info("train: last checkpoint %s", sum.checkpoint);
     }
-    return s;
+    return train_finish(dist, s, true);
 }

@@ -28,7 +28,13 @@ const mg_command mg_commands[] = {
      "  -h, --help              show this help\n"
      "\n"
      "Precedence: defaults < --config < --set (in order) < the option shortcuts above.\n"
-     "Keys and schedules: docs/config.md.\n",
+     "Keys and schedules: docs/config.md.\n"
+     "\n"
+     "Data parallel: start the same command under an MPI launcher, e.g.\n"
+     "  mpirun -np 4 multigrain train -c C --data ROOT --out RUN_DIR --threads 2\n"
+     "  srun --mpi=pmix multigrain train ...    (or scripts/run_distribute_train.sh ROOT N C)\n"
+     "batch_size stays the global batch; rank 0 broadcasts the initial state and alone writes\n"
+     "RUN_DIR; sync_bn, global_sampling, dist_timeout, dist_bucket_mb: docs/config.md.\n",
      mg_cmd_train},
     {"eval", "top-1/top-5 accuracy of a checkpoint on a labelled image folder",
      "usage: multigrain eval --checkpoint C --data ROOT [--size 224] [--p P] [--json FILE]\n"

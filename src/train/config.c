@@ -86,6 +86,8 @@ static const key_def KEYS[] = {
     D("beta_lr", "", beta_lr, "1", 0, 1000, "loss", true, "learning rate of beta relative to lr"),
     B("global_sampling", "", global_sampling, "false", "loss", true,
       "distance-weighted negative sampling over the whole batch instead of per rank"),
+    I("sampling_chunks", "", sampling_chunks, "1", 1, 1024, "loss", true,
+      "per-rank sampling: draw negatives within this many equal consecutive parts of each rank's batch"),
     E("normalise_by", "", normalise_by, "active", NORMS, "loss", true,
       "margin-loss normaliser: active (non-zero terms, original code) or pairs (the paper)"),
     B("use_label_smooth", "", use_label_smooth, "true", "loss", true,
@@ -143,6 +145,13 @@ static const key_def KEYS[] = {
       "validation accuracy every N epochs (0 = never)"),
     I("log_every_steps", "", log_every_steps, "1", 1, 1000000, "logging", true,
       "print the 'epoch: E step: S, loss is L' line every N steps"),
+    /* data parallel (mpirun / srun) */
+    B("sync_bn", "", sync_bn, "false", "data parallel", true,
+      "batch-norm statistics over the whole global batch (all ranks) instead of each rank's share"),
+    D("dist_timeout", "", dist_timeout, "600", 0, 1e6, "data parallel", true,
+      "seconds a rank waits in a collective before the job stops with an error (0 = forever)"),
+    D("dist_bucket_mb", "", dist_bucket_mb, "25", 0.001, 4096, "data parallel", true,
+      "gradient all-reduce bucket size in MiB (one all-reduce per step, in buckets of this size)"),
 };
 #define N_KEYS N_OF(KEYS)
 _Static_assert(N_OF(KEYS) <= MG_CONFIG_MAX_KEYS, "raise MG_CONFIG_MAX_KEYS");
@@ -648,6 +657,11 @@ mg_status mg_config_validate(const mg_config *c) {
         return MG_FAIL(MG_ERR_CONFIG,
                        "config: a sub-batch of %d images cannot hold the %d augmented copies of one image",
                        c->batch_size / c->grad_accum, c->repeated_augmentations);
+    if (c->global_sampling && c->sampling_chunks > 1)
+        return MG_FAIL(MG_ERR_CONFIG,
+                       "config: sampling_chunks (%d) splits each rank's batch for per-rank sampling, which "
+                       "global_sampling: true turns off; set one of them back to its default",
+                       c->sampling_chunks);
     if (c->lr_schedule == MG_LR_SCHEDULE_THOR) {
         if (!(c->lr_init > 0))
             return MG_FAIL(MG_ERR_CONFIG, "config: lr_schedule thor starts at lr_init, which is %g; set lr_init > 0",
@@ -695,9 +709,11 @@ static void value_text(const mg_config *cfg, const key_def *k, char *buf, size_t
 }
 
 /* Per-machine resource settings: written to config.yaml but left out of the hash, so ranks with
- * different core counts still agree on the training semantics. */
+ * different core counts still agree on the training semantics. The data-parallel timeout and bucket
+ * size do not change results either. */
 static bool key_is_local(const key_def *k) {
-    return k->offset == OFF(threads) || k->offset == OFF(workers) || k->offset == OFF(prefetch);
+    return k->offset == OFF(threads) || k->offset == OFF(workers) || k->offset == OFF(prefetch) ||
+           k->offset == OFF(dist_timeout) || k->offset == OFF(dist_bucket_mb);
 }
 
 static mg_status build_yaml(const mg_config *cfg, bool comments, char **out, size_t *len) {

@@ -8,7 +8,7 @@
 #include "core/rng.h"
 
 mg_dws_params mg_dws_params_default(void) {
-    mg_dws_params p = {.cutoff = 0.5, .nonzero_cutoff = 1.4, .chunks = 1};
+    mg_dws_params p = {.cutoff = 0.5, .nonzero_cutoff = 1.4, .chunks = 1, .row_offset = 0};
     return p;
 }
 
@@ -146,7 +146,7 @@ mg_status mg_dws_sample(const float *emb, const int64_t *ids, int n, int d, cons
         }
         if (positives == 0 || others == 0) continue;
         mg_rng rng;
-        mg_rng_init(&rng, seed, step, (uint64_t)i, 0x64777331 /* "dws1" */);
+        mg_rng_init(&rng, seed, step, (uint64_t)(i + params->row_offset), 0x64777331 /* "dws1" */);
         int admissible = anchor_probabilities(emb, ids, d, params, i, lo, hi, w);
         if (admissible == 0) {
             /* Uniform fallback over every row of another instance. */

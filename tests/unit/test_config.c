@@ -317,6 +317,33 @@ static void test_roundtrip_and_hash(void **state) {
     assert_true(mg_config_hash(&a) == mg_config_hash(&b));
 }
 
+/* Data-parallel keys: defaults leave single-process training unchanged; the timeout and the bucket
+ * size do not enter the hash (ranks may differ there), sync_bn does; sampling_chunks needs per-rank
+ * sampling. */
+static void test_data_parallel_keys(void **state) {
+    (void)state;
+    mg_config d, e;
+    mg_config_init(&d);
+    assert_false(d.sync_bn);
+    assert_false(d.global_sampling);
+    assert_int_equal(d.sampling_chunks, 1);
+    assert_true(d.dist_timeout == 600);
+    assert_true(d.dist_bucket_mb == 25);
+    mg_config_init(&e);
+    mg_assert_ok(mg_config_set(&e, "dist_timeout=5"));
+    mg_assert_ok(mg_config_set(&e, "dist_bucket_mb=1.5"));
+    assert_true(mg_config_hash(&d) == mg_config_hash(&e));
+    mg_assert_ok(mg_config_set(&e, "sync_bn=true"));
+    assert_true(mg_config_hash(&d) != mg_config_hash(&e));
+    mg_config_init(&e);
+    mg_assert_ok(mg_config_set(&e, "sampling_chunks=8"));
+    mg_assert_ok(mg_config_validate(&e));
+    mg_assert_ok(mg_config_set(&e, "global_sampling=true"));
+    assert_int_equal(mg_config_validate(&e), MG_ERR_CONFIG);
+    assert_msg_has("sampling_chunks");
+    assert_int_equal(mg_config_set(&e, "dist_timeout=-1"), MG_ERR_USAGE);
+}
+
 /* docs/config.md must document every key and every alias. */
 static void test_docs_cover_every_key(void **state) {
     (void)state;
@@ -349,7 +376,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_key),             cmocka_unit_test(test_bad_type),
         cmocka_unit_test(test_duplicate_key),           cmocka_unit_test(test_set_override),
         cmocka_unit_test(test_validate),                cmocka_unit_test(test_roundtrip_and_hash),
-        cmocka_unit_test(test_docs_cover_every_key),
+        cmocka_unit_test(test_docs_cover_every_key),    cmocka_unit_test(test_data_parallel_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
