@@ -419,7 +419,9 @@ mg_status mg_train_run(const mg_train_opts *o, mg_train_summary *summary) {
     lc.transform.rrc.scale_min = cfg->crop_scale_min;
     lc.transform.level = aug_level(cfg->augmentation);
     lc.transform.size = cfg->input_size;
-    lc.sampler.batch = cfg->batch_size;
+    /* one loader batch per micro-step: batch_size is what one optimizer step sees, split into
+     * grad_accum accumulated sub-batches (docs/config.md) */
+    lc.sampler.batch = cfg->batch_size / (cfg->grad_accum > 1 ? cfg->grad_accum : 1);
     lc.sampler.reps = cfg->repeated_augmentations;
     lc.sampler.len_factor = cfg->epoch_len_factor;
     lc.sampler.shuffle = true;

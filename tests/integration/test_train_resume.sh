@@ -3,6 +3,7 @@
 #  - the loss goes down over the epochs (metrics.jsonl);
 #  - a run killed with SIGKILL after its first checkpoint and resumed with --resume gives exactly
 #    the uninterrupted run's losses at every step after the checkpoint, and the same final weights;
+#  - gradient accumulation keeps the optimizer steps per epoch (batch_size is per optimizer step);
 #  - bad configs and bad data give one-line errors and exit codes 2 / 1.
 set -u
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -98,6 +99,12 @@ ls "$tmp/c/checkpoints/"*.safetensors >/dev/null 2>&1 || fail "SIGTERM: no check
 "$bin" train "${common[@]}" --epochs 2 --out "$tmp/f" --init-from "$tmp/a/checkpoints/$(ls "$tmp/a/checkpoints" | tail -n1)" \
   >"$tmp/f.log" 2>&1 || { cat "$tmp/f.log"; fail "--init-from"; }
 grep -q "^epoch: 1 step: 1, loss is " "$tmp/f.log" || fail "--init-from did not start at step 1"
+
+# gradient accumulation: batch_size is what one optimizer step sees (docs/config.md), so 2
+# accumulated sub-batches of 6 give the same 4 optimizer steps per epoch as batches of 12
+"$bin" train "${common[@]}" --epochs 1 --set warmup_epochs=0.5 --set grad_accum=2 --out "$tmp/g" >"$tmp/g.log" 2>&1 || { cat "$tmp/g.log"; fail "grad_accum run"; }
+ng=$(grep -c '"kind": *"step"' "$tmp/g/metrics.jsonl")
+[ "$ng" -eq 4 ] || fail "grad_accum=2: expected 4 optimizer steps in the epoch, found $ng"
 
 # bad config and bad data
 "$bin" train --data "$tmp/data" --out "$tmp/x" --set no_such_key=1 2>"$tmp/err"; rc=$?
