@@ -55,6 +55,11 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
                           float *running_mean, float *running_var, float *save_mean, float *save_invstd,
                           float *y);
 /* dx [n,c,h,w] written (NULL: skipped); dweight, dbias [c] accumulated (NULL: skipped). dx may alias dy. */
+/* y = (x - save_mean) * save_invstd * weight + bias, in exactly the arithmetic mg_bn2d_forward's fast
+ * path used for its output (y must not alias x): recomputes a BN output from the statistics the
+ * forward saved, so backward need not keep it (src/nn/model.c). */
+mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                        const float *save_mean, const float *save_invstd, float *y);
 mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
                            const float *save_mean, const float *save_invstd, float *dx, float *dweight,
                            float *dbias);

@@ -78,6 +78,7 @@ struct mg_model {
     float *pooled, *logits, *embedding, *dpooled, *tmp_vec;
     float *wh_u, *wh_phi; /* whitened: l2n([e, 1]) - mean [n, D+1], Phi [n, D'] */
     float *bnd[2], *scr[3]; /* gradient buffers: block boundaries and scratch */
+    float *rc[2];           /* backward: BN+ReLU outputs inside blocks, recomputed (not kept) */
     const float *x;
     mg_model_mode mode;
     int have_forward;
@@ -590,7 +591,7 @@ static mg_status alloc_infer(mg_model *m, size_t max_elems) {
 static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     if (m->n == n && m->h == h && m->w == w && m->planned_infer == infer) return MG_OK;
     free_plans(m);
-    size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0;
+    size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0, max_rc = 0;
     mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
     if (s != MG_OK) return mg_error_wrap(s, "model: input %dx%d", h, w);
     mg_win2d pool = {3, 3, 2, 2, 1, 1};
@@ -610,8 +611,10 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
             bh = u->h_out;
             bw = u->w_out;
             bytes += unit_bytes(u);
-            /* without SE the last unit's BN output is computed in the block output (below) */
-            if (i == blk->n_units - 1 && !blk->has_se) bytes -= mg_arena_round(unit_out_elems(u) * sizeof(float));
+            /* without SE the last unit's BN output is computed in the block output (below); the
+             * other units' BN+ReLU outputs are recomputed in backward (rc) */
+            if (i < blk->n_units - 1 || !blk->has_se) bytes -= mg_arena_round(unit_out_elems(u) * sizeof(float));
+            if (i < blk->n_units - 1 && unit_out_elems(u) > max_rc) max_rc = unit_out_elems(u);
             if (unit_out_elems(u) > max_elems) max_elems = unit_out_elems(u);
         }
         if (blk->has_ds) {
@@ -632,7 +635,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     bytes += 4 * mg_arena_round(vec * 4) + mg_arena_round((size_t)n * m->spec.num_classes * 4);
     size_t wvec = (size_t)n * (m->dim + 1); /* whitened: u [n, D+1], Phi and the embedding [n, D' <= D+1] */
     if (m->wdim) bytes += 3 * mg_arena_round(wvec * 4);
-    bytes += 2 * mg_arena_round(max_bnd * 4) + 3 * mg_arena_round(max_elems * 4);
+    bytes += 2 * mg_arena_round(max_bnd * 4) + 3 * mg_arena_round(max_elems * 4) + 2 * mg_arena_round(max_rc * 4);
     if (infer) {
         /* four rotating buffers replace every per-unit buffer and the backward buffers; the small
          * per-unit statistics and SE vectors are counted generously */
@@ -675,6 +678,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
         m->dpooled = m->tmp_vec = NULL;
         m->bnd[0] = m->bnd[1] = NULL;
         m->scr[0] = m->scr[1] = m->scr[2] = NULL;
+        m->rc[0] = m->rc[1] = NULL;
         m->n = n;
         m->h = h;
         m->w = w;
@@ -684,6 +688,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     /* the scratch buffers first: the downsample units' BN outputs live in scr[0] during the forward
      * (dead after the residual sum; backward does not read them) */
     for (int i = 0; i < 3; i++) MG_TRY(act_alloc(m, &m->scr[i], max_elems));
+    for (int i = 0; i < 2; i++) MG_TRY(act_alloc(m, &m->rc[i], max_rc ? max_rc : 1));
     MG_TRY(unit_alloc(m, &m->stem, NULL));
     MG_TRY(act_alloc(m, &m->stem_pool, stem_pool));
     m->stem_argmax = mg_arena_alloc(&m->act, stem_pool * sizeof(int32_t));
@@ -695,8 +700,11 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
         for (int i = 0; i < blk->n_units; i++) {
             MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
             /* without SE the last unit's BN output is written straight into the block output, where
-             * the residual sum and ReLU then run in place (backward reads only the final values) */
-            MG_TRY(unit_alloc(m, &blk->u[i], i == blk->n_units - 1 && !blk->has_se ? blk->out : NULL));
+             * the residual sum and ReLU then run in place (backward reads only the final values);
+             * the other units' BN+ReLU outputs go to the two rc buffers (every block reuses them) and
+             * backward recomputes them there from the kept conv output and BN statistics */
+            float *shared = i == blk->n_units - 1 ? (blk->has_se ? NULL : blk->out) : m->rc[i % 2];
+            MG_TRY(unit_alloc(m, &blk->u[i], shared));
         }
         if (blk->has_ds) {
             MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
@@ -843,6 +851,7 @@ static mg_status plan_fused(mg_model *m, int n, int h, int w) {
     m->dpooled = m->tmp_vec = NULL;
     m->bnd[0] = m->bnd[1] = NULL;
     m->scr[0] = m->scr[1] = m->scr[2] = NULL;
+    m->rc[0] = m->rc[1] = NULL;
     m->n = n;
     m->h = h;
     m->w = w;
@@ -1043,7 +1052,18 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
 
 /* g: gradient w.r.t. the block output (a boundary buffer; overwritten). din: the other boundary
  * buffer, receives the gradient w.r.t. the block input. */
+/* The BN+ReLU output of a unit inside a block (in its rc buffer, which later blocks overwrote during
+ * the forward), recomputed from its kept conv output and the statistics its forward saved, in the
+ * forward's arithmetic (mg_bn2d_apply); it is the unit's ReLU mask and the next unit's input. */
+static mg_status unit_recompute(mg_model *m, unit *u) {
+    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    MG_TRY(mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, u->out));
+    if (u->relu) MG_TRY(mg_relu_forward(unit_out_elems(u), u->out, u->out));
+    return MG_OK;
+}
+
 static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
+    for (int i = 0; i + 1 < blk->n_units; i++) MG_TRY(unit_recompute(m, &blk->u[i]));
     unit *last = &blk->u[blk->n_units - 1];
     size_t elems = unit_out_elems(last);
     int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;

@@ -257,6 +257,37 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
     return MG_OK;
 }
 
+static void bn_apply_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    for (size_t c = c0; c < c1; c++) {
+        /* bn_channel_finish's affine, from the saved statistics */
+        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
+        float alpha = t->save_invstd[c] * g;
+        float beta = b - t->save_mean[c] * alpha;
+        for (int n = 0; n < a->n; n++) axpb(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta);
+    }
+}
+
+mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                        const float *save_mean, const float *save_invstd, float *y) {
+    const char *op = "bn2d_apply";
+    MG_TRY(check_args(op, a));
+    MG_CHECK_PTR(op, x);
+    MG_CHECK_PTR(op, y);
+    MG_CHECK_PTR(op, save_mean);
+    MG_CHECK_PTR(op, save_invstd);
+    if (x == y) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: y must not alias x", op);
+    bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .save_mean = save_mean, .save_invstd = save_invstd,
+                .y = y};
+    if (mg_layers_use_fast())
+        mg_layers_parallel_for((size_t)a->c, 1, bn_apply_range, &t);
+    else
+        bn_apply_range(&t, 0, (size_t)a->c);
+    return MG_OK;
+}
+
 mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
                            const float *save_mean, const float *save_invstd, float *dx, float *dweight,
                            float *dbias) {
