@@ -588,6 +588,28 @@ static mg_status alloc_infer(mg_model *m, size_t max_elems) {
     return MG_OK;
 }
 
+/* Inference plans (per op: 1, fused: 2): the head vectors after the trunk, no backward buffers; records
+ * the planned shape. */
+static mg_status alloc_infer_heads(mg_model *m, int n, int h, int w, int kind) {
+    size_t vec = (size_t)n * m->dim, wvec = (size_t)n * (m->dim + 1);
+    MG_TRY(act_alloc(m, &m->pooled, vec));
+    MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
+    if (m->wdim) {
+        MG_TRY(act_alloc(m, &m->wh_u, wvec));
+        MG_TRY(act_alloc(m, &m->wh_phi, wvec));
+    }
+    MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
+    m->dpooled = m->tmp_vec = NULL;
+    m->bnd[0] = m->bnd[1] = NULL;
+    m->scr[0] = m->scr[1] = m->scr[2] = NULL;
+    m->rc[0] = m->rc[1] = NULL;
+    m->n = n;
+    m->h = h;
+    m->w = w;
+    m->planned_infer = kind;
+    return MG_OK;
+}
+
 static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     if (m->n == n && m->h == h && m->w == w && m->planned_infer == infer) return MG_OK;
     free_plans(m);
@@ -668,22 +690,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
             if (blk->has_ds) MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
         }
         MG_TRY(alloc_infer(m, max_elems));
-        MG_TRY(act_alloc(m, &m->pooled, vec));
-        MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
-        if (m->wdim) {
-            MG_TRY(act_alloc(m, &m->wh_u, wvec));
-            MG_TRY(act_alloc(m, &m->wh_phi, wvec));
-        }
-        MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
-        m->dpooled = m->tmp_vec = NULL;
-        m->bnd[0] = m->bnd[1] = NULL;
-        m->scr[0] = m->scr[1] = m->scr[2] = NULL;
-        m->rc[0] = m->rc[1] = NULL;
-        m->n = n;
-        m->h = h;
-        m->w = w;
-        m->planned_infer = 1;
-        return MG_OK;
+        return alloc_infer_heads(m, n, h, w, 1);
     }
     /* the scratch buffers first: the downsample units' BN outputs live in scr[0] during the forward
      * (dead after the residual sum; backward does not read them) */
@@ -841,22 +848,7 @@ static mg_status plan_fused(mg_model *m, int n, int h, int w) {
                    mg_arena_round((size_t)n * m->spec.num_classes * 4) + (m->wdim ? 3 * mg_arena_round(wvec * 4) : 0);
     MG_TRY(mg_arena_init(&m->act, bytes));
     MG_TRY(act_alloc(m, &m->fnet_out, map));
-    MG_TRY(act_alloc(m, &m->pooled, vec));
-    MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
-    if (m->wdim) {
-        MG_TRY(act_alloc(m, &m->wh_u, wvec));
-        MG_TRY(act_alloc(m, &m->wh_phi, wvec));
-    }
-    MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
-    m->dpooled = m->tmp_vec = NULL;
-    m->bnd[0] = m->bnd[1] = NULL;
-    m->scr[0] = m->scr[1] = m->scr[2] = NULL;
-    m->rc[0] = m->rc[1] = NULL;
-    m->n = n;
-    m->h = h;
-    m->w = w;
-    m->planned_infer = 2;
-    return MG_OK;
+    return alloc_infer_heads(m, n, h, w, 2);
 }
 
 void mg_model_set_fused(mg_model *m, bool on) {

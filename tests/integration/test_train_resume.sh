@@ -12,20 +12,7 @@ bin=${MG_BIN:?}; py=${MG_PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d "${MG_TEST_TMP:-/tmp}/train.XXXXXX"); trap 'kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=
 
-"$py" - "$tmp/data" <<'PY' || fail "generator"
-import os, sys
-import numpy as np
-from PIL import Image
-root = sys.argv[1]
-rng = np.random.default_rng(0)
-for split, n in (("train", 16), ("val", 4)):
-    for c, name in enumerate(["red", "green", "blue"]):
-        d = os.path.join(root, split, name); os.makedirs(d)
-        for i in range(n):
-            a = rng.integers(0, 60, size=(36, 36, 3), dtype=np.uint8)
-            a[..., c] += 150 + rng.integers(0, 40, dtype=np.uint8)
-            Image.fromarray(a).save(os.path.join(d, f"{i}.png"))
-PY
+"$py" "${MG_SOURCE_DIR:?}/tests/common/gen_color_images.py" "$tmp/data" || fail "generator"
 
 common=(--data "$tmp/data" --set arch=resnet18 --set num_classes=3 --set input_size=32 --batch-size 12
         --set repeated_augmentations=3 --set epoch_len_factor=1 --set augmentation=torch --set crop_scale_min=0.5

@@ -28,21 +28,8 @@ run_mpi() { local t=$1; shift; timeout -k 5 "$t" "${MPIRUN[@]}" "$@"; }
 
 tmp=$(mktemp -d "${MG_TEST_TMP:-/tmp}/mpi.XXXXXX"); [ -n "${MG_KEEP_TMP:-}" ] || trap 'rm -rf "$tmp"' EXIT
 
-# 3 classes x 16 train / 4 val images of 36x36 (the generator of tests/integration/test_train_resume.sh)
-"$py" - "$tmp/data" <<'PY' || fail "generator"
-import os, sys
-import numpy as np
-from PIL import Image
-root = sys.argv[1]
-rng = np.random.default_rng(0)
-for split, n in (("train", 16), ("val", 4)):
-    for c, name in enumerate(["red", "green", "blue"]):
-        d = os.path.join(root, split, name); os.makedirs(d)
-        for i in range(n):
-            a = rng.integers(0, 60, size=(36, 36, 3), dtype=np.uint8)
-            a[..., c] += 150 + rng.integers(0, 40, dtype=np.uint8)
-            Image.fromarray(a).save(os.path.join(d, f"{i}.png"))
-PY
+# 3 classes x 16 train / 4 val images of 36x36 (tests/common/gen_color_images.py)
+"$py" "${MG_SOURCE_DIR:?}/tests/common/gen_color_images.py" "$tmp/data" || fail "generator"
 
 # ResNet-18 at 32x32, global batch 12 = 4 images x m = 3 copies, 4 batches per epoch, one thread per
 # rank, a small lr (the comparisons are over a few steps: see test_equivalence.sh).
