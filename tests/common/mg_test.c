@@ -67,3 +67,21 @@ double mg_test_assert_close_f64(const char *what, const double *got, const doubl
                                 double atol, double rtol) {
     CLOSE_BODY(double)
 }
+
+float mg_test_urand(uint64_t *state) {
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*state >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+float *mg_test_rand_buf(uint64_t *state, size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = mg_test_urand(state);
+    return p;
+}
+
+int mg_test_cpu_avx512_core(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}

@@ -33,6 +33,15 @@ double mg_test_assert_close(const char *what, const float *got, const float *ref
 double mg_test_assert_close_f64(const char *what, const double *got, const double *ref, size_t n,
                                 double atol, double rtol);
 
+/* A seeded uniform [-1, 1) float from a 64-bit LCG state (the same sequence for the same seed on every
+ * machine), and a malloc'd buffer of n of them (fails the test when out of memory). */
+float mg_test_urand(uint64_t *state);
+float *mg_test_rand_buf(uint64_t *state, size_t n);
+
+/* Whether this CPU has AVX-512 F/BW/VL/DQ (oneDNN's avx512_core): its Winograd kernels need it, so
+ * tests expect Winograd convolutions only there. */
+int mg_test_cpu_avx512_core(void);
+
 /* Asserts a status is MG_OK, printing the recorded message otherwise. */
 #define mg_assert_ok(expr)                                                                         \
     do {                                                                                           \

@@ -8,10 +8,6 @@
 #include "multigrain/ops.h"
 
 static uint64_t g_rng = 0x0123456789ABCDEFull;
-static float urand(void) {
-    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(g_rng >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-}
 
 static void check(mg_ops_impl impl, mg_bn_mode mode) {
     mg_ops_set_impl(impl);
@@ -19,12 +15,12 @@ static void check(mg_ops_impl impl, mg_bn_mode mode) {
     size_t cnt = (size_t)n * c * h * w;
     float *x = malloc(cnt * sizeof *x), *y = malloc(cnt * sizeof *y), *y2 = malloc(cnt * sizeof *y2);
     float g[5], b[5], rm[5], rv[5], sm[5], si[5];
-    for (size_t i = 0; i < cnt; i++) x[i] = 3.0f + 2.0f * urand(); /* |mean| > std: the shifted sums matter */
+    for (size_t i = 0; i < cnt; i++) x[i] = 3.0f + 2.0f * mg_test_urand(&g_rng); /* |mean| > std: the shifted sums matter */
     for (int i = 0; i < c; i++) {
-        g[i] = 1.0f + 0.5f * urand();
-        b[i] = 0.3f * urand();
-        rm[i] = 2.5f + urand();
-        rv[i] = 1.5f + urand();
+        g[i] = 1.0f + 0.5f * mg_test_urand(&g_rng);
+        b[i] = 0.3f * mg_test_urand(&g_rng);
+        rm[i] = 2.5f + mg_test_urand(&g_rng);
+        rv[i] = 1.5f + mg_test_urand(&g_rng);
     }
     mg_bn2d_args a = mg_bn2d_default_args(mode, n, c, h, w);
     mg_assert_ok(mg_bn2d_forward(&a, x, g, b, rm, rv, sm, si, y));

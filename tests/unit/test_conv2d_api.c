@@ -11,16 +11,6 @@
 #include "multigrain/ops.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static float urand(void) {
-    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(g_rng >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-}
-static float *rand_buf(size_t n) {
-    float *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = urand();
-    return p;
-}
 
 #define CONV(nn, cc, hh, kk, rr, st, pd, bias)                                                               \
     {                                                                                                        \
@@ -51,8 +41,8 @@ static void check_shared_workspace(mg_conv2d_backend backend) {
     mg_assert_ok(mg_conv2d_plan_set_workspace(&sh2, buf, ws));
     const size_t nx1 = mg_conv2d_x_size(&sh1), nw1 = mg_conv2d_w_size(&sh1), ny1 = mg_conv2d_y_size(&sh1);
     const size_t nx2 = mg_conv2d_x_size(&sh2), nw2 = mg_conv2d_w_size(&sh2), ny2 = mg_conv2d_y_size(&sh2);
-    float *x1 = rand_buf(nx1), *w1 = rand_buf(nw1), *b1 = rand_buf(32), *x2 = rand_buf(nx2),
-          *w2 = rand_buf(nw2);
+    float *x1 = mg_test_rand_buf(&g_rng, nx1), *w1 = mg_test_rand_buf(&g_rng, nw1), *b1 = mg_test_rand_buf(&g_rng, 32), *x2 = mg_test_rand_buf(&g_rng, nx2),
+          *w2 = mg_test_rand_buf(&g_rng, nw2);
     float *ya = malloc(ny1 * 4), *yb = malloc(ny1 * 4), *za = malloc(ny2 * 4), *zb = malloc(ny2 * 4);
     float *dwa = calloc(nw1, 4), *dwb = calloc(nw1, 4), *dba = calloc(32, 4), *dbb = calloc(32, 4);
     mg_assert_ok(mg_conv2d_forward(&own1, x1, w1, b1, ya));

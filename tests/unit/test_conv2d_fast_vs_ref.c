@@ -18,16 +18,6 @@
 #include "multigrain/ops.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static float urand(void) {
-    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(g_rng >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-}
-static float *rand_buf(size_t n) {
-    float *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = urand();
-    return p;
-}
 
 typedef struct {
     const char *name;
@@ -84,8 +74,8 @@ static void test_fast_matches_reference(void **state) {
         assert_string_equal(mg_conv2d_plan_impl_name(&ref), "reference");
         const size_t nx = mg_conv2d_x_size(&ref), nw = mg_conv2d_w_size(&ref), ny = mg_conv2d_y_size(&ref);
         const size_t nk = (size_t)sh->d.k;
-        float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(nk), *dy = rand_buf(ny);
-        float *dw0 = rand_buf(nw), *db0 = rand_buf(nk); /* accumulation starting values */
+        float *x = mg_test_rand_buf(&g_rng, nx), *w = mg_test_rand_buf(&g_rng, nw), *b = mg_test_rand_buf(&g_rng, nk), *dy = mg_test_rand_buf(&g_rng, ny);
+        float *dw0 = mg_test_rand_buf(&g_rng, nw), *db0 = mg_test_rand_buf(&g_rng, nk); /* accumulation starting values */
         float *y_ref = malloc(ny * 4), *dx_ref = malloc(nx * 4), *dw_ref = malloc(nw * 4),
               *db_ref = malloc(nk * 4);
         float *y = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4), *db = malloc(nk * 4);

@@ -81,7 +81,7 @@ struct mg_fnet {
     void **slot_buf;
     size_t *slot_bytes;
     int nslot;
-    size_t weight_bytes, shared_bytes;
+    size_t weight_bytes; /* reordered weights this network owns (shared ones count for their owner) */
     int nconv;
     const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
     int finalized;
@@ -321,11 +321,6 @@ static fweights *donor_weights(const mg_fnet *net, int k, int c, int r, int stri
 
 typedef mg_status (*weights_fn)(void *ctx, float *w, float *bias);
 
-static mg_status copy_plain(void *ctx, float *w, float *bias) {
-    (void)ctx, (void)w, (void)bias;
-    return MG_OK; /* unused: plain weights are read in place */
-}
-
 static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pad, const float *w_plain,
                           const float *b_plain, weights_fn get, void *ctx, int residual, int flags, int *out) {
     MG_TRY(check_value(net, in, "convolution"));
@@ -363,6 +358,10 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     int wino = 0, relu = (flags & MG_FNET_RELU) != 0, sum = residual >= 0;
     if ((flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p >= 4 && q >= 4) {
         MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
+        /* Winograd writes only its own blocked layout: a residual in another one (e.g. from an NHWC
+         * 1x1 kernel) is then reordered into it below, which costs far less than giving up Winograd */
+        if (!pd && residual >= 0)
+            MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, &y_any, stride, pad, sum, relu, &pd));
         wino = pd != NULL;
     }
     if (!pd) MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
@@ -408,7 +407,7 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     net->nconv++;
     if (wt) {
         wt->refs++;
-        net->shared_bytes += wt->bytes;
+        op->wt = wt;
     } else {
         wt = calloc(1, sizeof *wt);
         if (!wt) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
@@ -418,7 +417,7 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         wt->bytes = wb + bb;
         wt->w = aligned(wb);
         wt->b = aligned(bb);
-        op->wt = wt; /* freed with the network from here on */
+        op->wt = wt; /* owned by the network from here on, also on the error paths below */
         if (!wt->w || !wt->b) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
         net->weight_bytes += wb + bb;
         float *wp = (float *)w_plain, *bp = (float *)b_plain;
@@ -437,7 +436,6 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         }
         MG_TRY(ws);
     }
-    op->wt = wt;
     DNNL_TRY(dnnl_memory_create(&op->w_mem, wt_md, net->engine, wt->w));
     DNNL_TRY(dnnl_memory_create(&op->b_mem, bi_md, net->engine, wt->b));
     *out = id;
@@ -447,7 +445,7 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
 mg_status mg_fnet_add_conv(mg_fnet *net, int in, int k, int r, int stride, int pad, const float *w,
                            const float *bias, int residual, int flags, int *out) {
     if (!w || !bias) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null weights or bias");
-    return add_conv(net, in, k, r, stride, pad, w, bias, copy_plain, NULL, residual, flags, out);
+    return add_conv(net, in, k, r, stride, pad, w, bias, NULL, NULL, residual, flags, out);
 }
 
 mg_status mg_fnet_add_conv_cb(mg_fnet *net, int in, int k, int r, int stride, int pad,
