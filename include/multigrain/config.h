@@ -95,6 +95,7 @@ typedef struct mg_config {
     double warmup_epochs;
     double momentum;
     bool nesterov;
+    bool zero_init_residual;
     double weight_decay;
     bool wd_on_bn_bias;
     int grad_accum;

@@ -83,12 +83,14 @@ struct mg_model {
     mg_model_mode mode;
     int have_forward;
     int planned_infer; /* the activation memory is the inference-only plan: 1 per-op, 2 fused */
+    int planned_threads; /* mg_ops_get_threads() when planned: oneDNN primitives keep the count they
+                          * were created with, so a change of thread count re-plans */
     /* fused inference (ops_fused.h): BN folded into the convolutions, rebuilt when the weights may
      * have changed (version moves whenever writable tensor pointers are handed out) */
     mg_fnet *fnet; /* the current shape's, one of fcache */
     struct fnet_entry {
         mg_fnet *net;
-        int n, h, w, out_h, out_w;
+        int n, h, w, threads, out_h, out_w;
         uint64_t used;
     } fcache[4]; /* the networks of the last input shapes, sharing their weights (rect-mode inference) */
     uint64_t fclock;
@@ -607,11 +609,13 @@ static mg_status alloc_infer_heads(mg_model *m, int n, int h, int w, int kind) {
     m->h = h;
     m->w = w;
     m->planned_infer = kind;
+    m->planned_threads = mg_ops_get_threads();
     return MG_OK;
 }
 
 static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
-    if (m->n == n && m->h == h && m->w == w && m->planned_infer == infer) return MG_OK;
+    if (m->n == n && m->h == h && m->w == w && m->planned_infer == infer && m->planned_threads == mg_ops_get_threads())
+        return MG_OK;
     free_plans(m);
     size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0, max_rc = 0;
     mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
@@ -738,6 +742,7 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     m->h = h;
     m->w = w;
     m->planned_infer = 0;
+    m->planned_threads = mg_ops_get_threads();
     return MG_OK;
 }
 
@@ -809,9 +814,10 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
     if (m->fnet_version != m->version) fused_cache_clear(m);
     m->fnet_version = m->version;
     struct fnet_entry *hit = NULL, *lru = &m->fcache[0], *mru = NULL;
+    int threads = mg_ops_get_threads();
     for (int i = 0; i < 4; i++) {
         struct fnet_entry *e = &m->fcache[i];
-        if (e->net && e->n == n && e->h == h && e->w == w) hit = e;
+        if (e->net && e->n == n && e->h == h && e->w == w && e->threads == threads) hit = e;
         if (!e->net || (lru->net && e->used < lru->used)) lru = e;
         if (e->net && (!mru || e->used > mru->used)) mru = e;
     }
@@ -828,7 +834,8 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
         int dims[4];
         mg_fnet_value_dims(net, out, dims);
         mg_fnet_free(lru->net);
-        *lru = (struct fnet_entry){.net = net, .n = n, .h = h, .w = w, .out_h = dims[2], .out_w = dims[3]};
+        *lru = (struct fnet_entry){
+            .net = net, .n = n, .h = h, .w = w, .threads = threads, .out_h = dims[2], .out_w = dims[3]};
         hit = lru;
     }
     hit->used = ++m->fclock;
@@ -941,7 +948,8 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
     int fused = mode == MG_MODE_INFER && fused_eligible(m);
     if (fused) {
-        if (!(m->n == n && m->h == h && m->w == w && m->planned_infer == 2)) {
+        if (!(m->n == n && m->h == h && m->w == w && m->planned_infer == 2 &&
+              m->planned_threads == mg_ops_get_threads())) {
             MG_TRY(plan_fused(m, n, h, w));
         } else if (m->fnet_version != m->version) {
             MG_TRY(fused_get(m, n, h, w));

@@ -119,6 +119,8 @@ static const key_def KEYS[] = {
       "linear warm-up from lr_init to lr over this many epochs (not used by thor)"),
     D("momentum", "", momentum, "0.9", 0, 0.999999, "optimizer", true, "SGD momentum"),
     B("nesterov", "", nesterov, "false", "optimizer", true, "Nesterov momentum"),
+    B("zero_init_residual", "", zero_init_residual, "false", "optimizer", true,
+      "start each residual branch's last BatchNorm weight at 0, as torchvision's zero_init_residual"),
     D("weight_decay", "", weight_decay, "0.0001", 0, 1, "optimizer", true, "L2 weight decay"),
     B("wd_on_bn_bias", "", wd_on_bn_bias, "true", "optimizer", true,
       "apply weight decay to BatchNorm parameters and biases too (original code: yes)"),

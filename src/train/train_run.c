@@ -409,7 +409,7 @@ mg_status mg_train_run(const mg_train_opts *o, mg_train_summary *summary) {
     } else if (s == MG_OK) {
         uint64_t seed = (uint64_t)cfg->seed + (env_flag("MG_DIST_TEST_SEED_BY_RANK") ? (uint64_t)rank : 0);
         s = mg_model_init(&r.m, cfg->arch, classes, (float)cfg->pooling_exponent);
-        if (s == MG_OK) s = mg_model_init_weights(r.m, seed, false);
+        if (s == MG_OK) s = mg_model_init_weights(r.m, seed, cfg->zero_init_residual);
     }
     /* loader: this rank's share of every global batch */
     mg_loader_cfg lc;

@@ -1,6 +1,6 @@
 /* test_trainer.c: training-step semantics that need no oracle: gradient accumulation over two
  * micro-batches equals one step on the concatenated batch; non-finite inputs stop the step with a
- * clear error; bad labels are refused. */
+ * clear error; bad labels are refused; zero_init_residual zeroes the right BN weights. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,8 +113,49 @@ static void test_bad_inputs(void **state) {
     free(x);
 }
 
+/* zero_init_residual (torchvision's semantics): the last BN weight of every residual branch (bn2 of a
+ * basic block, bn3 of a bottleneck) starts at 0, every other BN weight at 1. */
+static void check_zero_init(const char *arch, const char *last_bn, const char *other_bn) {
+    mg_model *m;
+    mg_assert_ok(mg_model_init(&m, arch, 5, 3.0f));
+    mg_assert_ok(mg_model_init_weights(m, 3, true));
+    const char *blocks[] = {"layer1.0", "layer2.1", "layer4.1"};
+    for (int b = 0; b < 3; b++) {
+        char name[64];
+        int64_t cnt = 0;
+        snprintf(name, sizeof name, "%s.%s.weight", blocks[b], last_bn);
+        const float *z = mg_model_tensor(m, name, &cnt);
+        assert_non_null(z);
+        for (int64_t i = 0; i < cnt; i++) assert_true(z[i] == 0.0f);
+        snprintf(name, sizeof name, "%s.%s.weight", blocks[b], other_bn);
+        const float *o = mg_model_tensor(m, name, &cnt);
+        assert_non_null(o);
+        for (int64_t i = 0; i < cnt; i++) assert_true(o[i] == 1.0f);
+    }
+    mg_assert_ok(mg_model_init_weights(m, 3, false));
+    assert_true(mg_model_tensor(m, "layer1.0.bn1.weight", NULL)[0] == 1.0f);
+    int64_t cnt = 0;
+    char name[64];
+    snprintf(name, sizeof name, "layer1.0.%s.weight", last_bn);
+    const float *z = mg_model_tensor(m, name, &cnt);
+    for (int64_t i = 0; i < cnt; i++) assert_true(z[i] == 1.0f);
+    mg_model_free(m);
+}
+
+static void test_zero_init_residual(void **state) {
+    (void)state;
+    check_zero_init("resnet18", "bn2", "bn1");
+    check_zero_init("resnet50", "bn3", "bn2");
+    mg_config c;
+    mg_config_init(&c);
+    assert_false(c.zero_init_residual);
+    mg_assert_ok(mg_config_set(&c, "zero_init_residual=true"));
+    assert_true(c.zero_init_residual);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_zero_init_residual),
         cmocka_unit_test(test_grad_accum_equals_double_batch),
         cmocka_unit_test(test_bad_inputs),
     };

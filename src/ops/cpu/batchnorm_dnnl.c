@@ -20,7 +20,7 @@
 #define BN_CACHE_MAX 128
 
 typedef struct bn_prims {
-    int n, c, h, w, train;
+    int n, c, h, w, train, threads; /* threads: oneDNN fixes it at creation, so it is part of the key */
     float eps;
     dnnl_primitive_t fwd, bwd; /* fwd: training (computes stats) or inference with global stats */
     dnnl_memory_t src, dst, mean, var, scale, shift, dsrc, ddst, dscale, dshift;
@@ -89,16 +89,18 @@ static bn_prims *prims_get(const mg_bn2d_args *a) {
             return NULL;
         }
     }
-    int train = a->mode == MG_BN_TRAIN;
+    int train = a->mode == MG_BN_TRAIN, threads = mg_ops_get_threads();
     for (int i = 0; i < g_count; i++) {
         bn_prims *p = &g_cache[i];
-        if (p->n == a->n && p->c == a->c && p->h == a->h && p->w == a->w && p->train == train && p->eps == a->eps)
+        if (p->n == a->n && p->c == a->c && p->h == a->h && p->w == a->w && p->train == train && p->threads == threads &&
+            p->eps == a->eps)
             return p->fwd ? p : NULL; /* fwd NULL: creation failed before, keep declining */
     }
     if (g_count == BN_CACHE_MAX) return NULL;
     bn_prims *p = &g_cache[g_count++];
     memset(p, 0, sizeof *p);
-    p->n = a->n, p->c = a->c, p->h = a->h, p->w = a->w, p->train = train, p->eps = a->eps;
+    p->n = a->n, p->c = a->c, p->h = a->h, p->w = a->w, p->train = train, p->eps = a->eps, p->threads = threads;
+    mg_omp_apply_threads();
     if (!prims_create(p)) {
         /* keep the entry as a negative cache; what was created stays (a handful of objects at most) */
         p->fwd = NULL;

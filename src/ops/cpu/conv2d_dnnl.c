@@ -13,8 +13,10 @@
  * inner buffers and accumulates into the caller's dw/db with a reorder that carries a sum post-op
  * (dst = dst + reordered src), which also converts from the blocked layout in the same pass.
  *
- * Threads: oneDNN here runs on OpenMP; every execution first sets the OpenMP thread count of the
- * calling thread to mg_ops_get_threads(). Scratchpads are in user mode (inside the workspace), so
+ * Threads: oneDNN here runs on OpenMP and a primitive keeps the thread count current when it was
+ * created, so init sets the OpenMP thread count of the calling thread to mg_ops_get_threads() before
+ * creating anything (a plan runs on the thread count of its creation; callers that change
+ * mg_ops_set_threads re-plan: the model keys its plans on it), and every execution sets it again. Scratchpads are in user mode (inside the workspace), so
  * oneDNN allocates nothing per call. */
 #include <pthread.h>
 #include <stdio.h>
@@ -353,6 +355,9 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
     dnnl_engine_t engine;
     MG_TRY(mg_dnnl_engine(&engine));
+    /* oneDNN fixes a primitive's thread count when it is created (and keys its primitive cache on
+     * it): the plan runs on the thread count current now (see threads rule above). */
+    mg_omp_apply_threads();
     mg_dnnl_state *st = calloc(1, sizeof *st);
     if (!st) return MG_FAIL(MG_ERR_NOMEM, "conv2d (oneDNN): out of memory for a plan");
     plan->impl = st;

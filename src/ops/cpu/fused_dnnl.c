@@ -5,7 +5,9 @@
  * activation buffer assigned at finalize from a free list by liveness (a consumed residual is summed
  * into in place).
  *
- * Threads: oneDNN runs on OpenMP; each run first applies mg_ops_get_threads(). The scratchpad is in
+ * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
+ * every primitive creation (new_op, finalize) and every run first applies mg_ops_get_threads(); a
+ * network runs on the thread count it was built with (the model keys its cache on it). The scratchpad is in
  * user mode: one buffer, sized for the largest primitive, so oneDNN allocates nothing per run. */
 #include <stdint.h>
 #include <stdio.h>
@@ -200,6 +202,7 @@ mg_status mg_fnet_init_like(mg_fnet **out, int n, int c, int h, int w, const mg_
 }
 
 mg_status mg_fnet_init(mg_fnet **out, int n, int c, int h, int w) {
+    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
     *out = NULL;
     if (n < 1 || c < 1 || h < 1 || w < 1)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: input %dx%dx%dx%d must be positive", n, c, h, w);
@@ -451,11 +454,13 @@ mg_status mg_fnet_add_conv(mg_fnet *net, int in, int k, int r, int stride, int p
 mg_status mg_fnet_add_conv_cb(mg_fnet *net, int in, int k, int r, int stride, int pad,
                               mg_status (*get_weights)(void *ctx, float *w, float *bias), void *ctx, int residual,
                               int flags, int *out) {
+    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
     if (!get_weights) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null weights callback");
     return add_conv(net, in, k, r, stride, pad, NULL, NULL, get_weights, ctx, residual, flags, out);
 }
 
 mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, int *out) {
+    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
     MG_TRY(check_value(net, in, "max pooling"));
     if (!out || r < 1 || stride < 1 || pad < 0 || 2 * pad > r)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: max pooling r=%d stride=%d pad=%d", r, stride, pad);
@@ -501,6 +506,7 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
 }
 
 mg_status mg_fnet_finalize(mg_fnet *net, int output) {
+    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
     if (net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: finalized twice");
     if (output < 1 || output >= net->nv)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: output value %d does not exist (1..%d)", output, net->nv - 1);
