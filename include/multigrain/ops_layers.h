@@ -15,6 +15,7 @@
 #ifndef MULTIGRAIN_OPS_LAYERS_H
 #define MULTIGRAIN_OPS_LAYERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,10 @@ mg_status mg_add_backward(size_t n, const float *dy, float *da, float *db);
 mg_status mg_sigmoid_forward(size_t n, const float *x, float *y);
 /* dx = dy * y * (1 - y) from the output; dx may equal dy. */
 mg_status mg_sigmoid_backward(size_t n, const float *y, const float *dy, float *dx);
+/* *finite = true when no element of x is NaN or +-inf (the trainer's gradient check: one parallel,
+ * vectorised pass over the exponent bits, instead of a serial sum that huge finite values could also
+ * overflow). */
+mg_status mg_all_finite(size_t n, const float *x, bool *finite);
 /* Channel scale (squeeze-excitation): y[n,c,h,w] = x[n,c,h,w] * s[n,c]; y may equal x. */
 mg_status mg_chscale_forward(int n, int c, int hw, const float *x, const float *s, float *y);
 /* dx = dy * s (written, may alias dy; NULL: skipped), ds[n,c] = sum_hw dy * x (written; NULL: skipped). */

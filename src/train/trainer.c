@@ -276,9 +276,9 @@ mg_status mg_trainer_step(mg_trainer *t, const float *images, int n, int h, int 
         t->beta_grad = bg;
     }
     /* Non-finite gradients stop the run before they reach the weights. */
-    double gsum = 0;
-    for (int64_t i = 0; i < np; i++) gsum += g[i];
-    if (!isfinite(gsum) || !isfinite(t->beta_grad))
+    bool finite;
+    MG_TRY(mg_all_finite((size_t)np, g, &finite));
+    if (!finite || !isfinite(t->beta_grad))
         return MG_FAIL(MG_ERR_NUMERIC, "training step %lld: non-finite gradients (loss %g)", (long long)t->step,
                        res->loss);
     MG_TRY(update_network(t, res->lr));

@@ -1,7 +1,9 @@
-/* eltwise.c: element-wise ops (ReLU, residual add, sigmoid, SE channel scale), forward and backward.
+/* eltwise.c: element-wise ops (ReLU, residual add, sigmoid, SE channel scale), forward and backward,
+ * and the all-finite check over a tensor.
  * Reference: the loops run serially; fast: the same loops over coarse chunks on the thread pool. The
  * loops are exact element-wise float32 operations, so both paths give identical results. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "ops/cpu/layers_util.h"
@@ -115,6 +117,41 @@ mg_status mg_add_forward(size_t n, const float *a, const float *b, float *y) {
     MG_CHECK_PTR("add_forward", y);
     elt_ctx t = {.a = a, .b = b, .y = y};
     run(n, add_fwd, &t);
+    return MG_OK;
+}
+
+/* Nonzero when some element of x is NaN or +-inf: x * 0 is 0 for every finite x and NaN otherwise, and
+ * a NaN survives any sum; eight independent partial sums let -O2 vectorise the loop. */
+__attribute__((noinline)) static int nonfinite_k(const float *restrict x, size_t n) {
+    float acc[8] = {0};
+    for (size_t i = 0; i < N8(n); i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * 0.0f;
+    float tail = 0.0f;
+    for (size_t i = N8(n); i < n; i++) tail += x[i] * 0.0f;
+    for (int j = 0; j < 8; j++) tail += acc[j];
+    return tail != 0.0f || tail != tail;
+}
+typedef struct finite_ctx {
+    const float *x;
+    atomic_int bad;
+} finite_ctx;
+static void finite_range(void *v, size_t b, size_t e) {
+    finite_ctx *t = v;
+    if (nonfinite_k(t->x + b, e - b)) atomic_store(&t->bad, 1);
+}
+
+mg_status mg_all_finite(size_t n, const float *x, bool *finite) {
+    MG_CHECK_PTR("all_finite", finite);
+    *finite = true;
+    if (n == 0) return MG_OK;
+    MG_CHECK_PTR("all_finite", x);
+    finite_ctx t = {.x = x};
+    atomic_init(&t.bad, 0);
+    if (mg_layers_use_fast())
+        mg_layers_parallel_for(n, 4 * ELT_GRAIN, finite_range, &t);
+    else
+        finite_range(&t, 0, n);
+    *finite = !atomic_load(&t.bad);
     return MG_OK;
 }
 
