@@ -1,6 +1,7 @@
 /* bench_data.c: decode + augment throughput of the data pipeline on real JPEG files: one thread
  * running the full training transform (or the test transform) over the files of a folder, in
- * images per wall second and per CPU second; optionally the threaded loader.
+ * images per wall second and per CPU second; optionally the threaded loader (timed by src/bench's
+ * mg_bench_time_loader, as `multigrain bench data`).
  * Usage: bench_data DIR [--seconds S] [--mode train|torch|eval] [--no-dct] [--loader THREADS]
  *        bench_data --scan ROOT     (time of an ImageNet-layout folder scan, without and with cache) */
 #include <dirent.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "core/fileio.h"
 #include "multigrain/data.h"
 
@@ -87,19 +89,16 @@ int main(int argc, char **argv) {
         lc.sampler.reps = 3;
         double big = (5000.0 * seconds + 64) / n; /* more than the run can load: the clock ends it */
         lc.sampler.len_factor = big;
-        mg_loader *ld;
-        if (mg_loader_init(&ld, &ds, &lc) != MG_OK || mg_loader_start_epoch(ld, 0) != MG_OK) { fprintf(stderr, "%s\n", mg_error_message()); return 1; }
-        double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-        int64_t imgs = 0;
-        const mg_batch *b;
-        while (now(CLOCK_MONOTONIC) - t0 < seconds && mg_loader_next(ld, &b) == MG_OK && b) imgs += b->n;
-        double wall = now(CLOCK_MONOTONIC) - t0, cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
-        double waited = mg_loader_wait_seconds(ld);
-        mg_loader_free(ld);
+        mg_bench_loader_result r;
+        if (mg_bench_time_loader(&ds, &lc, 0, seconds, &r) != MG_OK) {
+            fprintf(stderr, "%s\n", mg_error_message());
+            return 1;
+        }
+        int64_t imgs = r.images;
         mg_dataset_free(&ds);
         remove(list);
         printf("multigrain loader threads=%d mode=%s images=%lld wall_img_s=%.1f cpu_img_s=%.1f consumer_wait_s=%.2f\n",
-               loader_threads, mode, (long long)imgs, imgs / wall, imgs / cpu, waited);
+               loader_threads, mode, (long long)imgs, imgs / r.wall_s, imgs / r.cpu_s, r.wait_s);
         return 0;
     }
     int ow, oh;

@@ -1,7 +1,8 @@
 /* bench_ops.c: speed of the CPU conv2d (ops_conv.h) on every distinct convolution shape of
  * ResNet-50 (torchvision v1.5, 224x224 input by default), forward, backward data and backward
- * weights, as GFLOP/s and as a fraction of this machine's FMA peak, which the program measures
- * itself at start-up (a tight AVX2 FMA loop on every thread at once, timed in thread CPU time).
+ * weights, as GFLOP/s and as a fraction of this machine's FMA peak, measured at start-up with
+ * src/bench's mg_bench_measure_fma_peak (a tight AVX2 FMA loop on every thread at once, timed in
+ * thread CPU time; `multigrain bench ops` reports the same peak).
  * It ends with whole-network totals (each shape weighted by how often ResNet-50 uses it) against
  * the goals of the ops issue: forward >= 75% of peak, backward (data + weights) >= 60%.
  *
@@ -15,14 +16,13 @@
  * --layout both times oneDNN's plain and blocked layouts interleaved (same load for both).
  * --clock cpu times with CPU time instead of elapsed time (see now_s).
  * --no-peak skips the peak measurement (the fractions print as nan): for quick timing runs. */
-#include <immintrin.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "multigrain/ops.h"
 #include "multigrain/runtime.h"
 
@@ -39,78 +39,6 @@ static double clock_s(clockid_t id) {
 }
 static double now_s(void) {
     return g_clock_cpu ? clock_s(CLOCK_PROCESS_CPUTIME_ID) / g_threads : clock_s(CLOCK_MONOTONIC);
-}
-/* The peak is a property of the hardware: it is always timed with the thread's CPU time, so time
- * a neighbour process takes from us does not lower it (with the machine to ourselves both clocks
- * agree). */
-static double peak_now_s(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
-
-/* ---------------------------------------------------------------------------------------------- */
-/* FMA peak */
-
-#define PEAK_ITERS 20000000L
-
-/* 12 independent 8-wide FMA chains: enough to cover the FMA latency (4-5 cycles) on 2 ports. */
-__attribute__((target("avx2,fma"), noinline)) static float fma_kernel(long iters, float seed) {
-    __m256 a0 = _mm256_set1_ps(seed), a1 = _mm256_set1_ps(seed + 1), a2 = _mm256_set1_ps(seed + 2),
-           a3 = _mm256_set1_ps(seed + 3), a4 = _mm256_set1_ps(seed + 4), a5 = _mm256_set1_ps(seed + 5),
-           a6 = _mm256_set1_ps(seed + 6), a7 = _mm256_set1_ps(seed + 7), a8 = _mm256_set1_ps(seed + 8),
-           a9 = _mm256_set1_ps(seed + 9), a10 = _mm256_set1_ps(seed + 10), a11 = _mm256_set1_ps(seed + 11);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (long i = 0; i < iters; i++) {
-        a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c), a2 = _mm256_fmadd_ps(a2, m, c);
-        a3 = _mm256_fmadd_ps(a3, m, c), a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
-        a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c), a8 = _mm256_fmadd_ps(a8, m, c);
-        a9 = _mm256_fmadd_ps(a9, m, c), a10 = _mm256_fmadd_ps(a10, m, c), a11 = _mm256_fmadd_ps(a11, m, c);
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float out[8];
-    _mm256_storeu_ps(out, s);
-    return out[0] + out[7];
-}
-#define PEAK_FLOPS_PER_ITER (12.0 * 8 * 2)
-
-typedef struct {
-    pthread_barrier_t *bar;
-    double gflops;
-    float sink;
-} peak_arg;
-
-static void *peak_thread(void *p) {
-    peak_arg *a = p;
-    a->sink = fma_kernel(PEAK_ITERS / 20, 1.0f); /* warm-up: clocks up, pages in */
-    pthread_barrier_wait(a->bar);
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = peak_now_s();
-        a->sink += fma_kernel(PEAK_ITERS / 4, (float)rep);
-        double t = peak_now_s() - t0;
-        double g = PEAK_ITERS / 4 * PEAK_FLOPS_PER_ITER / t * 1e-9;
-        if (g > best) best = g;
-    }
-    a->gflops = best;
-    return NULL;
-}
-
-/* Total FMA GFLOP/s of `threads` threads running the kernel at the same time. */
-static double measure_peak(int threads) {
-    pthread_t tid[64];
-    peak_arg args[64];
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, (unsigned)threads);
-    for (int t = 0; t < threads; t++) {
-        args[t] = (peak_arg){.bar = &bar};
-        pthread_create(&tid[t], NULL, peak_thread, &args[t]);
-    }
-    double total = 0;
-    for (int t = 0; t < threads; t++) {
-        pthread_join(tid[t], NULL);
-        total += args[t].gflops;
-    }
-    pthread_barrier_destroy(&bar);
-    return total;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -254,10 +182,6 @@ int main(int argc, char **argv) {
     if (!strcmp(layout_arg, "both"))
         layouts[0] = MG_CONV2D_LAYOUT_PLAIN, layouts[1] = MG_CONV2D_LAYOUT_BLOCKED, n_layouts = 2;
 
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-        fprintf(stderr, "bench_ops: this CPU has no AVX2/FMA: cannot measure the FMA peak\n");
-        return 1;
-    }
     const char *wp = getenv("OMP_WAIT_POLICY");
     printf("bench_ops: conv2d on ResNet-50 shapes, batch %d, %dx%d input, %s of %d runs, %s clock, "
            "OMP_WAIT_POLICY=%s\n",
@@ -293,7 +217,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_ops: %s\n", mg_error_message());
             return 1;
         }
-        const double peak = no_peak ? NAN : measure_peak(T);
+        double peak = NAN;
+        if (!no_peak && mg_bench_measure_fma_peak(T, 0, &peak) != MG_OK) {
+            fprintf(stderr, "bench_ops: %s\n", mg_error_message());
+            return 1;
+        }
         printf("\n== threads %d: measured FMA peak %.1f GFLOP/s (%.1f per thread)\n", T, peak, peak / T);
         printf("%-22s %-11s %-14s %7s %5s  %7s %5s  %7s %5s  %s\n", "layer", "shape", "impl", "fwd", "%pk",
                "bwd-d", "%pk", "bwd-w", "%pk", "oneDNN kernels (fwd | bwd-data | bwd-w)");

@@ -44,5 +44,6 @@ mg_status mg_cmd_convert(int argc, char **argv);
 mg_status mg_cmd_search(int argc, char **argv);
 mg_status mg_cmd_whiten(int argc, char **argv);
 mg_status mg_cmd_tune_p(int argc, char **argv);
+mg_status mg_cmd_bench(int argc, char **argv);
 
 #endif

@@ -203,8 +203,46 @@ const mg_command mg_commands[] = {
      "over steps, from RUN_DIR/metrics.jsonl) to FILE, default RUN_DIR/report.html.\n"
      "  -o, --out FILE   where to write the page\n",
      mg_cmd_report},
-    {"bench", "measure the speed of ops, models and the data pipeline",
-     "usage: multigrain bench ops|model|data [options]\n", NULL},
+    {"bench", "measure the speed of a model, the CPU ops and the data loader",
+     "usage: multigrain bench model [--arch A] [--batch N] [--size S] [--mode infer|train] [--reps N]\n"
+     "                              [--warmup N] [--threads N] [--json FILE]\n"
+     "       multigrain bench ops [--threads N] [--seconds S] [--json FILE]\n"
+     "       multigrain bench data --data ROOT [--size S] [--batch N] [--batches N] [--workers N] [--json FILE]\n"
+     "\n"
+     "Speed checks of this machine and build, on random weights and images; nothing else needed.\n"
+     "Each prints one line (and writes it as JSON with --json).\n"
+     "model: seconds per iteration on one batch of random images, median and min-max over --reps timed\n"
+     "  iterations after --warmup untimed ones (the first plans the shapes). infer: one inference\n"
+     "  forward (the fused path of eval, embed and classify; 1000 classes). train: one MultiGrain\n"
+     "  training step (forward, joint loss with lambda 0.5 and m = 3 copies, backward, SGD; 10\n"
+     "  classes). Also images/s, effective GFLOP/s (2 x the convolution and fc multiply-adds of the\n"
+     "  network at that size; a training step counts 3 x forward) and the peak RSS.\n"
+     "ops: the measured FP32 FMA peak of the threads (AVX2 FMA loop, thread CPU time), and the GFLOP/s\n"
+     "  of an sgemm (1024x1024x1024) and a 3x3 convolution (128->128 channels at 28x28, batch 8:\n"
+     "  ResNet-50's layer2) as a fraction of it; each measured for about --seconds (best run).\n"
+     "data: images/s of the training loader on ROOT's train split (ROOT/train/<class>/ images or IDX\n"
+     "  files): decoding and the full training augmentation on --workers threads, m = 3 copies per\n"
+     "  image, --batches batches of --batch images.\n"
+     "\n"
+     "options:\n"
+     "      --arch A            model: resnet18|34|50|101|152|se_resnet50 (default resnet50)\n"
+     "      --batch N           model: images per iteration (default 8; train: >= 2);\n"
+     "                          data: images per batch (default 64)\n"
+     "      --size S            model: input side; data: crop side (default 224)\n"
+     "      --mode infer|train  model: what one iteration is (default infer)\n"
+     "      --reps N            model: timed iterations (default 10)\n"
+     "      --warmup N          model: untimed iterations first (default 1)\n"
+     "      --seconds S         ops: time per measurement (default 1)\n"
+     "  -d, --data ROOT         data: dataset root (required)\n"
+     "      --batches N         data: batches to load (default 20)\n"
+     "      --workers N         data: decoding threads (default: the online cores)\n"
+     "      --json FILE         also write the result as a JSON object (atomically)\n"
+     "  -j, --threads N         model, ops: compute threads (0 = all cores, default)\n"
+     "  -h, --help              show this help\n"
+     "\n"
+     "More detailed programs (every ResNet-50 convolution, PyTorch and ONNX Runtime comparisons):\n"
+     "bench/README.md.\n",
+     mg_cmd_bench},
 };
 const int mg_command_count = (int)(sizeof mg_commands / sizeof mg_commands[0]);
 
