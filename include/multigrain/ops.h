@@ -26,7 +26,8 @@ void mg_ops_set_impl(mg_ops_impl impl);
 mg_ops_impl mg_ops_get_impl(void);
 
 /* Number of compute threads ops may use (default: online cores; --threads sets it). Also applied
- * to the OpenMP runtime inside oneDNN/OpenBLAS. */
+ * to the OpenMP runtime inside oneDNN/OpenBLAS. oneDNN fixes a primitive's thread count when it is
+ * created: op plans run on the count current at their creation (the model re-plans on a change). */
 mg_status mg_ops_set_threads(int threads);
 int mg_ops_get_threads(void);
 
