@@ -32,6 +32,11 @@ static pthread_once_t g_omp_once = PTHREAD_ONCE_INIT;
 
 static void omp_lookup(void) { g_omp_set = (mg_omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads"); }
 
+void mg_omp_set_threads(int n) {
+    pthread_once(&g_omp_once, omp_lookup);
+    if (g_omp_set) g_omp_set(n);
+}
+
 void mg_omp_apply_threads(void) {
     pthread_once(&g_omp_once, omp_lookup);
     /* omp_set_num_threads sets the calling thread's count, so it is applied on every call. */

@@ -47,5 +47,8 @@ void mg_conv2d_dnnl_kernel_names(const mg_conv2d_plan *plan, const char **fwd, c
 /* Sets the OpenMP thread count of the calling thread (used by oneDNN) to mg_ops_get_threads().
  * A no-op when no OpenMP runtime is loaded. Defined in runtime.c. */
 void mg_omp_apply_threads(void);
+/* Sets the calling thread's OpenMP thread count to n (a primitive that should run narrower than
+ * mg_ops_get_threads(); mg_omp_apply_threads() restores it). */
+void mg_omp_set_threads(int n);
 
 #endif

@@ -56,6 +56,7 @@ typedef struct fop {
     dnnl_memory_t w_mem, b_mem; /* convolutions: weights and bias */
     fweights *wt;
     int winograd;
+    int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
 } fop;
 
 typedef struct fstore {
@@ -168,6 +169,12 @@ static mg_status user_attr(dnnl_primitive_attr_t *attr) {
     return MG_OK;
 }
 
+/* Reorders of at most this many elements run on one thread: at batch 1 the layout changes between
+ * the 1x1 kernels' NHWC and the 3x3 kernels' nChw16c move 50k-200k floats, which one thread does in
+ * ~20 us while two took 70-170 us each (thread hand-off), 3 ms of a 43 ms ResNet-50 forward
+ * (ONEDNN_VERBOSE, docs/PERFORMANCE.md). Batch 8's 1.6M-element reorders still gain from two. */
+#define SMALL_REORDER (512 * 1024)
+
 /* A value holding `in` in layout md: itself when it already has it (and may be used in place: the
  * caller's input never is), else a new value written by a reorder op. */
 static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t *md, int in_place, int *out) {
@@ -183,12 +190,16 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     MG_TRY(new_op(net, OP_REORDER, &op));
     op->in = in;
     op->out = id;
+    op->serial = (size_t)dims[0] * dims[1] * dims[2] * dims[3] <= SMALL_REORDER;
+    if (op->serial && !getenv("MG_FNET_PAR_REORDER")) mg_omp_set_threads(1);
+    else op->serial = 0;
     dnnl_primitive_attr_t attr;
     MG_TRY(user_attr(&attr));
     dnnl_status_t s = dnnl_reorder_primitive_desc_create(&op->pd, &net->v[in].md, net->engine, md, net->engine, attr);
     dnnl_primitive_attr_destroy(attr);
+    if (s == dnnl_success) s = dnnl_primitive_create(&op->prim, op->pd);
+    mg_omp_apply_threads();
     if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): reorder (status %d)", (int)s);
-    DNNL_TRY(dnnl_primitive_create(&op->prim, op->pd));
     MG_TRY(track_scratch(net, op->pd));
     note_use(net, in);
     *out = id;
@@ -616,7 +627,11 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
             }
         }
         if (net->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, net->scratch};
-        DNNL_TRY(dnnl_primitive_execute(op->prim, net->stream, na, a));
+        if (op->serial) mg_omp_set_threads(1);
+        dnnl_status_t s = dnnl_primitive_execute(op->prim, net->stream, na, a);
+        if (op->serial) mg_omp_apply_threads();
+        if (s != dnnl_success)
+            return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
     }
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
     DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
