@@ -36,18 +36,32 @@ static mg_status check_args(const float *emb, const int64_t *ids, int n, int d, 
     return MG_OK;
 }
 
-/* Distance between rows i and j in double: sqrt(max(0, |xi|^2 + |xj|^2 - 2 xi.xj)), the expansion the
- * original uses, clamped at 0 before the square root (rounding can make it slightly negative). */
-static double row_distance(const float *emb, int d, int i, int j) {
-    const float *a = emb + (size_t)i * d, *b = emb + (size_t)j * d;
-    double aa = 0, bb = 0, ab = 0;
-    for (int k = 0; k < d; k++) {
-        aa += (double)a[k] * a[k];
-        bb += (double)b[k] * b[k];
-        ab += (double)a[k] * b[k];
+/* a.b in double over d elements, in four interleaved partial sums (a single chain of dependent double
+ * adds made the sampler ~6 % of a demo training step at batch 192). */
+static double dot_f64(const float *a, const float *b, int d) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int k = 0;
+    for (; k + 4 <= d; k += 4) {
+        s0 += (double)a[k] * b[k];
+        s1 += (double)a[k + 1] * b[k + 1];
+        s2 += (double)a[k + 2] * b[k + 2];
+        s3 += (double)a[k + 3] * b[k + 3];
     }
-    double sq = aa + bb - 2 * ab;
+    for (; k < d; k++) s0 += (double)a[k] * b[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Distance between rows i and j in double: sqrt(max(0, |xi|^2 + |xj|^2 - 2 xi.xj)), the expansion the
+ * original uses, clamped at 0 before the square root (rounding can make it slightly negative).
+ * sqn[i] = |xi|^2, computed once per batch by dot_f64. */
+static double row_distance(const float *emb, const double *sqn, int d, int i, int j) {
+    double sq = sqn[i] + sqn[j] - 2 * dot_f64(emb + (size_t)i * d, emb + (size_t)j * d, d);
     return sqrt(sq > 0 ? sq : 0);
+}
+
+/* sqn[k] = |x_k|^2 for the rows [lo, hi). */
+static void row_norms(const float *emb, int d, int lo, int hi, double *sqn) {
+    for (int k = lo; k < hi; k++) sqn[k] = dot_f64(emb + (size_t)k * d, emb + (size_t)k * d, d);
 }
 
 /* log q(D)^-1 up to a constant, with D already clamped at the cutoff (< 2 is required: D >= the
@@ -57,14 +71,14 @@ static double log_inv_q(double D, int d) {
 }
 
 /* Fills probs[lo..hi) for anchor i (zero outside the admissible set); returns the admissible count. */
-static int anchor_probabilities(const float *emb, const int64_t *ids, int d, const mg_dws_params *p, int i,
-                                int lo, int hi, double *probs) {
+static int anchor_probabilities(const float *emb, const double *sqn, const int64_t *ids, int d,
+                                const mg_dws_params *p, int i, int lo, int hi, double *probs) {
     int admissible = 0;
     double mx = -INFINITY;
     for (int k = lo; k < hi; k++) {
         probs[k] = -INFINITY;
         if (ids[k] == ids[i]) continue;
-        double D = row_distance(emb, d, i, k);
+        double D = row_distance(emb, sqn, d, i, k);
         if (D < p->cutoff) D = p->cutoff;
         if (D >= p->nonzero_cutoff) continue;
         probs[k] = log_inv_q(D, d);
@@ -90,7 +104,11 @@ mg_status mg_dws_probabilities(const float *emb, const int64_t *ids, int n, int 
     int chunk = n / params->chunks;
     int lo = i / chunk * chunk;
     memset(probs, 0, (size_t)n * sizeof *probs);
-    *admissible = anchor_probabilities(emb, ids, d, params, i, lo, lo + chunk, probs);
+    double *sqn = malloc((size_t)n * sizeof *sqn);
+    if (!sqn) return MG_FAIL(MG_ERR_NOMEM, "distance-weighted sampling: out of memory");
+    row_norms(emb, d, lo, lo + chunk, sqn);
+    *admissible = anchor_probabilities(emb, sqn, ids, d, params, i, lo, lo + chunk, probs);
+    free(sqn);
     return MG_OK;
 }
 
@@ -132,8 +150,12 @@ mg_status mg_dws_sample(const float *emb, const int64_t *ids, int n, int d, cons
     if (!out) return MG_FAIL(MG_ERR_INVALID_ARG, "distance-weighted sampling: null output");
     out->count = 0;
     out->uniform_fallbacks = 0;
-    double *w = malloc((size_t)n * sizeof *w);
-    if (!w) return MG_FAIL(MG_ERR_NOMEM, "distance-weighted sampling: out of memory");
+    double *w = malloc((size_t)n * sizeof *w), *sqn = malloc((size_t)n * sizeof *sqn);
+    if (!w || !sqn) {
+        free(w), free(sqn);
+        return MG_FAIL(MG_ERR_NOMEM, "distance-weighted sampling: out of memory");
+    }
+    row_norms(emb, d, 0, n, sqn);
     mg_status s = MG_OK;
     int chunk = n / params->chunks;
     for (int i = 0; i < n && s == MG_OK; i++) {
@@ -147,7 +169,7 @@ mg_status mg_dws_sample(const float *emb, const int64_t *ids, int n, int d, cons
         if (positives == 0 || others == 0) continue;
         mg_rng rng;
         mg_rng_init(&rng, seed, step, (uint64_t)(i + params->row_offset), 0x64777331 /* "dws1" */);
-        int admissible = anchor_probabilities(emb, ids, d, params, i, lo, hi, w);
+        int admissible = anchor_probabilities(emb, sqn, ids, d, params, i, lo, hi, w);
         if (admissible == 0) {
             /* Uniform fallback over every row of another instance. */
             out->uniform_fallbacks++;
@@ -172,6 +194,7 @@ mg_status mg_dws_sample(const float *emb, const int64_t *ids, int n, int d, cons
         }
     }
     free(w);
+    free(sqn);
     return s;
 }
 
