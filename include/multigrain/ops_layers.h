@@ -47,6 +47,7 @@ typedef struct mg_bn2d_args {
     int n, c, h, w;
     float momentum; /* 0.1 in PyTorch */
     float eps;      /* 1e-5 in PyTorch */
+    int relu;       /* 1: the output is relu(BN(x)) (forward and apply), in the same pass on the fast path */
 } mg_bn2d_args;
 
 /* The PyTorch defaults for a given shape and mode. */
@@ -92,6 +93,8 @@ mg_status mg_relu_forward(size_t n, const float *x, float *y);
 mg_status mg_relu_backward(size_t n, const float *y, const float *dy, float *dx);
 /* y = a + b; y may equal a or b. */
 mg_status mg_add_forward(size_t n, const float *a, const float *b, float *y);
+/* y = relu(a + b) in one pass, exactly mg_add_forward then mg_relu_forward; y may equal a or b. */
+mg_status mg_add_relu_forward(size_t n, const float *a, const float *b, float *y);
 /* da = dy, db = dy (written; either may be NULL; either may equal dy). */
 mg_status mg_add_backward(size_t n, const float *dy, float *da, float *db);
 /* y = 1 / (1 + exp(-x)); y may equal x. */

@@ -890,6 +890,7 @@ static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
                        u->n, u->h_out, u->w_out);
     MG_TRY(mg_conv2d_forward(&u->plan, in, P(m, u->conv_w), NULL, u->conv_out));
     mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    a.relu = u->relu; /* BN and ReLU in one pass */
     if (m->mode == MG_MODE_TRAIN && m->bn_sync) /* statistics over all data-parallel processes */
         MG_TRY(mg_bn2d_forward_sync(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
                                     u->save_mean, u->save_invstd, u->out, m->bn_sync, m->bn_sync_ctx));
@@ -897,7 +898,6 @@ static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
         MG_TRY(mg_bn2d_forward(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
                                u->save_mean, u->save_invstd, u->out));
     if (m->mode == MG_MODE_TRAIN) m->counters[m->offset[u->bn_cnt]] += 1;
-    if (u->relu) MG_TRY(mg_relu_forward(unit_out_elems(u), u->out, u->out));
     return MG_OK;
 }
 
@@ -928,9 +928,7 @@ static mg_status block_forward(mg_model *m, block *blk, const float *in) {
         MG_TRY(unit_forward(m, &blk->ds, in));
         idn = blk->ds.out;
     }
-    MG_TRY(mg_add_forward(elems, main, idn, blk->out));
-    MG_TRY(mg_relu_forward(elems, blk->out, blk->out));
-    return MG_OK;
+    return mg_add_relu_forward(elems, main, idn, blk->out);
 }
 
 mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int n, int h, int w,
@@ -1057,9 +1055,8 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
  * forward's arithmetic (mg_bn2d_apply); it is the unit's ReLU mask and the next unit's input. */
 static mg_status unit_recompute(mg_model *m, unit *u) {
     mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
-    MG_TRY(mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, u->out));
-    if (u->relu) MG_TRY(mg_relu_forward(unit_out_elems(u), u->out, u->out));
-    return MG_OK;
+    a.relu = u->relu;
+    return mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, u->out);
 }
 
 static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {

@@ -150,6 +150,7 @@ y.backward(dy)
 save("sig_y", y)
 save("sig_dx", xx.grad)
 save("add_y", x + a)
+save("add_relu_y", F.relu(x + a))
 xx, ss = leaf(x), leaf(s)
 y = xx * ss[:, :, None, None]
 y.backward(dy)

@@ -296,6 +296,17 @@ static void test_eltwise(void **state) {
         /* torch added in float64 then rounded once; float32 addition rounds once too: the two can
          * differ by double rounding, at most 1 ulp (rel 1.2e-7) */
         mg_test_assert_close(what(impl, "add", "y"), y, ld("%s", "add_y"), N, 0, 1.2e-7);
+        /* the fused residual sum + ReLU: torch's relu(x + a), same one rounding; in place on either
+         * input it equals the out-of-place result bit for bit */
+        float *yar = buf(N), *yin = buf(N);
+        mg_assert_ok(mg_add_relu_forward(N, x, a, yar));
+        mg_test_assert_close(what(impl, "add_relu", "y"), yar, ld("%s", "add_relu_y"), N, 0, 1.2e-7);
+        memcpy(yin, x, N * sizeof *yin);
+        mg_assert_ok(mg_add_relu_forward(N, yin, a, yin));
+        mg_test_assert_close(what(impl, "add_relu inplace a", "y"), yin, yar, N, 0, 0);
+        memcpy(yin, a, N * sizeof *yin);
+        mg_assert_ok(mg_add_relu_forward(N, x, yin, yin));
+        mg_test_assert_close(what(impl, "add_relu inplace b", "y"), yin, yar, N, 0, 0);
         float *da = buf(N), *db = buf(N);
         mg_assert_ok(mg_add_backward(N, dy, da, db));
         mg_test_assert_close(what(impl, "add", "da"), da, dy, N, 0, 0);

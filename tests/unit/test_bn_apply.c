@@ -1,6 +1,7 @@
 /* test_bn_apply.c: mg_bn2d_apply (the BN output recomputed from saved statistics, which training
  * backward uses instead of keeping BN+ReLU outputs) reproduces mg_bn2d_forward's output bit for bit,
- * in training and eval mode, on the fast and reference paths; and it refuses bad arguments. */
+ * in training and eval mode, on the fast and reference paths; with the relu flag both give exactly
+ * relu of the plain output; and it refuses bad arguments. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,27 @@ static void check(mg_ops_impl impl, mg_bn_mode mode) {
     /* affine = False */
     mg_assert_ok(mg_bn2d_forward(&a, x, NULL, NULL, rm, rv, sm, si, y));
     mg_assert_ok(mg_bn2d_apply(&a, x, NULL, NULL, sm, si, y2));
+    assert_memory_equal(y, y2, cnt * sizeof *y);
+    /* relu = 1: exactly relu(BN(x)), from forward (out of place and in place) and from apply */
+    float rm2[5], rv2[5];
+    memcpy(rm2, rm, sizeof rm), memcpy(rv2, rv, sizeof rv);
+    mg_assert_ok(mg_bn2d_forward(&a, x, g, b, rm2, rv2, sm, si, y));
+    for (size_t i = 0; i < cnt; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    int negatives = 0;
+    for (size_t i = 0; i < cnt; i++) negatives += y[i] == 0.0f;
+    assert_true(negatives > 0 && negatives < (int)cnt); /* the ReLU has work to do */
+    mg_bn2d_args ar = a;
+    ar.relu = 1;
+    memcpy(rm2, rm, sizeof rm), memcpy(rv2, rv, sizeof rv);
+    mg_assert_ok(mg_bn2d_forward(&ar, x, g, b, rm2, rv2, sm, si, y2));
+    assert_memory_equal(y, y2, cnt * sizeof *y);
+    float *xin = malloc(cnt * sizeof *xin);
+    memcpy(xin, x, cnt * sizeof *xin);
+    memcpy(rm2, rm, sizeof rm), memcpy(rv2, rv, sizeof rv);
+    mg_assert_ok(mg_bn2d_forward(&ar, xin, g, b, rm2, rv2, sm, si, xin));
+    assert_memory_equal(y, xin, cnt * sizeof *y);
+    free(xin);
+    mg_assert_ok(mg_bn2d_apply(&ar, x, g, b, sm, si, y2));
     assert_memory_equal(y, y2, cnt * sizeof *y);
     assert_int_equal(mg_bn2d_apply(&a, x, g, b, sm, si, x), MG_ERR_INVALID_ARG); /* aliasing */
     assert_int_equal(mg_bn2d_apply(&a, x, g, b, NULL, si, y2), MG_ERR_INVALID_ARG);

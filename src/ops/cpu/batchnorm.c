@@ -9,7 +9,7 @@
 #include "ops/cpu/layers_util.h"
 
 mg_bn2d_args mg_bn2d_default_args(mg_bn_mode mode, int n, int c, int h, int w) {
-    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f};
+    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f, 0};
     return a;
 }
 
@@ -148,6 +148,30 @@ __attribute__((noinline)) static void axpb_inplace(float *restrict y, size_t n, 
     for (size_t i = n8; i < n; i++) y[i] = y[i] * a + b;
 }
 
+/* y = max(x * a + b, 0): the BN output and the ReLU after it in one pass (bit-identical to the two) */
+__attribute__((noinline)) static void axpb_relu(const float *restrict x, float *restrict y, size_t n, float a, float b) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) {
+        float v = x[i] * a + b;
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+    for (size_t i = n8; i < n; i++) {
+        float v = x[i] * a + b;
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+__attribute__((noinline)) static void axpb_relu_inplace(float *restrict y, size_t n, float a, float b) {
+    size_t n8 = n & ~(size_t)7;
+    for (size_t i = 0; i < n8; i++) {
+        float v = y[i] * a + b;
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+    for (size_t i = n8; i < n; i++) {
+        float v = y[i] * a + b;
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
 /* ---- fast kernels: same maths, vectorisable loops (layers_simd.h), float sums in double-added blocks ---- */
 static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
@@ -175,7 +199,9 @@ static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
         for (int n = 0; n < a->n; n++) {
             const float *xp = t->x + n * chw + c * hw;
             float *yp = t->y + n * chw + c * hw;
-            if (xp == yp)
+            if (a->relu)
+                (xp == yp) ? axpb_relu_inplace(yp, hw, alpha, beta) : axpb_relu(xp, yp, hw, alpha, beta);
+            else if (xp == yp)
                 axpb_inplace(yp, hw, alpha, beta);
             else
                 axpb(xp, yp, hw, alpha, beta);
@@ -241,19 +267,23 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
         MG_CHECK_PTR(op, running_var);
     }
     int fast = mg_layers_use_fast();
+    size_t count = (size_t)a->n * a->c * a->h * a->w;
 #if MG_HAVE_ONEDNN
     if (fast && mg_bn2d_dnnl_enabled()) {
         mg_status s = mg_bn2d_dnnl_forward(a, x, weight, bias, running_mean, running_var, save_mean,
                                            save_invstd, y);
+        if (s == MG_OK && a->relu) return mg_relu_forward(count, y, y);
         if (s != MG_ERR_UNSUPPORTED) return s;
     }
 #endif
     bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .running_mean = running_mean,
                 .running_var = running_var, .sm = save_mean, .si = save_invstd, .y = y};
     if (fast)
-        mg_layers_parallel_for((size_t)a->c, 1, bn_forward_fast_range, &t);
-    else
+        mg_layers_parallel_for((size_t)a->c, 1, bn_forward_fast_range, &t); /* ReLU included */
+    else {
         bn_forward_range(&t, 0, (size_t)a->c);
+        if (a->relu) return mg_relu_forward(count, y, y);
+    }
     return MG_OK;
 }
 
@@ -266,7 +296,8 @@ static void bn_apply_range(void *p, size_t c0, size_t c1) {
         float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
         float alpha = t->save_invstd[c] * g;
         float beta = b - t->save_mean[c] * alpha;
-        for (int n = 0; n < a->n; n++) axpb(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta);
+        for (int n = 0; n < a->n; n++)
+            (a->relu ? axpb_relu : axpb)(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta);
     }
 }
 

@@ -123,6 +123,7 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
                 running_var[k] = (1.0f - a->momentum) * running_var[k] + a->momentum * (float)(var * count / (count - 1.0));
         }
         mg_layers_parallel_for(c, 1, apply_range, &t);
+        if (a->relu) s = mg_relu_forward((size_t)a->n * c * a->h * a->w, y, y);
     }
     if (acc != stack) free(acc);
     return s;

@@ -53,6 +53,28 @@ __attribute__((noinline)) static void add_k_inplace(float *restrict y, const flo
     for (size_t i = 0; i < N8(n); i++) y[i] = y[i] + b[i];
     for (size_t i = N8(n); i < n; i++) y[i] = y[i] + b[i];
 }
+/* y = relu(a + b) in one pass (the residual sum and the block's ReLU) */
+__attribute__((noinline)) static void add_relu_k(const float *restrict a, const float *restrict b, float *restrict y,
+                                                 size_t n) {
+    for (size_t i = 0; i < N8(n); i++) {
+        float s = a[i] + b[i];
+        y[i] = s > 0.0f ? s : 0.0f;
+    }
+    for (size_t i = N8(n); i < n; i++) {
+        float s = a[i] + b[i];
+        y[i] = s > 0.0f ? s : 0.0f;
+    }
+}
+__attribute__((noinline)) static void add_relu_k_inplace(float *restrict y, const float *restrict b, size_t n) {
+    for (size_t i = 0; i < N8(n); i++) {
+        float s = y[i] + b[i];
+        y[i] = s > 0.0f ? s : 0.0f;
+    }
+    for (size_t i = N8(n); i < n; i++) {
+        float s = y[i] + b[i];
+        y[i] = s > 0.0f ? s : 0.0f;
+    }
+}
 __attribute__((noinline)) static void scale_k(const float *restrict x, float *restrict y, size_t n, float s) {
     for (size_t i = 0; i < N8(n); i++) y[i] = x[i] * s;
     for (size_t i = N8(n); i < n; i++) y[i] = x[i] * s;
@@ -84,6 +106,15 @@ static void add_fwd(void *v, size_t b, size_t e) {
         add_k_inplace(t->y + b, t->a + b, e - b); /* a + b == b + a exactly */
     else
         add_k(t->a + b, t->b + b, t->y + b, e - b);
+}
+static void add_relu_fwd(void *v, size_t b, size_t e) {
+    elt_ctx *t = v;
+    if (t->y == t->a)
+        add_relu_k_inplace(t->y + b, t->b + b, e - b);
+    else if (t->y == t->b)
+        add_relu_k_inplace(t->y + b, t->a + b, e - b); /* a + b == b + a exactly */
+    else
+        add_relu_k(t->a + b, t->b + b, t->y + b, e - b);
 }
 static void sigmoid_fwd(void *v, size_t b, size_t e) {
     elt_ctx *t = v;
@@ -117,6 +148,15 @@ mg_status mg_add_forward(size_t n, const float *a, const float *b, float *y) {
     MG_CHECK_PTR("add_forward", y);
     elt_ctx t = {.a = a, .b = b, .y = y};
     run(n, add_fwd, &t);
+    return MG_OK;
+}
+
+mg_status mg_add_relu_forward(size_t n, const float *a, const float *b, float *y) {
+    MG_CHECK_PTR("add_relu_forward", a);
+    MG_CHECK_PTR("add_relu_forward", b);
+    MG_CHECK_PTR("add_relu_forward", y);
+    elt_ctx t = {.a = a, .b = b, .y = y};
+    run(n, add_relu_fwd, &t);
     return MG_OK;
 }
 
