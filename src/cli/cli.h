@@ -14,7 +14,7 @@ typedef struct mg_command {
     const char *name;
     const char *summary; /* one line for `multigrain --help` */
     const char *usage;   /* full help text for `multigrain <cmd> --help` */
-    mg_cmd_fn run;       /* NULL: not implemented yet */
+    mg_cmd_fn run;       /* every registered command has one */
 } mg_command;
 
 extern const mg_command mg_commands[];

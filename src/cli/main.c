@@ -61,16 +61,6 @@ int main(int argc, char **argv) {
     }
     int sub_argc = argc - i;
     char **sub_argv = argv + i;
-    if (!cmd->run) {
-        /* Help works for every registered command, written or not. */
-        for (int k = 1; k < sub_argc; k++) {
-            if (!strcmp(sub_argv[k], "--help") || !strcmp(sub_argv[k], "-h")) {
-                fputs(cmd->usage, stdout);
-                return 0;
-            }
-        }
-        return fail(MG_FAIL(MG_ERR_NOT_IMPLEMENTED, "%s: not implemented yet in this version", cmd->name));
-    }
     mg_status s = cmd->run(sub_argc, sub_argv);
     if (s == MG_OK) return 0;
     int code = fail(s);

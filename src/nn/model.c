@@ -613,9 +613,14 @@ static mg_status alloc_infer_heads(mg_model *m, int n, int h, int w, int kind) {
     return MG_OK;
 }
 
+/* Whether the current plan is for this input shape, plan kind (planned_infer) and thread count. */
+static bool planned_for(const mg_model *m, int n, int h, int w, int kind) {
+    return m->n == n && m->h == h && m->w == w && m->planned_infer == kind &&
+           m->planned_threads == mg_ops_get_threads();
+}
+
 static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
-    if (m->n == n && m->h == h && m->w == w && m->planned_infer == infer && m->planned_threads == mg_ops_get_threads())
-        return MG_OK;
+    if (planned_for(m, n, h, w, infer)) return MG_OK;
     free_plans(m);
     size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0, max_rc = 0;
     mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
@@ -946,8 +951,7 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
     int fused = mode == MG_MODE_INFER && fused_eligible(m);
     if (fused) {
-        if (!(m->n == n && m->h == h && m->w == w && m->planned_infer == 2 &&
-              m->planned_threads == mg_ops_get_threads())) {
+        if (!planned_for(m, n, h, w, 2)) {
             MG_TRY(plan_fused(m, n, h, w));
         } else if (m->fnet_version != m->version) {
             MG_TRY(fused_get(m, n, h, w));

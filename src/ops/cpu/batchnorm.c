@@ -172,6 +172,14 @@ __attribute__((noinline)) static void axpb_relu_inplace(float *restrict y, size_
     }
 }
 
+/* y = x * alpha + beta over one plane (then ReLU when relu), y may equal x */
+static void affine_plane(const float *x, float *y, size_t n, float alpha, float beta, int relu) {
+    if (relu)
+        (x == y) ? axpb_relu_inplace(y, n, alpha, beta) : axpb_relu(x, y, n, alpha, beta);
+    else
+        (x == y) ? axpb_inplace(y, n, alpha, beta) : axpb(x, y, n, alpha, beta);
+}
+
 /* ---- fast kernels: same maths, vectorisable loops (layers_simd.h), float sums in double-added blocks ---- */
 static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
@@ -196,16 +204,7 @@ static void bn_forward_fast_range(void *p, size_t c0, size_t c1) {
         }
         float alpha, beta;
         bn_channel_finish(t, c, mean, var, count, &alpha, &beta);
-        for (int n = 0; n < a->n; n++) {
-            const float *xp = t->x + n * chw + c * hw;
-            float *yp = t->y + n * chw + c * hw;
-            if (a->relu)
-                (xp == yp) ? axpb_relu_inplace(yp, hw, alpha, beta) : axpb_relu(xp, yp, hw, alpha, beta);
-            else if (xp == yp)
-                axpb_inplace(yp, hw, alpha, beta);
-            else
-                axpb(xp, yp, hw, alpha, beta);
-        }
+        for (int n = 0; n < a->n; n++) affine_plane(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta, a->relu);
     }
 }
 
@@ -222,6 +221,14 @@ __attribute__((noinline)) static void bn_dx_kernel_inplace(float *restrict g, co
     size_t n8 = n & ~(size_t)7;
     for (size_t i = 0; i < n8; i++) g[i] = (g[i] - mdy - (x[i] - mean) * k) * scale;
     for (size_t i = n8; i < n; i++) g[i] = (g[i] - mdy - (x[i] - mean) * k) * scale;
+}
+
+void mg_bn2d_dx_plane(const float *g, const float *x, float *dx, size_t n, float mean, float k, float mdy,
+                      float scale) {
+    if (dx == g)
+        bn_dx_kernel_inplace(dx, x, n, mean, k, mdy, scale);
+    else
+        bn_dx_kernel(g, x, dx, n, mean, k, mdy, scale);
 }
 
 static void bn_backward_fast_range(void *p, size_t c0, size_t c1) {
@@ -242,14 +249,9 @@ static void bn_backward_fast_range(void *p, size_t c0, size_t c1) {
             mdy = (float)(sdy / count);
             k = (float)(sdyx / count * (double)invstd * (double)invstd);
         }
-        for (int n = 0; n < a->n; n++) {
-            const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
-            float *dp = t->dx + n * chw + c * hw;
-            if (dp == gp)
-                bn_dx_kernel_inplace(dp, xp, hw, mean, k, mdy, scale);
-            else
-                bn_dx_kernel(gp, xp, dp, hw, mean, k, mdy, scale);
-        }
+        for (int n = 0; n < a->n; n++)
+            mg_bn2d_dx_plane(t->dy + n * chw + c * hw, t->x + n * chw + c * hw, t->dx + n * chw + c * hw, hw, mean, k,
+                             mdy, scale);
     }
 }
 
@@ -296,9 +298,18 @@ static void bn_apply_range(void *p, size_t c0, size_t c1) {
         float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
         float alpha = t->save_invstd[c] * g;
         float beta = b - t->save_mean[c] * alpha;
-        for (int n = 0; n < a->n; n++)
-            (a->relu ? axpb_relu : axpb)(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta);
+        for (int n = 0; n < a->n; n++) affine_plane(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta, a->relu);
     }
+}
+
+void mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                          const float *save_mean, const float *save_invstd, float *y) {
+    bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .save_mean = save_mean, .save_invstd = save_invstd,
+                .y = y};
+    if (mg_layers_use_fast())
+        mg_layers_parallel_for((size_t)a->c, 1, bn_apply_range, &t);
+    else
+        bn_apply_range(&t, 0, (size_t)a->c);
 }
 
 mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
@@ -310,12 +321,7 @@ mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weig
     MG_CHECK_PTR(op, save_mean);
     MG_CHECK_PTR(op, save_invstd);
     if (x == y) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: y must not alias x", op);
-    bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .save_mean = save_mean, .save_invstd = save_invstd,
-                .y = y};
-    if (mg_layers_use_fast())
-        mg_layers_parallel_for((size_t)a->c, 1, bn_apply_range, &t);
-    else
-        bn_apply_range(&t, 0, (size_t)a->c);
+    mg_bn2d_affine_saved(a, x, weight, bias, save_mean, save_invstd, y);
     return MG_OK;
 }
 

@@ -1,12 +1,14 @@
 /* batchnorm_sync.c: synchronised batch norm for data-parallel training (ops_layers.h,
  * mg_bn2d_forward_sync / mg_bn2d_backward_sync): per-channel partial sums of the local batch, summed
  * over the processes by the caller's reduce function, then the same per-channel arithmetic as the
- * fast kernels of batchnorm.c (float lanes in double-added blocks, two passes for the variance).
+ * fast kernels of batchnorm.c (float lanes in double-added blocks, two passes for the variance; the
+ * output and dx passes are batchnorm.c's own, through batchnorm_internal.h).
  * The op knows nothing about MPI: the reduction is a callback (src/dist is wired in by the trainer). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/cpu/batchnorm_internal.h"
 #include "ops/cpu/layers_simd.h"
 #include "ops/cpu/layers_util.h"
 
@@ -14,12 +16,12 @@
 
 typedef struct sync_ctx {
     const mg_bn2d_args *a;
-    const float *x, *dy, *weight, *bias;
+    const float *x, *dy, *weight;
     const float *mean_f;   /* [c] */
     double *acc;           /* [c] (+1) partial sums */
     const double *gsum;    /* backward: [2c] global sums of dy and dy (x - mean) */
     double count;          /* global element count per channel */
-    float *sm, *si, *y, *dx, *dweight, *dbias;
+    float *sm, *si, *dx, *dweight, *dbias;
 } sync_ctx;
 
 /* acc[c] = sum of x over the local batch (summed as deviations from the channel's first value). */
@@ -43,21 +45,6 @@ static void sqdev_range(void *p, size_t c0, size_t c1) {
         double v = 0;
         for (int n = 0; n < a->n; n++) v += mg_simd_sumsq_dev(t->x + n * chw + c * hw, hw, t->mean_f[c]);
         t->acc[c] = v;
-    }
-}
-
-static void apply_range(void *p, size_t c0, size_t c1) {
-    sync_ctx *t = p;
-    const mg_bn2d_args *a = t->a;
-    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
-    for (size_t c = c0; c < c1; c++) {
-        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
-        float alpha = t->si[c] * g, beta = b - t->sm[c] * alpha;
-        for (int n = 0; n < a->n; n++) {
-            const float *xp = t->x + n * chw + c * hw;
-            float *yp = t->y + n * chw + c * hw;
-            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * alpha + beta;
-        }
     }
 }
 
@@ -91,8 +78,8 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
     double stack[2 * SYNC_STACK_C + 1], *acc = c <= SYNC_STACK_C ? stack : malloc((2 * c + 1) * sizeof *acc);
     if (!acc) return MG_FAIL(MG_ERR_NOMEM, "%s: out of memory", op);
     double *mean_d = acc + c + 1; /* [c] after the c + 1 sums */
-    sync_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .acc = acc, .sm = save_mean, .si = save_invstd,
-                  .y = y, .mean_f = save_mean};
+    sync_ctx t = {.a = a, .x = x, .weight = weight, .acc = acc, .sm = save_mean, .si = save_invstd,
+                  .mean_f = save_mean};
     /* pass 1: sums and the element count */
     mg_layers_parallel_for(c, 1, sums_range, &t);
     acc[c] = (double)a->n * a->h * a->w;
@@ -122,8 +109,7 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
             if (running_var)
                 running_var[k] = (1.0f - a->momentum) * running_var[k] + a->momentum * (float)(var * count / (count - 1.0));
         }
-        mg_layers_parallel_for(c, 1, apply_range, &t);
-        if (a->relu) s = mg_relu_forward((size_t)a->n * c * a->h * a->w, y, y);
+        mg_bn2d_affine_saved(a, x, weight, bias, save_mean, save_invstd, y); /* the fast path's apply, ReLU included */
     }
     if (acc != stack) free(acc);
     return s;
@@ -154,11 +140,9 @@ static void bwd_dx_range(void *p, size_t c0, size_t c1) {
         float scale = invstd * (t->weight ? t->weight[c] : 1.0f);
         float mdy = (float)(t->gsum[c] / t->count);
         float k = (float)(t->gsum[a->c + c] / t->count * (double)invstd * (double)invstd);
-        for (int n = 0; n < a->n; n++) {
-            const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
-            float *dp = t->dx + n * chw + c * hw;
-            for (size_t i = 0; i < hw; i++) dp[i] = (gp[i] - mdy - (xp[i] - mean) * k) * scale;
-        }
+        for (int n = 0; n < a->n; n++)
+            mg_bn2d_dx_plane(t->dy + n * chw + c * hw, t->x + n * chw + c * hw, t->dx + n * chw + c * hw, hw, mean, k,
+                             mdy, scale);
     }
 }
 

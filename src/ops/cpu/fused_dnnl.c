@@ -190,9 +190,8 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     MG_TRY(new_op(net, OP_REORDER, &op));
     op->in = in;
     op->out = id;
-    op->serial = (size_t)dims[0] * dims[1] * dims[2] * dims[3] <= SMALL_REORDER;
-    if (op->serial && !getenv("MG_FNET_PAR_REORDER")) mg_omp_set_threads(1);
-    else op->serial = 0;
+    op->serial = (size_t)dims[0] * dims[1] * dims[2] * dims[3] <= SMALL_REORDER && !getenv("MG_FNET_PAR_REORDER");
+    if (op->serial) mg_omp_set_threads(1);
     dnnl_primitive_attr_t attr;
     MG_TRY(user_attr(&attr));
     dnnl_status_t s = dnnl_reorder_primitive_desc_create(&op->pd, &net->v[in].md, net->engine, md, net->engine, attr);
