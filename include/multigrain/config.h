@@ -111,6 +111,7 @@ typedef struct mg_config {
     int save_checkpoint_epochs;
     int keep_checkpoint_max;
     int eval_every_epochs;
+    double eval_crop_pct;
     int log_every_steps;
     /* data parallel */
     bool sync_bn;

@@ -21,6 +21,8 @@ typedef struct mg_copy_eval_opts {
     int64_t n_queries;   /* queries: augmented copies of the first n_queries images (<= n_db) */
     int copies;          /* augmented copies per query image (each a query; the recipe's proxy uses 5) */
     int size;            /* test crop size of the originals and crop size of the queries */
+    double crop_fraction; /* originals: 0 = classic test crop (short side int(256/224*size)), else
+                           * short side floor(size / crop_fraction), centre crop size */
     double scale_min;    /* RandomResizedCrop smallest area of the queries (strength) */
     mg_aug_level level;  /* query augmentation (MG_AUG_FULL: crop, flip, jitter, lighting) */
     int batch;

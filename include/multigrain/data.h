@@ -128,6 +128,8 @@ typedef struct mg_transform_cfg {
     int size;                /* train crop / test crop s / rect max side s* (224) */
     mg_eval_mode eval_mode;  /* test: crop (resize short side to int(256/224*s), centre crop s)
                               * or rect (longer side to s, no crop) */
+    double crop_fraction;    /* test crop: 0 = the classic 224/256 above; else resize the short
+                              * side to floor(s / crop_fraction) (timm's crop_pct), in (0, 1] */
     mg_rrc_params rrc;
     float jitter;            /* brightness = contrast = saturation strength (0.3) */
     float lighting_std;      /* alpha std (0.1) */

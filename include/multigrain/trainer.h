@@ -117,9 +117,11 @@ mg_status mg_train_run(const mg_train_opts *o, mg_train_summary *summary);
 mg_status mg_train_check_config_ranks(mg_dist *d, const mg_config *cfg);
 
 /* Evaluates top-1/top-5 of a model on a labelled dataset folder or IDX set with the test transform
- * (crop at `size`), batch `batch`; first `limit` images (0 = all). */
-mg_status mg_evaluate_accuracy(mg_model *m, const char *data, int size, int batch, int64_t limit, int threads,
-                               double *top1, double *top5, int64_t *count);
+ * (centre crop `size` after resizing the short side to int(256/224*size), or to
+ * floor(size/crop_fraction) when crop_fraction is in (0, 1]), batch `batch`; first `limit` images
+ * (0 = all). */
+mg_status mg_evaluate_accuracy(mg_model *m, const char *data, int size, double crop_fraction, int batch, int64_t limit,
+                               int threads, double *top1, double *top5, int64_t *count);
 
 /* Set by SIGINT/SIGTERM handlers installed by mg_train_run; polled between steps. */
 void mg_train_request_stop(void);

@@ -19,10 +19,10 @@ typedef struct eval_args {
     const char *checkpoint, *data, *json;
     int size, batch, threads, workers, rect, max_side;
     int64_t limit;
-    double p;
+    double p, crop_pct;
 } eval_args;
 
-enum { OPT_SIZE = 300, OPT_BATCH, OPT_LIMIT, OPT_P, OPT_JSON, OPT_MODE, OPT_WORKERS, OPT_MAX_SIDE };
+enum { OPT_SIZE = 300, OPT_BATCH, OPT_LIMIT, OPT_P, OPT_JSON, OPT_MODE, OPT_WORKERS, OPT_MAX_SIDE, OPT_CROP_PCT };
 
 static const struct option eval_longopts[] = {
     {"checkpoint", required_argument, NULL, 'c'}, {"data", required_argument, NULL, 'd'},
@@ -30,7 +30,7 @@ static const struct option eval_longopts[] = {
     {"limit", required_argument, NULL, OPT_LIMIT}, {"p", required_argument, NULL, OPT_P},
     {"json", required_argument, NULL, OPT_JSON},  {"mode", required_argument, NULL, OPT_MODE},
     {"threads", required_argument, NULL, 'j'},    {"workers", required_argument, NULL, OPT_WORKERS},
-    {"max-side", required_argument, NULL, OPT_MAX_SIDE},
+    {"max-side", required_argument, NULL, OPT_MAX_SIDE}, {"crop-pct", required_argument, NULL, OPT_CROP_PCT},
     {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
 
 static mg_status eval_on_opt(void *ctx, int opt, const char *name, const char *arg) {
@@ -42,6 +42,7 @@ static mg_status eval_on_opt(void *ctx, int opt, const char *name, const char *a
     case OPT_BATCH: return mg_parse_int(arg, 1, 4096, name, MG_ERR_USAGE, &a->batch);
     case OPT_LIMIT: return mg_parse_int64(arg, 1, INT64_C(1) << 40, name, MG_ERR_USAGE, &a->limit);
     case OPT_P: return mg_parse_double(arg, 0.01, 100, name, MG_ERR_USAGE, &a->p);
+    case OPT_CROP_PCT: return mg_parse_double(arg, 0.05, 1, name, MG_ERR_USAGE, &a->crop_pct);
     case OPT_JSON: a->json = arg; return MG_OK;
     case OPT_MODE:
         if (!strcmp(arg, "crop")) {
@@ -129,7 +130,7 @@ mg_status mg_cmd_eval(int argc, char **argv) {
     double top1 = 0, top5 = 0, t0 = mg_time_now();
     int64_t count = 0;
     if (s == MG_OK && a.rect) s = evaluate_rect(m, a.data, a.max_side, a.limit, &top1, &top5, &count);
-    else if (s == MG_OK) s = mg_evaluate_accuracy(m, a.data, a.size, a.batch, a.limit, a.workers, &top1, &top5, &count);
+    else if (s == MG_OK) s = mg_evaluate_accuracy(m, a.data, a.size, a.crop_pct, a.batch, a.limit, a.workers, &top1, &top5, &count);
     double secs = mg_time_now() - t0;
     if (s == MG_OK) {
         printf("result: {'top_1_accuracy': %.6f, 'top_5_accuracy': %.6f} ckpt= %s\n", top1, top5, a.checkpoint);

@@ -33,7 +33,7 @@ typedef struct reval_args {
 
 enum {
     OPT_DATASET = 300, OPT_ROOT, OPT_QUERIES, OPT_DB, OPT_SIZE, OPT_SCALE, OPT_SAVE, OPT_P, OPT_SEED, OPT_COPIES,
-    OPT_GT, OPT_WHITEN, OPT_ROTATE, OPT_OUT, OPT_MAX_SIDE, OPT_AP, OPT_DISTRACTORS
+    OPT_GT, OPT_WHITEN, OPT_ROTATE, OPT_OUT, OPT_MAX_SIDE, OPT_AP, OPT_DISTRACTORS, OPT_CROP_PCT
 };
 
 static const struct option reval_longopts[] = {
@@ -41,7 +41,7 @@ static const struct option reval_longopts[] = {
     {"root", required_argument, NULL, OPT_ROOT},  {"queries", required_argument, NULL, OPT_QUERIES},
     {"database", required_argument, NULL, OPT_DB}, {"size", required_argument, NULL, OPT_SIZE},
     {"scale-min", required_argument, NULL, OPT_SCALE}, {"save-embeddings", required_argument, NULL, OPT_SAVE},
-    {"copies", required_argument, NULL, OPT_COPIES},
+    {"copies", required_argument, NULL, OPT_COPIES}, {"crop-pct", required_argument, NULL, OPT_CROP_PCT},
     {"seed", required_argument, NULL, OPT_SEED},  {"threads", required_argument, NULL, 'j'},
     {"gt", required_argument, NULL, OPT_GT},      {"whiten", required_argument, NULL, OPT_WHITEN},
     {"rotate", required_argument, NULL, OPT_ROTATE}, {"out", required_argument, NULL, OPT_OUT},
@@ -72,6 +72,7 @@ static mg_status reval_on_opt(void *ctx, int opt, const char *name, const char *
         return MG_OK;
     case OPT_SIZE: return mg_parse_int(arg, 16, 4096, name, MG_ERR_USAGE, &a->co.size);
     case OPT_SCALE: return mg_parse_double(arg, 0.01, 1.0, name, MG_ERR_USAGE, &a->co.scale_min);
+    case OPT_CROP_PCT: return mg_parse_double(arg, 0.05, 1.0, name, MG_ERR_USAGE, &a->co.crop_fraction);
     case OPT_COPIES: return mg_parse_int(arg, 1, 64, name, MG_ERR_USAGE, &a->co.copies);
     case OPT_SAVE: a->co.save_db = arg; return MG_OK;
     case OPT_SEED:

@@ -37,11 +37,12 @@ const mg_command mg_commands[] = {
      "RUN_DIR; sync_bn, global_sampling, dist_timeout, dist_bucket_mb: docs/config.md.\n",
      mg_cmd_train},
     {"eval", "top-1/top-5 accuracy of a checkpoint on a labelled image folder",
-     "usage: multigrain eval --checkpoint C --data ROOT [--size 224] [--p P] [--json FILE]\n"
+     "usage: multigrain eval --checkpoint C --data ROOT [--size 224] [--crop-pct F] [--p P] [--json FILE]\n"
      "       multigrain eval --checkpoint C --data ROOT --mode rect --max-side S [--p P] [--json FILE]\n"
      "\n"
      "Evaluates classification accuracy on ROOT/val/<class>/*.jpg (or the t10k IDX files in ROOT)\n"
-     "with the classic test transform: resize the short side to int(256/224*size), centre crop size.\n"
+     "with the classic test transform: resize the short side to int(256/224*size), centre crop size\n"
+     "(--crop-pct F: resize the short side to floor(size/F) instead; 1 keeps the whole short side).\n"
      "rect: the full image resized to longest side S (no crop), one image per forward pass (the\n"
      "network re-plans at each change of input shape: slower than crop; val/ folders only).\n"
      "\n"
@@ -49,6 +50,7 @@ const mg_command mg_commands[] = {
      "  -c, --checkpoint C      multigrain checkpoint\n"
      "  -d, --data ROOT         dataset root holding val/ (or IDX files)\n"
      "      --size S            test crop size (default 224)\n"
+     "      --crop-pct F        crop fraction in (0, 1] (default: 224/256, the classic transform)\n"
      "      --mode crop|rect    crop (default) or rect (full image, longest side --max-side)\n"
      "      --max-side S        longest side in rect mode (default 224; implies --mode rect)\n"
      "      --p P               GeM exponent (default: the checkpoint's)\n"
@@ -174,6 +176,7 @@ const mg_command mg_commands[] = {
      "      --out FILE          per-query results: query<TAB>ap (ukbench: query<TAB>ns), atomically\n"
      "      --size S            copies: image size (default 224)\n"
      "      --scale-min X       copies: smallest crop area of the queries (default 0.25)\n"
+     "      --crop-pct F        copies: the originals' centre crop fraction in (0, 1] (default 224/256)\n"
      "      --copies N          copies: augmented versions per query image (default 1)\n"
      "      --save-embeddings F write the database embeddings to F (.npy, paths in F .txt); list\n"
      "                          and copydays also write the queries to F with .queries.npy\n"

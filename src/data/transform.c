@@ -461,7 +461,10 @@ mg_status mg_aug_level_parse(const char *t, mg_aug_level *out) {
 
 const char *mg_aug_level_name(mg_aug_level l) { return l == MG_AUG_NONE ? "none" : l == MG_AUG_TORCH ? "torch" : "full"; }
 
-static int classic_resize(int s) { return (int)(256.0 / 224.0 * s); }
+/* Short side before the centre crop s: int(256/224*s), or floor(s / crop_fraction) when set. */
+static int crop_resize(int s, double crop_fraction) {
+    return crop_fraction > 0 ? (int)floor(s / crop_fraction + 1e-9) : (int)(256.0 / 224.0 * s);
+}
 
 void mg_transform_out_size(const mg_transform_cfg *c, int w, int h, int *ow, int *oh) {
     if (!c->train && c->eval_mode == MG_EVAL_RECT) mg_resize_long_size(w, h, c->size, ow, oh);
@@ -510,7 +513,7 @@ mg_status data_transform_run(const mg_transform_cfg *c, const void *buf, size_t 
     if (random_geo) {
         mg_rrc_draw(&c->rrc, w, h, rng_uniform_cb, &rng, &bx, &by, &bw, &bh);
     } else if (c->train || c->eval_mode == MG_EVAL_CROP) {
-        mg_resize_short_size(w, h, c->train ? classic_resize(c->size) : classic_resize(c->size), &rw, &rh);
+        mg_resize_short_size(w, h, crop_resize(c->size, c->train ? 0 : c->crop_fraction), &rw, &rh);
     }
     mg_decode_opts dopt = c->decode;
     dopt.min_w = dopt.min_h = 0;

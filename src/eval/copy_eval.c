@@ -74,6 +74,9 @@ mg_status mg_copy_eval(mg_model *m, mg_dataset *ds, const mg_copy_eval_opts *o, 
                        "copy retrieval: expected 1 <= queries <= originals <= %lld images and originals >= 2, found "
                        "%lld queries and %lld originals",
                        (long long)ds->n, (long long)o->n_queries, (long long)o->n_db);
+    if (o->crop_fraction < 0 || o->crop_fraction > 1)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "copy retrieval: crop fraction must be in (0, 1] (0 = classic), found %g",
+                       o->crop_fraction);
     int dim = mg_model_embedding_dim(m);
     float *db = malloc((size_t)o->n_db * dim * sizeof *db);
     float *q = malloc((size_t)o->n_queries * dim * sizeof *q);
@@ -88,6 +91,7 @@ mg_status mg_copy_eval(mg_model *m, mg_dataset *ds, const mg_copy_eval_opts *o, 
     mg_transform_cfg_default(&test_tc, false);
     test_tc.size = o->size;
     test_tc.eval_mode = MG_EVAL_CROP;
+    test_tc.crop_fraction = o->crop_fraction;
     mg_transform_cfg_default(&query_tc, true);
     query_tc.size = o->size;
     query_tc.level = o->level;

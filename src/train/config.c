@@ -145,6 +145,8 @@ static const key_def KEYS[] = {
       "keep only the newest N checkpoints (0 = keep all)"),
     I("eval_every_epochs", "", eval_every_epochs, "1", 0, 100000, "evaluation", true,
       "validation accuracy every N epochs (0 = never)"),
+    D("eval_crop_pct", "", eval_crop_pct, "0.875", 0.05, 1, "evaluation", true,
+      "validation transform: short side resized to floor(input_size / eval_crop_pct), centre crop input_size"),
     I("log_every_steps", "", log_every_steps, "1", 1, 1000000, "logging", true,
       "print the 'epoch: E step: S, loss is L' line every N steps"),
     /* data parallel (mpirun / srun) */

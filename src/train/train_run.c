@@ -49,14 +49,15 @@ static mg_aug_level aug_level(mg_augmentation a) {
 /* Data parallel (d with world W > 1): every rank evaluates its share of each batch (the sampler
  * cuts each batch in W parts) and the counts are summed over the ranks, so every rank returns the
  * accuracy over the whole set (the same numbers as one process). */
-static mg_status evaluate_dataset(mg_model *m, mg_dataset *ds, int size, int batch, int threads, mg_dist *d,
-                                  double *top1, double *top5, int64_t *count) {
+static mg_status evaluate_dataset(mg_model *m, mg_dataset *ds, int size, double crop_fraction, int batch, int threads,
+                                  mg_dist *d, double *top1, double *top5, int64_t *count) {
     mg_loader_cfg lc;
     mg_loader_cfg_default(&lc, false);
     lc.threads = threads > 0 ? threads : 2;
     lc.prefetch = 2;
     lc.transform.size = size;
     lc.transform.eval_mode = MG_EVAL_CROP;
+    lc.transform.crop_fraction = crop_fraction;
     lc.sampler.batch = batch;
     lc.sampler.reps = 1;
     lc.sampler.len_factor = 1.0;
@@ -108,11 +109,14 @@ static mg_status evaluate_dataset(mg_model *m, mg_dataset *ds, int size, int bat
     return MG_OK;
 }
 
-mg_status mg_evaluate_accuracy(mg_model *m, const char *data, int size, int batch, int64_t limit, int threads,
-                               double *top1, double *top5, int64_t *count) {
+mg_status mg_evaluate_accuracy(mg_model *m, const char *data, int size, double crop_fraction, int batch, int64_t limit,
+                               int threads, double *top1, double *top5, int64_t *count) {
+    if (crop_fraction < 0 || crop_fraction > 1)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "evaluate: crop fraction must be in (0, 1] (0 = classic 224/256), found %g",
+                       crop_fraction);
     mg_dataset ds;
     MG_TRY(open_split(data, "val", limit, &ds));
-    mg_status s = evaluate_dataset(m, &ds, size, batch, threads, NULL, top1, top5, count);
+    mg_status s = evaluate_dataset(m, &ds, size, crop_fraction, batch, threads, NULL, top1, top5, count);
     mg_dataset_free(&ds);
     return s;
 }
@@ -271,7 +275,7 @@ static mg_status run_eval(run_state *r, double *top1, double *top5) {
     int64_t cnt = 0;
     /* per-rank BN: evaluate with rank 0's running statistics on every rank (the ones it saves) */
     if (!r->cfg->sync_bn) MG_TRY(mg_trainer_broadcast_buffers(r->t));
-    mg_status s = evaluate_dataset(r->m, &r->val, r->cfg->input_size, r->cfg->batch_size, r->cfg->workers, r->d, top1,
+    mg_status s = evaluate_dataset(r->m, &r->val, r->cfg->input_size, r->cfg->eval_crop_pct, r->cfg->batch_size, r->cfg->workers, r->d, top1,
                                    top5, &cnt);
     if (s == MG_OK && r->root)
         printf("result: {'top_1_accuracy': %.6f, 'top_5_accuracy': %.6f} images= %" PRId64 "\n", *top1, *top5, cnt);

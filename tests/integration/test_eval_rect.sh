@@ -86,4 +86,9 @@ PY
 grep -q "(3 images" "$tmp/o2" || fail "limit count: $(cat "$tmp/o2")"
 "$bin" eval -c "$tmp/mg.safetensors" --data "$tmp/val/c0" --mode rect 2>"$tmp/err" >/dev/null; [ $? -ne 0 ] || fail "no val/ accepted"
 grep -q "val/" "$tmp/err" || fail "no val/ message: $(cat "$tmp/err")"
+# --crop-pct outside (0, 1] is one usage error naming the option
+for bad in 0 1.5 x; do
+  "$bin" eval -c "$tmp/mg.safetensors" --data "$tmp" --crop-pct $bad 2>"$tmp/err" >/dev/null; [ $? -ne 0 ] || fail "--crop-pct $bad accepted"
+  grep -q -- "--crop-pct" "$tmp/err" || fail "--crop-pct $bad message: $(cat "$tmp/err")"
+done
 echo ok

@@ -1,6 +1,7 @@
 /* test_data_transform.c: the composed train/test pipelines: reproducible per (seed, epoch,
  * position), DCT-domain downscaled decoding giving nearly the same crop as full decoding (a wrong
- * box mapping would shift the gradient image and fail), level "none" = the test crop, and errors. */
+ * box mapping would shift the gradient image and fail), level "none" = the test crop, the test crop's
+ * geometry (classic 224/256 and crop_fraction) against libjpeg-turbo's decode, and errors. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,11 +125,62 @@ static void test_level_none_is_test_crop(void **state) {
     assert_int_equal(oh, 500);
 }
 
+/* The test crop's geometry, checked against libjpeg-turbo's own decode of a 64x48 image: when the
+ * resize target equals the short side (48) the image is not resampled, so the output must be the
+ * decoded pixels of the centred window, normalised. classic: int(256/224*42) = 48, crop 42;
+ * crop_fraction 1: 48 -> crop 48; crop_fraction 0.5: floor(24/0.5) = 48 -> crop 24. */
+static void test_crop_fraction_geometry(void **state) {
+    (void)state;
+    int w = 64, h = 48;
+    uint8_t *px = malloc((size_t)w * h * 3), *dec = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) px[((size_t)y * w + x) * 3 + c] = (uint8_t)((x * 37 + y * 11 + c * 70) & 255);
+    unsigned char *jpg = NULL;
+    unsigned long jsize = 0;
+    tjhandle tj = tjInitCompress();
+    assert_int_equal(tjCompress2(tj, px, w, 3 * w, h, TJPF_RGB, &jpg, &jsize, TJSAMP_444, 100, 0), 0);
+    tjDestroy(tj);
+    tj = tjInitDecompress();
+    assert_int_equal(tjDecompress2(tj, jpg, jsize, dec, w, 3 * w, h, TJPF_RGB, 0), 0);
+    tjDestroy(tj);
+    const struct { int size; double frac; } cases[] = {{42, 0}, {48, 1.0}, {24, 0.5}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mg_transform_cfg c;
+        mg_transform_cfg_default(&c, false);
+        c.size = cases[k].size;
+        c.crop_fraction = cases[k].frac;
+        int s = c.size, x0 = (w - s) / 2, y0 = (h - s) / 2, ow, oh;
+        size_t n = (size_t)3 * s * s;
+        float *out = malloc(n * sizeof(float));
+        mg_transform_ws ws = {0};
+        mg_assert_ok(mg_transform_apply_mem(&c, jpg, jsize, 0, 0, 0, &ws, out, n, &ow, &oh));
+        assert_int_equal(ow, s);
+        assert_int_equal(oh, s);
+        double worst = 0;
+        for (int ch = 0; ch < 3; ch++)
+            for (int y = 0; y < s; y++)
+                for (int x = 0; x < s; x++) {
+                    double v = dec[((size_t)(y + y0) * w + (x + x0)) * 3 + ch] / 255.0;
+                    double want = (v - c.mean[ch]) / c.std[ch];
+                    double d = fabs(out[((size_t)ch * s + y) * s + x] - want);
+                    if (d > worst) worst = d;
+                }
+        assert_true(worst < 1e-5);
+        mg_transform_ws_free(&ws);
+        free(out);
+    }
+    tjFree(jpg);
+    free(px);
+    free(dec);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_dct_scaling_close_to_full_decode),
         cmocka_unit_test(test_level_none_is_test_crop),
+        cmocka_unit_test(test_crop_fraction_geometry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
