@@ -74,6 +74,12 @@ typedef struct mg_conv2d_plan {
     void *ws;                  /* working memory (see mg_conv2d_plan_workspace_size), or NULL */
     size_t ws_bytes;           /* bytes the plan needs in ws */
     int ws_owned;              /* 1 if the plan allocated ws itself */
+    /* Dead-tap trimming (fast backends): when some kernel rows or columns only ever meet zero
+     * padding (a 3x3 pad-1 kernel on a 1x1 map: only the centre tap is live), the plan runs `trim`,
+     * a plan on the live (trim_r x trim_s) window starting at tap (trim_r0, trim_s0), with the live
+     * weights gathered into its workspace. NULL when every tap is live. */
+    struct mg_conv2d_plan *trim;
+    int trim_r0, trim_s0;
 } mg_conv2d_plan;
 
 /* Output height/width for a descriptor; MG_ERR_INVALID_ARG (with a message) if the descriptor is

@@ -1,7 +1,8 @@
 /* test_conv2d_fast_vs_ref.c: every fast conv2d backend compiled into this build (oneDNN with its
  * plain and blocked layouts, im2col + sgemm) against the reference loops, on the shape classes of
  * ResNet-50 (7x7/2 stem on 3 channels, 1x1, 3x3, 3x3/2, 1x1/2 downsample) at batch 1-2 and reduced
- * spatial size so it runs in seconds, also under ASan. Checks forward, backward data (written: the
+ * spatial size so it runs in seconds, also under ASan, and small maps where some kernel taps only
+ * meet padding (the plans then run the live window). Checks forward, backward data (written: the
  * output buffer starts as garbage) and backward weights (accumulated: dw/db start non-zero), and
  * that plans report what they run. (The API contract and bad input: test_conv2d_api.c.)
  *
@@ -41,7 +42,20 @@ static const shape k_shapes[] = {
     /* stage 4 of a 64x64 input (the model test's size): 2x2 planes */
     {"1x1 256->512 2x2", CONV(2, 256, 2, 512, 1, 1, 0, 0)},
     {"3x3/2 128->128 4x4->2x2", CONV(2, 128, 4, 128, 3, 2, 1, 0)},
+    /* dead taps (the plan runs the live window, see conv2d.c): stage 4 of a 32x32 input */
+    {"3x3 1x1 map +bias (centre tap)", CONV(2, 64, 1, 32, 3, 1, 1, 1)},
+    {"3x3/2 2x2->1x1 (2x2 window)", CONV(2, 32, 2, 48, 3, 2, 1, 0)},
+    {"7x7 2x2 map (3x3 window)", CONV(2, 8, 2, 16, 7, 1, 3, 0)},
+    {"3x3 1x5 map (rows only)", {.n = 2, .c = 16, .h = 1, .w = 5, .k = 24, .r = 3, .s = 3, .stride_h = 1,
+                                 .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1}},
+    {"3x3 1x1 map groups 4", {.n = 2, .c = 16, .h = 1, .w = 1, .k = 8, .r = 3, .s = 3, .stride_h = 1,
+                              .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 4}},
 };
+
+/* The live window each shape above should run (r0, s0, R', S'); r = 0: every tap live. */
+static const int k_window[][4] = {{0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0},
+                                  {1, 1, 1, 1}, {1, 1, 2, 2}, {2, 2, 3, 3}, {1, 0, 1, 3}, {1, 1, 1, 1}};
+_Static_assert(sizeof k_window / sizeof k_window[0] == sizeof k_shapes / sizeof k_shapes[0], "one window per shape");
 
 typedef struct {
     mg_conv2d_backend backend;
@@ -96,6 +110,18 @@ static void test_fast_matches_reference(void **state) {
             mg_conv2d_plan_kernel_names(&plan, &kf, &kd, &kw);
             printf("  %-28s %-15s -> %-15s fwd %s | bwd_data %s | bwd_w %s\n", sh->name, v->name,
                    mg_conv2d_plan_impl_name(&plan), kf, kd, kw);
+            const int *win = k_window[si];
+            if (win[2] == 0) {
+                assert_null(plan.trim);
+            } else {
+                assert_non_null(plan.trim);
+                assert_int_equal(plan.trim_r0, win[0]);
+                assert_int_equal(plan.trim_s0, win[1]);
+                assert_int_equal(plan.trim->d.r, win[2]);
+                assert_int_equal(plan.trim->d.s, win[3]);
+                assert_int_equal(plan.trim->p, plan.p);
+                assert_int_equal(plan.trim->q, plan.q);
+            }
             /* outputs start as garbage: forward and backward data must write every element */
             for (size_t i = 0; i < ny; i++) y[i] = NAN;
             for (size_t i = 0; i < nx; i++) dx[i] = NAN;
@@ -108,10 +134,21 @@ static void test_fast_matches_reference(void **state) {
             mg_assert_ok(mg_conv2d_backward_weights(&plan, x, dy, dw, sh->d.has_bias ? db : NULL));
             check("backward dw (accumulated)", sh->name, v->name, dw, dw_ref, nw, red_bw);
             if (sh->d.has_bias) check("backward db (accumulated)", sh->name, v->name, db, db_ref, nk, red_bw);
-            /* a second forward on the same plan gives the same answer (no stale state) */
+            /* a second forward on the same plan gives the same answer (no stale state), also in a
+             * workspace given by the caller (as the model shares one between its plans) */
             mg_assert_ok(mg_conv2d_forward(&plan, x, w, bias, y));
             check("forward y (second call)", sh->name, v->name, y, y_ref, ny, red_fwd);
+            size_t wsb = mg_conv2d_plan_workspace_size(&plan);
+            void *ws = wsb ? aligned_alloc(64, (wsb + 63) / 64 * 64) : NULL;
+            mg_assert_ok(mg_conv2d_plan_set_workspace(&plan, ws, wsb));
+            memcpy(dw, dw0, nw * 4);
+            memcpy(db, db0, nk * 4);
+            mg_assert_ok(mg_conv2d_forward(&plan, x, w, bias, y));
+            check("forward y (caller's workspace)", sh->name, v->name, y, y_ref, ny, red_fwd);
+            mg_assert_ok(mg_conv2d_backward_weights(&plan, x, dy, dw, sh->d.has_bias ? db : NULL));
+            check("backward dw (caller's workspace)", sh->name, v->name, dw, dw_ref, nw, red_bw);
             mg_conv2d_plan_free(&plan);
+            free(ws);
         }
         mg_conv2d_plan_free(&ref);
         free(x), free(w), free(b), free(dy), free(dw0), free(db0);

@@ -6,13 +6,17 @@
  * so that  y[n, g] (Kg x PQ)  = W_g (Kg x CgRS) . col (CgRS x PQ)      (forward)
  *          col               = W_gᵀ . dy[n, g], then dx = col2im(col) (backward data)
  *          dW_g             += dy[n, g] . colᵀ  (beta = 1: accumulates) (backward weights).
- * A 1x1 stride-1 unpadded convolution needs no col buffer: col is x itself. */
+ * A 1x1 stride-1 unpadded convolution needs no col buffer: col is x itself.
+ *
+ * Dead-tap trimming (both fast backends): kernel rows/columns that read only zero padding at every
+ * output position are dropped and the live window runs as a plan of its own (see trim_desc). */
 #include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/layers_util.h"
 
 #define MG_CONV_WS_ALIGN 64
 
@@ -211,9 +215,96 @@ static void im2col_backward_weights(mg_conv2d_plan *plan, const float *x, const 
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* dead-tap trimming
+ *
+ * At small maps some taps never meet the input: a 3x3 pad-1 kernel on a 1x1 map (ResNet's layer4
+ * at a 32x32 input) reads only zero padding with 8 of its 9 taps, and oneDNN's kernels multiply
+ * those zeros too (9x the work, and the slow backward-weights reduction). The plan then runs the
+ * live window [r0, r0+R') x [s0, s0+S') as a convolution of its own with padding pad - r0: tap
+ * r0 + r' of the original reads the input row p*stride - pad + r0 + r', which is exactly what tap r'
+ * of the window reads with that padding, so the sums are the same terms (minus exact zeros) and
+ * the output size is checked to be the same. Weights are gathered into (and weight gradients
+ * scattered from) a buffer at the head of the plan's workspace. */
+
+/* First and last tap (one dimension, dilation 1) that some output position reads inside the input. */
+static void live_taps(int in, int k, int stride, int pad, int out, int *first, int *last) {
+    *first = k;
+    *last = -1;
+    for (int t = 0; t < k; t++)
+        for (int o = 0; o < out; o++) {
+            int i = o * stride - pad + t;
+            if (i >= 0 && i < in) {
+                if (t < *first) *first = t;
+                *last = t;
+                break;
+            }
+        }
+}
+
+/* 1 and the window's descriptor when some taps are dead and the window keeps the output size. */
+static int trim_desc(const mg_conv2d_desc *d, int p, int q, mg_conv2d_desc *t, int *r0, int *s0) {
+    if (d->dil_h != 1 || d->dil_w != 1) return 0;
+    int r1, s1;
+    live_taps(d->h, d->r, d->stride_h, d->pad_h, p, r0, &r1);
+    live_taps(d->w, d->s, d->stride_w, d->pad_w, q, s0, &s1);
+    if (r1 < *r0 || s1 < *s0) return 0;
+    if (*r0 == 0 && r1 == d->r - 1 && *s0 == 0 && s1 == d->s - 1) return 0; /* every tap live */
+    if (*r0 > d->pad_h || *s0 > d->pad_w) return 0; /* would need negative padding */
+    *t = *d;
+    t->r = r1 - *r0 + 1;
+    t->s = s1 - *s0 + 1;
+    t->pad_h = d->pad_h - *r0;
+    t->pad_w = d->pad_w - *s0;
+    int span_h = t->h + 2 * t->pad_h - t->r, span_w = t->w + 2 * t->pad_w - t->s;
+    return span_h >= 0 && span_w >= 0 && span_h / t->stride_h + 1 == p && span_w / t->stride_w + 1 == q;
+}
+
+static size_t trim_w_bytes(const mg_conv2d_plan *plan) {
+    size_t b = mg_conv2d_w_size(plan->trim) * sizeof(float);
+    return (b + MG_CONV_WS_ALIGN - 1) / MG_CONV_WS_ALIGN * MG_CONV_WS_ALIGN;
+}
+
+typedef struct trim_copy_ctx {
+    const mg_conv2d_plan *plan;
+    const float *from;
+    float *to;
+    int scatter; /* 0: full kernel -> window (gather), 1: window -> full kernel's live taps */
+} trim_copy_ctx;
+
+static void trim_copy_range(void *ctx, size_t begin, size_t end) {
+    const trim_copy_ctx *c = ctx;
+    const mg_conv2d_desc *d = &c->plan->d, *t = &c->plan->trim->d;
+    const int r0 = c->plan->trim_r0, s0 = c->plan->trim_s0;
+    for (size_t i = begin; i < end; i++) /* i = output channel * (C / groups) + input channel */
+        for (int r = 0; r < t->r; r++) {
+            size_t full = (i * d->r + (size_t)(r0 + r)) * d->s + s0, win = (i * t->r + (size_t)r) * t->s;
+            if (c->scatter) memcpy(c->to + full, c->from + win, (size_t)t->s * sizeof(float));
+            else memcpy(c->to + win, c->from + full, (size_t)t->s * sizeof(float));
+        }
+}
+
+/* The live taps of w into the window buffer wt (the head of the workspace). */
+static float *trim_gather(const mg_conv2d_plan *plan, const float *w) {
+    trim_copy_ctx c = {plan, w, plan->ws, 0};
+    mg_layers_parallel_for((size_t)plan->d.k * (plan->d.c / plan->d.groups), 2048, trim_copy_range, &c);
+    return plan->ws;
+}
+
+/* The window buffer back into the live taps of w (the dead taps are left as they are). */
+static void trim_scatter(const mg_conv2d_plan *plan, float *w) {
+    trim_copy_ctx c = {plan, plan->ws, w, 1};
+    mg_layers_parallel_for((size_t)plan->d.k * (plan->d.c / plan->d.groups), 2048, trim_copy_range, &c);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* plans */
 
 static mg_status workspace_bind(mg_conv2d_plan *plan) {
+    if (plan->trim) {
+        size_t head = trim_w_bytes(plan);
+        if (plan->trim->ws_bytes == 0) return MG_OK;
+        return mg_conv2d_plan_set_workspace(plan->trim, (char *)plan->ws + head, plan->ws_bytes - head);
+    }
 #if MG_HAVE_ONEDNN
     if (plan->backend == MG_CONV2D_DNNL) return mg_conv2d_dnnl_bind_workspace(plan);
 #endif
@@ -241,7 +332,13 @@ mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, 
     plan->backend = backend;
     plan->layout = backend == MG_CONV2D_DNNL ? layout : MG_CONV2D_LAYOUT_PLAIN;
     mg_status s = MG_OK;
-    if (backend == MG_CONV2D_DNNL) {
+    mg_conv2d_desc td;
+    if (backend != MG_CONV2D_REFERENCE && trim_desc(d, p, q, &td, &plan->trim_r0, &plan->trim_s0)) {
+        plan->trim = calloc(1, sizeof *plan->trim);
+        if (!plan->trim) return MG_FAIL(MG_ERR_NOMEM, "conv2d: out of memory for a plan");
+        s = mg_conv2d_plan_init_ex(plan->trim, &td, backend, layout);
+        if (s == MG_OK) plan->ws_bytes = trim_w_bytes(plan) + plan->trim->ws_bytes;
+    } else if (backend == MG_CONV2D_DNNL) {
 #if MG_HAVE_ONEDNN
         s = mg_conv2d_dnnl_init(plan);
 #else
@@ -269,6 +366,10 @@ mg_status mg_conv2d_plan_init(mg_conv2d_plan *plan, const mg_conv2d_desc *d) {
 
 void mg_conv2d_plan_free(mg_conv2d_plan *plan) {
     if (!plan) return;
+    if (plan->trim) {
+        mg_conv2d_plan_free(plan->trim);
+        free(plan->trim);
+    }
 #if MG_HAVE_ONEDNN
     if (plan->impl) mg_conv2d_dnnl_free(plan);
 #endif
@@ -295,6 +396,7 @@ mg_status mg_conv2d_plan_set_workspace(mg_conv2d_plan *plan, void *buf, size_t b
 
 const char *mg_conv2d_plan_impl_name(const mg_conv2d_plan *plan) {
     if (!plan) return "none";
+    if (plan->trim) return mg_conv2d_plan_impl_name(plan->trim);
     switch (plan->backend) {
     case MG_CONV2D_REFERENCE:
         return "reference";
@@ -323,6 +425,10 @@ const char *mg_conv2d_plan_impl_name(const mg_conv2d_plan *plan) {
 void mg_conv2d_plan_kernel_names(const mg_conv2d_plan *plan, const char **fwd, const char **bwd_data,
                                  const char **bwd_weights) {
     *fwd = *bwd_data = *bwd_weights = "";
+    if (plan && plan->trim) {
+        mg_conv2d_plan_kernel_names(plan->trim, fwd, bwd_data, bwd_weights);
+        return;
+    }
 #if MG_HAVE_ONEDNN
     if (plan && plan->backend == MG_CONV2D_DNNL)
         mg_conv2d_dnnl_kernel_names(plan, fwd, bwd_data, bwd_weights);
@@ -350,6 +456,9 @@ mg_status mg_conv2d_forward(mg_conv2d_plan *plan, const float *x, const float *w
     MG_CHECK_BUF(fn, w);
     MG_CHECK_BUF(fn, y);
     MG_TRY(bias_check(plan, fn, "b", b));
+    if (plan->trim) {
+        return mg_conv2d_forward(plan->trim, x, trim_gather(plan, w), b, y);
+    }
     switch (plan->backend) {
 #if MG_HAVE_ONEDNN
     case MG_CONV2D_DNNL:
@@ -370,6 +479,9 @@ mg_status mg_conv2d_backward_data(mg_conv2d_plan *plan, const float *dy, const f
     MG_CHECK_BUF(fn, dy);
     MG_CHECK_BUF(fn, w);
     MG_CHECK_BUF(fn, dx);
+    if (plan->trim) {
+        return mg_conv2d_backward_data(plan->trim, dy, trim_gather(plan, w), dx);
+    }
     switch (plan->backend) {
 #if MG_HAVE_ONEDNN
     case MG_CONV2D_DNNL:
@@ -392,6 +504,11 @@ mg_status mg_conv2d_backward_weights(mg_conv2d_plan *plan, const float *x, const
     MG_CHECK_BUF(fn, dy);
     MG_CHECK_BUF(fn, dw);
     MG_TRY(bias_check(plan, fn, "db", db));
+    if (plan->trim) { /* accumulate: the live taps' current gradient in, the sum back out */
+        MG_TRY(mg_conv2d_backward_weights(plan->trim, x, dy, trim_gather(plan, dw), db));
+        trim_scatter(plan, dw);
+        return MG_OK;
+    }
     switch (plan->backend) {
 #if MG_HAVE_ONEDNN
     case MG_CONV2D_DNNL:

@@ -95,7 +95,8 @@ static size_t align_up(size_t v) { return (v + MG_WS_ALIGN - 1) / MG_WS_ALIGN * 
  *    peak while the output plane is large, where the blocked kernels lose 10-40% to the reorders of
  *    x and y. With small planes (PQ <= 49, ResNet stage 4) or a strided 1x1 (which the gemm path
  *    must first gather) the blocked kernels win by 15-45%. Backward weights: plain wins almost
- *    everywhere. Backward data: plain only for PQ > 196.
+ *    everywhere on these shapes; below them (PQ <= 16) blocked wins by far (see the rule). Backward
+ *    data: plain only for PQ > 196.
  *  - Larger kernels (3x3, the 7x7 stem): the blocked direct kernels beat plain im2col+gemm by
  *    1.1-1.6x for forward and backward data, reorders included; backward weights too, except for
  *    small outputs (PQ <= 49) where the blocked kernel's reduction dominates and plain is 1.2-1.4x
@@ -112,7 +113,11 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
     if (d->r == 1 && d->s == 1) {
         if (which == OP_FWD) return unit_stride && pq >= 196 ? P : B;
         if (which == OP_BWD_DATA) return pq > 196 ? P : B;
-        return P;
+        /* Plain backward weights is a sum of per-image products of rank PQ. At PQ <= 16 (ResNet-18
+         * at a 32x32 input: the strided downsamples, and the 1x1 live window of stage 4's 3x3
+         * convolutions) it ran 6-40x slower than the blocked jit_1x1 kernel (ONEDNN_VERBOSE, batch
+         * 192: 512->512 on 1x1 132 ms vs 1.8 ms, 64->128/2 on 8x8 8.4 ms vs 0.4 ms). */
+        return pq <= 16 ? B : P;
     }
     /* (A former rule sent backward weights of maps of 7x7 or smaller to the plain layout, measured on
      * ResNet-50 at batch 8; at the small maps of ResNet-18 at 32x32 with batch 96, plain ran 1.2x to
