@@ -29,7 +29,7 @@ echo "demo: training a MultiGrain ResNet-18 (configs/demo_fashion_mnist.yaml) in
 ckpt=$(ls "$run"/checkpoints/*.safetensors | tail -n1)
 
 echo "demo: evaluating classification on the 10000 test images"
-"$bin" eval -c "$ckpt" -d "$data" --size 32 --batch-size 100 --json "$out/eval.json" | tee "$out/eval.txt"
+"$bin" eval -c "$ckpt" -d "$data" --size 32 --crop-pct 1 --batch-size 100 --json "$out/eval.json" | tee "$out/eval.txt"
 echo "demo: evaluating retrieval: 2000 strongly augmented test images against the 10000 originals"
 "$bin" retrieval-eval -c "$ckpt" --dataset copies --root "$data" --size 32 --queries 2000 --database 10000 \
   --scale-min 0.35 --save-embeddings "$out/embeddings.npy" | tee "$out/retrieval.txt"
