@@ -335,7 +335,10 @@ mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, 
     mg_conv2d_desc td;
     if (backend != MG_CONV2D_REFERENCE && trim_desc(d, p, q, &td, &plan->trim_r0, &plan->trim_s0)) {
         plan->trim = calloc(1, sizeof *plan->trim);
-        if (!plan->trim) return MG_FAIL(MG_ERR_NOMEM, "conv2d: out of memory for a plan");
+        if (!plan->trim) {
+            memset(plan, 0, sizeof *plan);
+            return MG_FAIL(MG_ERR_NOMEM, "conv2d: out of memory for a plan");
+        }
         s = mg_conv2d_plan_init_ex(plan->trim, &td, backend, layout);
         if (s == MG_OK) plan->ws_bytes = trim_w_bytes(plan) + plan->trim->ws_bytes;
     } else if (backend == MG_CONV2D_DNNL) {
