@@ -102,8 +102,8 @@ mg_status mg_sigmoid_forward(size_t n, const float *x, float *y);
 /* dx = dy * y * (1 - y) from the output; dx may equal dy. */
 mg_status mg_sigmoid_backward(size_t n, const float *y, const float *dy, float *dx);
 /* *finite = true when no element of x is NaN or +-inf (the trainer's gradient check: one parallel,
- * vectorised pass over the exponent bits, instead of a serial sum that huge finite values could also
- * overflow). */
+ * vectorised pass summing x * 0, which is 0 for every finite x and NaN otherwise, instead of a serial
+ * sum of x that huge finite values could also overflow). */
 mg_status mg_all_finite(size_t n, const float *x, bool *finite);
 /* Channel scale (squeeze-excitation): y[n,c,h,w] = x[n,c,h,w] * s[n,c]; y may equal x. */
 mg_status mg_chscale_forward(int n, int c, int hw, const float *x, const float *s, float *y);

@@ -275,8 +275,8 @@ static mg_status run_eval(run_state *r, double *top1, double *top5) {
     int64_t cnt = 0;
     /* per-rank BN: evaluate with rank 0's running statistics on every rank (the ones it saves) */
     if (!r->cfg->sync_bn) MG_TRY(mg_trainer_broadcast_buffers(r->t));
-    mg_status s = evaluate_dataset(r->m, &r->val, r->cfg->input_size, r->cfg->eval_crop_pct, r->cfg->batch_size, r->cfg->workers, r->d, top1,
-                                   top5, &cnt);
+    mg_status s = evaluate_dataset(r->m, &r->val, r->cfg->input_size, r->cfg->eval_crop_pct, r->cfg->batch_size,
+                                   r->cfg->workers, r->d, top1, top5, &cnt);
     if (s == MG_OK && r->root)
         printf("result: {'top_1_accuracy': %.6f, 'top_5_accuracy': %.6f} images= %" PRId64 "\n", *top1, *top5, cnt);
     fflush(stdout);

@@ -23,6 +23,7 @@ static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 typedef struct {
     const char *name;
     mg_conv2d_desc d;
+    int window[4]; /* the live window the plan should run: r0, s0, R', S' ({0}: every tap live) */
 } shape;
 
 #define CONV(nn, cc, hh, kk, rr, st, pd, bias)                                                               \
@@ -32,30 +33,29 @@ typedef struct {
     }
 
 static const shape k_shapes[] = {
-    {"stem 7x7/2 3->64", CONV(2, 3, 30, 64, 7, 2, 3, 0)},
-    {"1x1 64->256", CONV(2, 64, 14, 256, 1, 1, 0, 0)},
-    {"1x1 256->64 +bias", CONV(1, 256, 14, 64, 1, 1, 0, 1)},
-    {"3x3 64->64", CONV(2, 64, 12, 64, 3, 1, 1, 0)},
-    {"3x3/2 128->128", CONV(1, 128, 15, 128, 3, 2, 1, 0)},
-    {"1x1/2 256->512 downsample", CONV(1, 256, 14, 512, 1, 2, 0, 0)},
-    {"3x3 128->128 7x7 +bias", CONV(1, 128, 7, 128, 3, 1, 1, 1)},
+    {"stem 7x7/2 3->64", CONV(2, 3, 30, 64, 7, 2, 3, 0), {0}},
+    {"1x1 64->256", CONV(2, 64, 14, 256, 1, 1, 0, 0), {0}},
+    {"1x1 256->64 +bias", CONV(1, 256, 14, 64, 1, 1, 0, 1), {0}},
+    {"3x3 64->64", CONV(2, 64, 12, 64, 3, 1, 1, 0), {0}},
+    {"3x3/2 128->128", CONV(1, 128, 15, 128, 3, 2, 1, 0), {0}},
+    {"1x1/2 256->512 downsample", CONV(1, 256, 14, 512, 1, 2, 0, 0), {0}},
+    {"3x3 128->128 7x7 +bias", CONV(1, 128, 7, 128, 3, 1, 1, 1), {0}},
     /* stage 4 of a 64x64 input (the model test's size): 2x2 planes */
-    {"1x1 256->512 2x2", CONV(2, 256, 2, 512, 1, 1, 0, 0)},
-    {"3x3/2 128->128 4x4->2x2", CONV(2, 128, 4, 128, 3, 2, 1, 0)},
+    {"1x1 256->512 2x2", CONV(2, 256, 2, 512, 1, 1, 0, 0), {0}},
+    {"3x3/2 128->128 4x4->2x2", CONV(2, 128, 4, 128, 3, 2, 1, 0), {0}},
     /* dead taps (the plan runs the live window, see conv2d.c): stage 4 of a 32x32 input */
-    {"3x3 1x1 map +bias (centre tap)", CONV(2, 64, 1, 32, 3, 1, 1, 1)},
-    {"3x3/2 2x2->1x1 (2x2 window)", CONV(2, 32, 2, 48, 3, 2, 1, 0)},
-    {"7x7 2x2 map (3x3 window)", CONV(2, 8, 2, 16, 7, 1, 3, 0)},
-    {"3x3 1x5 map (rows only)", {.n = 2, .c = 16, .h = 1, .w = 5, .k = 24, .r = 3, .s = 3, .stride_h = 1,
-                                 .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1}},
-    {"3x3 1x1 map groups 4", {.n = 2, .c = 16, .h = 1, .w = 1, .k = 8, .r = 3, .s = 3, .stride_h = 1,
-                              .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 4}},
+    {"3x3 1x1 map +bias (centre tap)", CONV(2, 64, 1, 32, 3, 1, 1, 1), {1, 1, 1, 1}},
+    {"3x3/2 2x2->1x1 (2x2 window)", CONV(2, 32, 2, 48, 3, 2, 1, 0), {1, 1, 2, 2}},
+    {"7x7 2x2 map (3x3 window)", CONV(2, 8, 2, 16, 7, 1, 3, 0), {2, 2, 3, 3}},
+    {"3x3 1x5 map (rows only)",
+     {.n = 2, .c = 16, .h = 1, .w = 5, .k = 24, .r = 3, .s = 3, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1,
+      .dil_h = 1, .dil_w = 1, .groups = 1},
+     {1, 0, 1, 3}},
+    {"3x3 1x1 map groups 4",
+     {.n = 2, .c = 16, .h = 1, .w = 1, .k = 8, .r = 3, .s = 3, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1,
+      .dil_h = 1, .dil_w = 1, .groups = 4},
+     {1, 1, 1, 1}},
 };
-
-/* The live window each shape above should run (r0, s0, R', S'); r = 0: every tap live. */
-static const int k_window[][4] = {{0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0},
-                                  {1, 1, 1, 1}, {1, 1, 2, 2}, {2, 2, 3, 3}, {1, 0, 1, 3}, {1, 1, 1, 1}};
-_Static_assert(sizeof k_window / sizeof k_window[0] == sizeof k_shapes / sizeof k_shapes[0], "one window per shape");
 
 typedef struct {
     mg_conv2d_backend backend;
@@ -110,7 +110,7 @@ static void test_fast_matches_reference(void **state) {
             mg_conv2d_plan_kernel_names(&plan, &kf, &kd, &kw);
             printf("  %-28s %-15s -> %-15s fwd %s | bwd_data %s | bwd_w %s\n", sh->name, v->name,
                    mg_conv2d_plan_impl_name(&plan), kf, kd, kw);
-            const int *win = k_window[si];
+            const int *win = sh->window;
             if (win[2] == 0) {
                 assert_null(plan.trim);
             } else {

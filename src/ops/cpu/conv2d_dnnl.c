@@ -16,8 +16,8 @@
  * Threads: oneDNN here runs on OpenMP and a primitive keeps the thread count current when it was
  * created, so init sets the OpenMP thread count of the calling thread to mg_ops_get_threads() before
  * creating anything (a plan runs on the thread count of its creation; callers that change
- * mg_ops_set_threads re-plan: the model keys its plans on it), and every execution sets it again. Scratchpads are in user mode (inside the workspace), so
- * oneDNN allocates nothing per call. */
+ * mg_ops_set_threads re-plan: the model keys its plans on it), and every execution sets it again.
+ * Scratchpads are in user mode (inside the workspace), so oneDNN allocates nothing per call. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,8 +7,8 @@
  *
  * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
  * every primitive creation (new_op, finalize) and every run first applies mg_ops_get_threads(); a
- * network runs on the thread count it was built with (the model keys its cache on it). The scratchpad is in
- * user mode: one buffer, sized for the largest primitive, so oneDNN allocates nothing per run. */
+ * network runs on the thread count it was built with (the model keys its cache on it). The scratchpad
+ * is in user mode: one buffer, sized for the largest primitive, so oneDNN allocates nothing per run. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
