@@ -131,12 +131,15 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
                            mg_model_outputs *out);
 /* Backward of the last forward. Any of the upstream gradients may be NULL: dlogits [n, K],
  * dembedding [n, dim] (w.r.t. the normalised embedding), dpooled [n, dim] (w.r.t. the raw e).
- * Parameter gradients accumulate into mg_model_grads(). */
+ * Parameter gradients accumulate into mg_model_grads(). One backward per forward: backward reuses the
+ * memory of the values it has finished with, so a second call without a new forward is an error
+ * (the outputs of the forward stay valid). */
 mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *dembedding, const float *dpooled);
 
 /* An intermediate activation of the last forward: "stem" (after the max pool), "layer1".."layer4"
- * (outputs of the stages). dims receives [n, c, h, w]. NULL when unknown, and after an
- * MG_MODE_INFER forward (whose buffers are reused layer after layer). */
+ * (outputs of the stages). dims receives [n, c, h, w]. NULL when unknown, after a backward, and after
+ * an MG_MODE_INFER forward (whose buffers are reused layer after layer). A stage output the training
+ * plan does not keep is recomputed into a buffer valid until the next call. */
 const float *mg_model_activation(mg_model *m, const char *name, int dims[4]);
 
 #ifdef __cplusplus

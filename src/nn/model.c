@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/memplan.h"
 #include "core/rng.h"
 #include "multigrain/ops_conv.h"
 #include "multigrain/ops_fused.h"
@@ -29,6 +30,7 @@ typedef struct unit { /* conv -> BN (-> ReLU) */
     mg_conv2d_plan plan;
     const float *in;
     float *conv_out, *out;                        /* out = BN output, ReLU applied in place */
+    float *out_f, *out_b; /* where out is in the forward and in the backward (the same when kept) */
     float *save_mean, *save_invstd;
 } unit;
 
@@ -43,6 +45,13 @@ typedef struct block {
     const float *in;
     float *out;
     int c_out;
+    /* training plan: out_f holds the output in the forward; a dropped output (not kept between
+     * forward and backward) is recomputed into out_b when the next block's backward starts, from kept
+     * values (rc_tmp: the downsample's BN output meanwhile) */
+    int dropped;
+    float *out_f, *out_b, *rc_tmp;
+    float *g;      /* backward: the gradient w.r.t. the block output */
+    float *scr[3]; /* backward: this block's scratch buffers */
 } block;
 
 struct mg_model {
@@ -77,8 +86,16 @@ struct mg_model {
     int pool_h, pool_w;
     float *pooled, *logits, *embedding, *dpooled, *tmp_vec;
     float *wh_u, *wh_phi; /* whitened: l2n([e, 1]) - mean [n, D+1], Phi [n, D'] */
-    float *bnd[2], *scr[3]; /* gradient buffers: block boundaries and scratch */
-    float *rc[2];           /* backward: BN+ReLU outputs inside blocks, recomputed (not kept) */
+    float *scr[3];            /* backward: the scratch buffers of the block (or stem) being differentiated */
+    float *g_stem;            /* backward: the gradient w.r.t. the stem's max-pool output */
+    float *stem_scr[2];       /* backward: the stem's scratch buffers */
+    float *side;              /* mg_model_activation: a dropped stage output, recomputed on request */
+    struct poison_buf {
+        float *p;
+        size_t elems;
+        int first, last;
+    } *poison; /* MG_POISON_DEAD=1: the training plan's buffers, filled with NaN outside their lifetimes */
+    int n_poison;
     const float *x;
     mg_model_mode mode;
     int have_forward;
@@ -270,6 +287,11 @@ static void free_plans_keep(mg_model *m, int keep_fused) {
     if (!keep_fused) fused_cache_clear(m);
     m->fnet_out = NULL;
     mg_arena_free(&m->act);
+    free(m->side);
+    m->side = NULL;
+    free(m->poison);
+    m->poison = NULL;
+    m->n_poison = 0;
     free(m->conv_ws);
     m->conv_ws = NULL;
     m->n = m->h = m->w = 0;
@@ -531,30 +553,13 @@ static mg_status act_alloc(mg_model *m, float **p, size_t elems) {
     return MG_OK;
 }
 
-/* Activation bytes needed per unit: conv output, BN output, saved statistics. */
-static size_t unit_bytes(const unit *u) {
-    return 2 * mg_arena_round(unit_out_elems(u) * sizeof(float)) + 2 * mg_arena_round((size_t)u->c_out * 4);
-}
-
-/* out_shared: the unit's BN output goes there instead of a buffer of its own. */
-static mg_status unit_alloc(mg_model *m, unit *u, float *out_shared) {
-    MG_TRY(act_alloc(m, &u->conv_out, unit_out_elems(u)));
-    if (out_shared)
-        u->out = out_shared;
-    else
-        MG_TRY(act_alloc(m, &u->out, unit_out_elems(u)));
-    MG_TRY(act_alloc(m, &u->save_mean, (size_t)u->c_out));
-    MG_TRY(act_alloc(m, &u->save_invstd, (size_t)u->c_out));
-    return MG_OK;
-}
-
 /* Inference-only activation memory: four rotating buffers of the largest activation; BN and ReLU run
  * in place on the conv output, and a block's output overwrites its last unit's buffer. */
 static mg_status alloc_infer(mg_model *m, size_t max_elems) {
     float *pool[4];
     for (int i = 0; i < 4; i++) MG_TRY(act_alloc(m, &pool[i], max_elems));
     unit *st = &m->stem;
-    st->conv_out = st->out = pool[0];
+    st->conv_out = st->out = st->out_f = pool[0];
     MG_TRY(act_alloc(m, &st->save_mean, (size_t)st->c_out));
     MG_TRY(act_alloc(m, &st->save_invstd, (size_t)st->c_out));
     m->stem_pool = pool[1];
@@ -568,17 +573,18 @@ static mg_status alloc_infer(mg_model *m, size_t max_elems) {
         /* units alternate between two free buffers; the downsample branch gets the third */
         for (int i = 0; i < blk->n_units; i++) {
             unit *u = &blk->u[i];
-            u->conv_out = u->out = pool[f[i % 2]];
+            u->conv_out = u->out = u->out_f = pool[f[i % 2]];
             MG_TRY(act_alloc(m, &u->save_mean, (size_t)u->c_out));
             MG_TRY(act_alloc(m, &u->save_invstd, (size_t)u->c_out));
         }
         if (blk->has_ds) {
-            blk->ds.conv_out = blk->ds.out = pool[f[2]];
+            blk->ds.conv_out = blk->ds.out = blk->ds.out_f = pool[f[2]];
             MG_TRY(act_alloc(m, &blk->ds.save_mean, (size_t)blk->ds.c_out));
             MG_TRY(act_alloc(m, &blk->ds.save_invstd, (size_t)blk->ds.c_out));
         }
         unit *last = &blk->u[blk->n_units - 1];
-        blk->out = last->out;
+        blk->out = blk->out_f = last->out;
+        blk->dropped = 0;
         x = f[(blk->n_units - 1) % 2];
         if (blk->has_se) {
             MG_TRY(act_alloc(m, &blk->se_pool, (size_t)last->n * blk->c_out));
@@ -602,9 +608,8 @@ static mg_status alloc_infer_heads(mg_model *m, int n, int h, int w, int kind) {
     }
     MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
     m->dpooled = m->tmp_vec = NULL;
-    m->bnd[0] = m->bnd[1] = NULL;
     m->scr[0] = m->scr[1] = m->scr[2] = NULL;
-    m->rc[0] = m->rc[1] = NULL;
+    m->g_stem = m->stem_scr[0] = m->stem_scr[1] = NULL;
     m->n = n;
     m->h = h;
     m->w = w;
@@ -619,19 +624,189 @@ static bool planned_for(const mg_model *m, int n, int h, int w, int kind) {
            m->planned_threads == mg_ops_get_threads();
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* The training plan: every buffer of a forward + backward step, placed by lifetime (core/memplan.h).
+ * Steps: the stem's forward 0, block b's forward 1 + b, the heads (GeM, classifier, embedding and
+ * their backward) n_blocks + 1, block b's backward 2 n_blocks + 1 - b, the stem's backward
+ * 2 n_blocks + 2. A value kept for backward lives from its forward step to its backward step; the
+ * gradient and scratch buffers of block b live only around block b's backward, so they reuse the
+ * memory of later blocks' values, dead by then. */
+
+static int t_fwd(int b) { return 1 + b; }
+static int t_bwd(const mg_model *m, int b) { return 2 * m->n_blocks + 1 - b; } /* b = -1: the stem */
+
+typedef struct {
+    mg_memplan_buf *bufs;
+    void **dst; /* float ** or int32_t ** (argmax), bound once the offsets are known */
+    int n, cap, oom;
+} plan_list;
+
+static void plan_req(plan_list *l, void *dst, size_t elems, int first, int last) {
+    if (l->oom) return;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 256;
+        mg_memplan_buf *b = realloc(l->bufs, (size_t)cap * sizeof *b);
+        if (b) l->bufs = b;
+        void **d = realloc(l->dst, (size_t)cap * sizeof *d);
+        if (d) l->dst = d;
+        if (!b || !d) {
+            l->oom = 1;
+            return;
+        }
+        l->cap = cap;
+    }
+    l->bufs[l->n] = (mg_memplan_buf){.bytes = elems * sizeof(float), .first = first, .last = last};
+    l->dst[l->n] = dst;
+    l->n++;
+}
+
+/* Whether every block output may be dropped where allowed (MG_KEEP_BLOCK_OUTPUTS=1 keeps them all,
+ * for measuring what the recomputation costs). */
+static int drop_allowed(void) {
+    const char *e = getenv("MG_KEEP_BLOCK_OUTPUTS");
+    return !(e && e[0] && e[0] != '0');
+}
+
+static mg_status plan_train(mg_model *m, size_t stem_pool) {
+    int nb = m->n_blocks, n = m->stem.n;
+    const int H = nb + 1, END = t_bwd(m, -1);
+    plan_list L = {0};
+    size_t vec = (size_t)n * m->dim, wvec = (size_t)n * (m->dim + 1);
+    /* the heads and the per-channel statistics: small, kept for the whole step */
+    plan_req(&L, &m->pooled, vec, 0, END);
+    plan_req(&L, &m->embedding, m->wdim ? wvec : vec, 0, END);
+    if (m->wdim) {
+        plan_req(&L, &m->wh_u, wvec, 0, END);
+        plan_req(&L, &m->wh_phi, wvec, 0, END);
+    }
+    plan_req(&L, &m->dpooled, vec, 0, END);
+    plan_req(&L, &m->tmp_vec, vec, 0, END);
+    plan_req(&L, &m->logits, (size_t)n * m->spec.num_classes, 0, END);
+    /* stem: its BN+ReLU output is only the max pool's input in the forward; backward recomputes it
+     * (the ReLU mask) from the kept conv output; the max pool's backward needs only the argmax */
+    unit *st = &m->stem;
+    size_t se = unit_out_elems(st);
+    plan_req(&L, &st->conv_out, se, 0, END);
+    plan_req(&L, &st->out_f, se, 0, 0);
+    plan_req(&L, &st->out_b, se, END, END);
+    plan_req(&L, &st->save_mean, (size_t)st->c_out, 0, END);
+    plan_req(&L, &st->save_invstd, (size_t)st->c_out, 0, END);
+    plan_req(&L, &m->stem_pool, stem_pool, 0, t_bwd(m, 0));
+    plan_req(&L, &m->stem_argmax, stem_pool, 0, END); /* int32: the same size */
+    plan_req(&L, &m->g_stem, stem_pool, t_bwd(m, 0), END);
+    for (int i = 0; i < 2; i++) plan_req(&L, &m->stem_scr[i], se, END, END);
+    int drop = drop_allowed(), prev_kept = 1; /* the stem's pool output is kept until block 0's backward */
+    size_t in_elems = stem_pool;
+    for (int b = 0; b < nb; b++) {
+        block *blk = &m->blocks[b];
+        unit *last = &blk->u[blk->n_units - 1];
+        int tf = t_fwd(b), tb = t_bwd(m, b);
+        size_t out_elems = unit_out_elems(last), scr = in_elems > out_elems ? in_elems : out_elems;
+        /* A block output is dropped when it can be recomputed from kept values alone: the last unit's
+         * conv output and the downsample's, or the previous block's output when that one is kept.
+         * Not the last block's (GeM's backward reads it right after the forward) nor SE blocks'. */
+        blk->dropped = drop && !blk->has_se && b != nb - 1 && (blk->has_ds || prev_kept);
+        prev_kept = !blk->dropped;
+        blk->out_b = blk->rc_tmp = NULL;
+        if (blk->dropped) {
+            plan_req(&L, &blk->out_f, out_elems, tf, t_fwd(b + 1));
+            plan_req(&L, &blk->out_b, out_elems, t_bwd(m, b + 1), tb);
+            if (blk->has_ds) plan_req(&L, &blk->rc_tmp, out_elems, t_bwd(m, b + 1), t_bwd(m, b + 1));
+        } else {
+            plan_req(&L, &blk->out_f, out_elems, tf, tb);
+        }
+        for (int i = 0; i < blk->n_units; i++) {
+            unit *u = &blk->u[i];
+            size_t e = unit_out_elems(u);
+            if (e > scr) scr = e;
+            plan_req(&L, &u->conv_out, e, tf, tb);
+            plan_req(&L, &u->save_mean, (size_t)u->c_out, 0, END);
+            plan_req(&L, &u->save_invstd, (size_t)u->c_out, 0, END);
+            u->out_b = NULL;
+            if (i < blk->n_units - 1) {
+                /* BN+ReLU outputs inside the block: recomputed in backward from the conv output */
+                plan_req(&L, &u->out_f, e, tf, tf);
+                plan_req(&L, &u->out_b, e, tb, tb);
+            } else if (blk->has_se) {
+                plan_req(&L, &u->out_f, e, tf, tb); /* the SE gate's input, read by its backward */
+            }
+            /* else: the last BN output is written straight into the block output (bound below), where
+             * the residual sum and ReLU run in place */
+        }
+        if (blk->has_ds) {
+            unit *d = &blk->ds;
+            plan_req(&L, &d->conv_out, unit_out_elems(d), tf, tb);
+            plan_req(&L, &d->save_mean, (size_t)d->c_out, 0, END);
+            plan_req(&L, &d->save_invstd, (size_t)d->c_out, 0, END);
+            plan_req(&L, &d->out_f, unit_out_elems(d), tf, tf); /* dead after the residual sum */
+            d->out_b = NULL;
+        }
+        if (blk->has_se) {
+            plan_req(&L, &blk->se_pool, (size_t)n * blk->c_out, 0, END);
+            plan_req(&L, &blk->se_h, (size_t)n * blk->c_out, 0, END);
+            plan_req(&L, &blk->se_s, (size_t)n * blk->c_out, 0, END);
+            plan_req(&L, &blk->se_ds, (size_t)n * blk->c_out, 0, END);
+        }
+        plan_req(&L, &blk->g, out_elems, b == nb - 1 ? H : t_bwd(m, b + 1), tb);
+        for (int i = 0; i < 3; i++) plan_req(&L, &blk->scr[i], scr, tb, tb);
+        in_elems = out_elems;
+    }
+    size_t total = 0;
+    mg_status s = L.oom ? MG_FAIL(MG_ERR_NOMEM, "model: out of memory planning the activation memory")
+                        : mg_memplan_assign(L.bufs, L.n, &total);
+    if (s == MG_OK) s = mg_arena_init(&m->act, total);
+    if (s == MG_OK) {
+        for (int i = 0; i < L.n; i++) {
+            void *p = L.bufs[i].bytes ? m->act.base + L.bufs[i].offset : NULL;
+            memcpy(L.dst[i], &p, sizeof p); /* float ** or int32_t **: both object pointers */
+        }
+        m->act.used = total;
+        const char *pe = getenv("MG_POISON_DEAD");
+        if (pe && pe[0] && pe[0] != '0') {
+            m->poison = malloc((size_t)L.n * sizeof *m->poison);
+            if (!m->poison) s = MG_FAIL(MG_ERR_NOMEM, "model: out of memory");
+            for (int i = 0; m->poison && i < L.n; i++)
+                m->poison[m->n_poison++] = (struct poison_buf){
+                    .p = (float *)(m->act.base + L.bufs[i].offset), .elems = L.bufs[i].bytes / sizeof(float),
+                    .first = L.bufs[i].first, .last = L.bufs[i].last};
+        }
+    }
+    free(L.bufs);
+    free(L.dst);
+    if (s != MG_OK) return mg_error_wrap(s, "model: activation memory");
+    for (int b = 0; b < nb; b++) {
+        block *blk = &m->blocks[b];
+        unit *last = &blk->u[blk->n_units - 1];
+        if (!blk->dropped) blk->out_b = blk->out_f;
+        if (!blk->has_se) last->out_f = blk->out_f;
+        if (!last->out_b) last->out_b = last->out_f;
+        blk->out = blk->out_f;
+    }
+    return MG_OK;
+}
+
+/* MG_POISON_DEAD=1 (a check for the plan's lifetimes, used by the tests): NaN into every buffer whose
+ * lifetime starts at step t (before it) or ends there (after it), except at the last step, whose
+ * buffers hold the results. A value read outside the lifetime it was planned with then shows. */
+static void poison_step(mg_model *m, int t, int at_start) {
+    for (int i = 0; i < m->n_poison; i++) {
+        const struct poison_buf *b = &m->poison[i];
+        if (at_start ? b->first != t : (b->last != t || t == t_bwd(m, -1))) continue;
+        for (size_t k = 0; k < b->elems; k++) b->p[k] = NAN;
+    }
+}
+
 static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     if (planned_for(m, n, h, w, infer)) return MG_OK;
     free_plans(m);
-    size_t ws_max = 0, bytes = 0, max_elems = 0, max_bnd = 0, max_rc = 0;
+    size_t ws_max = 0, max_elems = 0;
     mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
     if (s != MG_OK) return mg_error_wrap(s, "model: input %dx%d", h, w);
     mg_win2d pool = {3, 3, 2, 2, 1, 1};
     MG_TRY(mg_win2d_out_size(&pool, m->stem.h_out, m->stem.w_out, &m->pool_h, &m->pool_w));
-    bytes += unit_bytes(&m->stem);
     size_t stem_pool = (size_t)n * 64 * m->pool_h * m->pool_w;
-    bytes += mg_arena_round(stem_pool * 4) * 2;
     max_elems = unit_out_elems(&m->stem);
-    max_bnd = stem_pool;
+    if (stem_pool > max_elems) max_elems = stem_pool;
     int ch = m->pool_h, cw = m->pool_w;
     for (int b = 0; b < m->n_blocks; b++) {
         block *blk = &m->blocks[b];
@@ -641,47 +816,12 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
             MG_TRY(unit_plan(u, n, bh, bw, &ws_max));
             bh = u->h_out;
             bw = u->w_out;
-            bytes += unit_bytes(u);
-            /* without SE the last unit's BN output is computed in the block output (below); the
-             * other units' BN+ReLU outputs are recomputed in backward (rc) */
-            if (i < blk->n_units - 1 || !blk->has_se) bytes -= mg_arena_round(unit_out_elems(u) * sizeof(float));
-            if (i < blk->n_units - 1 && unit_out_elems(u) > max_rc) max_rc = unit_out_elems(u);
             if (unit_out_elems(u) > max_elems) max_elems = unit_out_elems(u);
         }
-        if (blk->has_ds) {
-            MG_TRY(unit_plan(&blk->ds, n, ch, cw, &ws_max));
-            /* the downsample's BN output lives in a scratch buffer until the residual sum */
-            bytes += unit_bytes(&blk->ds) - mg_arena_round(unit_out_elems(&blk->ds) * sizeof(float));
-        }
-        size_t out_elems = (size_t)n * blk->c_out * bh * bw;
-        bytes += mg_arena_round(out_elems * 4);
-        if (blk->has_se) bytes += 4 * mg_arena_round((size_t)n * blk->c_out * 4);
-        if (out_elems > max_bnd) max_bnd = out_elems;
-        if (out_elems > max_elems) max_elems = out_elems;
+        if (blk->has_ds) MG_TRY(unit_plan(&blk->ds, n, ch, cw, &ws_max));
         ch = bh;
         cw = bw;
     }
-    if (max_bnd > max_elems) max_elems = max_bnd;
-    size_t vec = (size_t)n * m->dim;
-    bytes += 4 * mg_arena_round(vec * 4) + mg_arena_round((size_t)n * m->spec.num_classes * 4);
-    size_t wvec = (size_t)n * (m->dim + 1); /* whitened: u [n, D+1], Phi and the embedding [n, D' <= D+1] */
-    if (m->wdim) bytes += 3 * mg_arena_round(wvec * 4);
-    bytes += 2 * mg_arena_round(max_bnd * 4) + 3 * mg_arena_round(max_elems * 4) + 2 * mg_arena_round(max_rc * 4);
-    if (infer) {
-        /* four rotating buffers replace every per-unit buffer and the backward buffers; the small
-         * per-unit statistics and SE vectors are counted generously */
-        size_t small = 0;
-        small += 2 * mg_arena_round((size_t)m->stem.c_out * 4);
-        for (int b = 0; b < m->n_blocks; b++) {
-            const block *blk = &m->blocks[b];
-            for (int i = 0; i < blk->n_units; i++) small += 2 * mg_arena_round((size_t)blk->u[i].c_out * 4);
-            if (blk->has_ds) small += 2 * mg_arena_round((size_t)blk->ds.c_out * 4);
-            if (blk->has_se) small += 3 * mg_arena_round((size_t)n * blk->c_out * 4);
-        }
-        bytes = 4 * mg_arena_round(max_elems * 4) + small + 4 * mg_arena_round(vec * 4) +
-                mg_arena_round((size_t)n * m->spec.num_classes * 4) + (m->wdim ? 3 * mg_arena_round(wvec * 4) : 0);
-    }
-    MG_TRY(mg_arena_init(&m->act, bytes));
     m->ws_bytes = ws_max;
     if (ws_max) {
         if (posix_memalign(&m->conv_ws, 64, ws_max) != 0) {
@@ -691,58 +831,31 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     }
     /* Every conv runs one at a time, so all plans share one workspace. */
     MG_TRY(mg_conv2d_plan_set_workspace(&m->stem.plan, m->conv_ws, ws_max));
+    for (int b = 0; b < m->n_blocks; b++) {
+        block *blk = &m->blocks[b];
+        for (int i = 0; i < blk->n_units; i++)
+            MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
+        if (blk->has_ds) MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
+    }
     if (infer) {
+        /* four rotating buffers replace every per-unit buffer and the backward buffers; the small
+         * per-unit statistics and SE vectors are counted generously */
+        size_t vec = (size_t)n * m->dim, wvec = (size_t)n * (m->dim + 1);
+        size_t small = 2 * mg_arena_round((size_t)m->stem.c_out * 4);
         for (int b = 0; b < m->n_blocks; b++) {
-            block *blk = &m->blocks[b];
-            for (int i = 0; i < blk->n_units; i++)
-                MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
-            if (blk->has_ds) MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
+            const block *blk = &m->blocks[b];
+            for (int i = 0; i < blk->n_units; i++) small += 2 * mg_arena_round((size_t)blk->u[i].c_out * 4);
+            if (blk->has_ds) small += 2 * mg_arena_round((size_t)blk->ds.c_out * 4);
+            if (blk->has_se) small += 3 * mg_arena_round((size_t)n * blk->c_out * 4);
         }
+        size_t bytes = 4 * mg_arena_round(max_elems * 4) + small + 4 * mg_arena_round(vec * 4) +
+                       mg_arena_round((size_t)n * m->spec.num_classes * 4) +
+                       (m->wdim ? 3 * mg_arena_round(wvec * 4) : 0);
+        MG_TRY(mg_arena_init(&m->act, bytes));
         MG_TRY(alloc_infer(m, max_elems));
         return alloc_infer_heads(m, n, h, w, 1);
     }
-    /* the scratch buffers first: the downsample units' BN outputs live in scr[0] during the forward
-     * (dead after the residual sum; backward does not read them) */
-    for (int i = 0; i < 3; i++) MG_TRY(act_alloc(m, &m->scr[i], max_elems));
-    for (int i = 0; i < 2; i++) MG_TRY(act_alloc(m, &m->rc[i], max_rc ? max_rc : 1));
-    MG_TRY(unit_alloc(m, &m->stem, NULL));
-    MG_TRY(act_alloc(m, &m->stem_pool, stem_pool));
-    m->stem_argmax = mg_arena_alloc(&m->act, stem_pool * sizeof(int32_t));
-    if (!m->stem_argmax) return mg_error_wrap(MG_ERR_NOMEM, "model: activation memory");
-    for (int b = 0; b < m->n_blocks; b++) {
-        block *blk = &m->blocks[b];
-        unit *last = &blk->u[blk->n_units - 1];
-        MG_TRY(act_alloc(m, &blk->out, unit_out_elems(last)));
-        for (int i = 0; i < blk->n_units; i++) {
-            MG_TRY(mg_conv2d_plan_set_workspace(&blk->u[i].plan, m->conv_ws, ws_max));
-            /* without SE the last unit's BN output is written straight into the block output, where
-             * the residual sum and ReLU then run in place (backward reads only the final values);
-             * the other units' BN+ReLU outputs go to the two rc buffers (every block reuses them) and
-             * backward recomputes them there from the kept conv output and BN statistics */
-            float *shared = i == blk->n_units - 1 ? (blk->has_se ? NULL : blk->out) : m->rc[i % 2];
-            MG_TRY(unit_alloc(m, &blk->u[i], shared));
-        }
-        if (blk->has_ds) {
-            MG_TRY(mg_conv2d_plan_set_workspace(&blk->ds.plan, m->conv_ws, ws_max));
-            MG_TRY(unit_alloc(m, &blk->ds, m->scr[0]));
-        }
-        if (blk->has_se) {
-            MG_TRY(act_alloc(m, &blk->se_pool, (size_t)n * blk->c_out));
-            MG_TRY(act_alloc(m, &blk->se_h, (size_t)n * blk->c_out));
-            MG_TRY(act_alloc(m, &blk->se_s, (size_t)n * blk->c_out));
-            MG_TRY(act_alloc(m, &blk->se_ds, (size_t)n * blk->c_out));
-        }
-    }
-    MG_TRY(act_alloc(m, &m->pooled, vec));
-    MG_TRY(act_alloc(m, &m->embedding, m->wdim ? wvec : vec));
-    if (m->wdim) {
-        MG_TRY(act_alloc(m, &m->wh_u, wvec));
-        MG_TRY(act_alloc(m, &m->wh_phi, wvec));
-    }
-    MG_TRY(act_alloc(m, &m->dpooled, vec));
-    MG_TRY(act_alloc(m, &m->tmp_vec, vec));
-    MG_TRY(act_alloc(m, &m->logits, (size_t)n * m->spec.num_classes));
-    for (int i = 0; i < 2; i++) MG_TRY(act_alloc(m, &m->bnd[i], max_bnd));
+    MG_TRY(plan_train(m, stem_pool));
     m->n = n;
     m->h = h;
     m->w = w;
@@ -908,8 +1021,10 @@ static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
 
 static mg_status block_forward(mg_model *m, block *blk, const float *in) {
     blk->in = in;
+    blk->out = blk->out_f; /* backward may have pointed these at its recomputed copies */
     const float *x = in;
     for (int i = 0; i < blk->n_units; i++) {
+        blk->u[i].out = blk->u[i].out_f;
         MG_TRY(unit_forward(m, &blk->u[i], x));
         x = blk->u[i].out;
     }
@@ -930,6 +1045,7 @@ static mg_status block_forward(mg_model *m, block *blk, const float *in) {
     }
     const float *idn = in;
     if (blk->has_ds) {
+        blk->ds.out = blk->ds.out_f;
         MG_TRY(unit_forward(m, &blk->ds, in));
         idn = blk->ds.out;
     }
@@ -970,15 +1086,21 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
         fh = m->out_h;
         fw = m->out_w;
     } else {
+        poison_step(m, 0, 1);
+        m->stem.out = m->stem.out_f;
         MG_TRY(unit_forward(m, &m->stem, x));
         mg_win2d pool = {3, 3, 2, 2, 1, 1};
         MG_TRY(mg_maxpool2d_forward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem.out, m->stem_pool,
                                     m->stem_argmax));
+        poison_step(m, 0, 0);
         cur = m->stem_pool;
         for (int b = 0; b < m->n_blocks; b++) {
+            poison_step(m, t_fwd(b), 1);
             MG_TRY(block_forward(m, &m->blocks[b], cur));
+            poison_step(m, t_fwd(b), 0);
             cur = m->blocks[b].out;
         }
+        poison_step(m, m->n_blocks + 1, 1);
         const unit *last = &m->blocks[m->n_blocks - 1].u[m->blocks[m->n_blocks - 1].n_units - 1];
         fh = last->h_out;
         fw = last->w_out;
@@ -1057,14 +1179,47 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
 /* The BN+ReLU output of a unit inside a block (in its rc buffer, which later blocks overwrote during
  * the forward), recomputed from its kept conv output and the statistics its forward saved, in the
  * forward's arithmetic (mg_bn2d_apply); it is the unit's ReLU mask and the next unit's input. */
-static mg_status unit_recompute(mg_model *m, unit *u) {
+static mg_status unit_recompute_into(mg_model *m, const unit *u, float *dst) {
     mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
     a.relu = u->relu;
-    return mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, u->out);
+    return mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, dst);
+}
+static mg_status unit_recompute(mg_model *m, unit *u) { return unit_recompute_into(m, u, u->out); }
+
+/* A dropped block output (no SE), recomputed in the forward's arithmetic: the last unit's BN output
+ * plus the identity (in) or the downsample's BN output (in tmp), then ReLU. */
+static mg_status block_recompute_out(mg_model *m, const block *blk, const float *in, float *dst, float *tmp) {
+    const unit *last = &blk->u[blk->n_units - 1];
+    MG_TRY(unit_recompute_into(m, last, dst));
+    const float *idn = in;
+    if (blk->has_ds) {
+        MG_TRY(unit_recompute_into(m, &blk->ds, tmp));
+        idn = tmp;
+    }
+    return mg_add_relu_forward(unit_out_elems(last), dst, idn, dst);
+}
+
+/* The input of block b (the stem's pool output for block 0) as the forward left it. */
+static const float *block_input(const mg_model *m, int b) { return b ? m->blocks[b - 1].out : m->stem_pool; }
+
+/* Before block b + 1's backward: block b's dropped output, recomputed into its backward buffer,
+ * becomes the output (its ReLU mask) and block b + 1's input (for its weight gradients). */
+static mg_status block_restore_out(mg_model *m, int b) {
+    block *blk = &m->blocks[b], *next = &m->blocks[b + 1];
+    MG_TRY(block_recompute_out(m, blk, block_input(m, b), blk->out_b, blk->rc_tmp));
+    blk->out = blk->out_b;
+    next->in = next->u[0].in = blk->out_b;
+    if (next->has_ds) next->ds.in = blk->out_b;
+    return MG_OK;
 }
 
 static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
-    for (int i = 0; i + 1 < blk->n_units; i++) MG_TRY(unit_recompute(m, &blk->u[i]));
+    for (int i = 0; i + 1 < blk->n_units; i++) {
+        unit *u = &blk->u[i];
+        u->out = u->out_b;
+        blk->u[i + 1].in = u->out_b;
+        MG_TRY(unit_recompute(m, u));
+    }
     unit *last = &blk->u[blk->n_units - 1];
     size_t elems = unit_out_elems(last);
     int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;
@@ -1124,6 +1279,8 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
         return MG_FAIL(MG_ERR_INVALID_ARG,
                        "model backward: the last forward ran in inference mode, which keeps no activations; "
                        "use MG_MODE_EVAL, MG_MODE_FROZEN_BN or MG_MODE_TRAIN to differentiate");
+    /* one backward per forward: backward reuses the memory of values it has finished with */
+    m->have_forward = 0;
     int n = m->n, dim = m->dim, k = m->spec.num_classes;
     memset(m->dpooled, 0, (size_t)n * dim * sizeof(float));
     if (dlogits)
@@ -1137,20 +1294,28 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
     block *lb = &m->blocks[m->n_blocks - 1];
     const unit *last = &lb->u[lb->n_units - 1];
     float dp = 0;
-    float *g = m->bnd[0], *gin = m->bnd[1];
     MG_TRY(mg_gem_backward(n, dim, last->h_out, last->w_out, mg_model_get_p(m), lb->out, m->pooled, m->dpooled,
-                           g, m->learn_p ? &dp : NULL));
+                           lb->g, m->learn_p ? &dp : NULL));
     if (m->learn_p) G(m, m->idx_p)[0] += dp;
+    poison_step(m, m->n_blocks + 1, 0);
     for (int b = m->n_blocks - 1; b >= 0; b--) {
-        MG_TRY(block_backward(m, &m->blocks[b], g, gin));
-        float *t = g;
-        g = gin;
-        gin = t;
+        block *blk = &m->blocks[b];
+        poison_step(m, t_bwd(m, b), 1);
+        if (b > 0 && m->blocks[b - 1].dropped) MG_TRY(block_restore_out(m, b - 1));
+        for (int i = 0; i < 3; i++) m->scr[i] = blk->scr[i];
+        MG_TRY(block_backward(m, blk, blk->g, b > 0 ? m->blocks[b - 1].g : m->g_stem));
+        poison_step(m, t_bwd(m, b), 0);
     }
-    /* stem: max-pool backward, then conv1/bn1 (no input gradient needed) */
+    poison_step(m, t_bwd(m, -1), 1);
+    /* stem: max-pool backward, then conv1/bn1 (no input gradient needed) with its ReLU mask
+     * recomputed */
+    m->stem.out = m->stem.out_b;
+    MG_TRY(unit_recompute(m, &m->stem));
+    m->scr[0] = m->stem_scr[0];
+    m->scr[1] = m->scr[2] = m->stem_scr[1];
     mg_win2d pool = {3, 3, 2, 2, 1, 1};
     float *dstem = m->scr[0];
-    MG_TRY(mg_maxpool2d_backward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem_argmax, g, dstem));
+    MG_TRY(mg_maxpool2d_backward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem_argmax, m->g_stem, dstem));
     MG_TRY(unit_backward(m, &m->stem, dstem, NULL, 0));
     return MG_OK;
 }
@@ -1165,13 +1330,20 @@ const float *mg_model_activation(mg_model *m, const char *name, int dims[4]) {
         return m->stem_pool;
     }
     if (!strncmp(name, "layer", 5) && name[5] >= '1' && name[5] <= '4' && name[6] == '\0') {
-        block *blk = &m->blocks[m->stage_end[name[5] - '1']];
+        int b = m->stage_end[name[5] - '1'];
+        block *blk = &m->blocks[b];
         unit *last = &blk->u[blk->n_units - 1];
         dims[0] = m->n;
         dims[1] = blk->c_out;
         dims[2] = last->h_out;
         dims[3] = last->w_out;
-        return blk->out;
+        if (!blk->dropped) return blk->out;
+        /* not kept by the training plan (its memory was reused later in the forward): recomputed */
+        size_t e = unit_out_elems(last);
+        free(m->side);
+        m->side = malloc(2 * e * sizeof(float));
+        if (!m->side || block_recompute_out(m, blk, block_input(m, b), m->side, m->side + e) != MG_OK) return NULL;
+        return m->side;
     }
     return NULL;
 }
