@@ -20,6 +20,16 @@ extern "C" {
  * runtime's defaults); on success of the re-exec it does not return. */
 void mg_runtime_init(int argc, char **argv);
 
+/* OpenBLAS's thread count. OpenBLAS (Debian's pthreads build) hands every multithreaded call to its
+ * worker threads, which then spin (sched_yield) for ~2^28 cycles, a tenth of a second, waiting for
+ * the next call: long enough to overlap the oneDNN convolutions that follow and take a core from
+ * them. The library therefore runs OpenBLAS on one thread (mg_blas_serial, before its small GEMMs:
+ * linear layers, distances, whitening of a batch) except inside the calls that are worth threads
+ * (im2col convolutions, PCA, k-NN search), which call mg_blas_parallel(n) and mg_blas_serial() when
+ * they are done. */
+void mg_blas_serial(void);
+void mg_blas_parallel(int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "multigrain/runtime.h"
 
 #define KNN_DEFAULT_QB 1024
 #define KNN_DEFAULT_DBB 2048
@@ -192,10 +193,9 @@ mg_status mg_knn_add(mg_knn *s, const float *db, int64_t n, int64_t first_id) {
         return MG_FAIL(MG_ERR_INVALID_ARG, "knn: invalid database chunk (%lld rows from %lld)", (long long)n,
                        (long long)first_id);
     if (n == 0) return MG_OK;
-    int saved = openblas_get_num_threads();
     int64_t n_qblocks = (s->nq + s->qb - 1) / s->qb;
     if (s->par == MG_KNN_PAR_TASKS) {
-        openblas_set_num_threads(1);
+        mg_blas_serial();
         /* Pool runs over database super-chunks keep the task count of one run below 2^20. */
         int64_t per_run = ((int64_t)1 << 20) / n_qblocks;
         if (per_run < 1) per_run = 1;
@@ -207,7 +207,7 @@ mg_status mg_knn_add(mg_knn *s, const float *db, int64_t n, int64_t first_id) {
             mg_pool_run(s->pool, (int)(n_dbblocks * n_qblocks), knn_task, &j);
         }
     } else {
-        openblas_set_num_threads(s->threads);
+        mg_blas_parallel(s->threads);
         for (int64_t qbi = 0; qbi < n_qblocks; qbi++) {
             int64_t q0 = qbi * s->qb;
             int64_t mq = s->nq - q0 < s->qb ? s->nq - q0 : s->qb;
@@ -217,7 +217,7 @@ mg_status mg_knn_add(mg_knn *s, const float *db, int64_t n, int64_t first_id) {
             }
         }
     }
-    openblas_set_num_threads(saved);
+    mg_blas_serial(); /* idle OpenBLAS workers spin: back to one thread (runtime.h) */
     s->added += n;
     return MG_OK;
 }

@@ -11,6 +11,8 @@
 
 #include "core/log.h"
 #include "multigrain/checkpoint.h"
+#include "multigrain/ops.h"
+#include "multigrain/runtime.h"
 #include "multigrain/safetensors.h"
 
 #define WHITEN_CHUNK 512
@@ -51,6 +53,7 @@ mg_status mg_whiten_fit(const float *x, int64_t n, int64_t d, int64_t dim_out, d
     for (int64_t i = 0; i < n; i++)
         for (size_t j = 0; j < D; j++) mean[j] += x[(size_t)i * D + j];
     for (size_t j = 0; j < D; j++) mean[j] /= (double)n;
+    mg_blas_parallel(mg_ops_get_threads()); /* the covariance and its eigendecomposition: large */
     /* C = sum over chunks of Xc^T Xc (upper triangle), Xc = centred rows in double. */
     for (int64_t r0 = 0; r0 < n; r0 += WHITEN_CHUNK) {
         int64_t m = n - r0 < WHITEN_CHUNK ? n - r0 : WHITEN_CHUNK;
@@ -105,6 +108,7 @@ mg_status mg_whiten_fit(const float *x, int64_t n, int64_t d, int64_t dim_out, d
                     (long long)out->n_floored, (long long)dim_out, eps_rel, (long long)n, (long long)d,
                     (long long)(dim_out - out->n_floored));
 done:
+    mg_blas_serial();
     free(mean);
     free(C);
     free(chunk);

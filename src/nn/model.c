@@ -15,6 +15,7 @@
 #include "multigrain/ops_conv.h"
 #include "multigrain/ops_fused.h"
 #include "multigrain/ops_layers.h"
+#include "multigrain/runtime.h"
 #include "nn/resnet_spec.h"
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1119,6 +1120,7 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
             for (int j = 0; j < m->dim; j++) u[j] = (float)(e[j] * inv) - m->wh_mean[j];
             u[m->dim] = (float)inv - m->wh_mean[m->dim];
         }
+        mg_blas_serial(); /* small (runtime.h) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dp, Da, 1.0f, m->wh_u, Da, m->wh_P, Dp, 0.0f,
                     m->wh_phi, Dp);
         MG_TRY(mg_linear_forward(n, Dp, m->spec.num_classes, m->wh_phi, P(m, m->idx_fc_w), P(m, m->idx_fc_b),

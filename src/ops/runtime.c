@@ -1,8 +1,9 @@
-/* runtime.c: start-up settings for the OpenMP runtime under oneDNN (runtime.h) and the per-call
- * OpenMP thread count of the ops. The OpenMP entry point is looked up at run time (dlsym), so the
+/* runtime.c: start-up settings for the OpenMP runtime under oneDNN (runtime.h), the per-call
+ * OpenMP thread count of the ops, and OpenBLAS's thread count. The OpenMP entry point is looked up at run time (dlsym), so the
  * library does not link libgomp itself: it is present exactly when oneDNN loaded it. */
 #include "multigrain/runtime.h"
 
+#include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -31,6 +32,9 @@ static mg_omp_set_fn g_omp_set;
 static pthread_once_t g_omp_once = PTHREAD_ONCE_INIT;
 
 static void omp_lookup(void) { g_omp_set = (mg_omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads"); }
+
+void mg_blas_serial(void) { openblas_set_num_threads(1); }
+void mg_blas_parallel(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 
 void mg_omp_set_threads(int n) {
     pthread_once(&g_omp_once, omp_lookup);

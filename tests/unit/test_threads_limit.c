@@ -4,6 +4,7 @@
  * a ResNet-18 at one thread and checks that the process gained no thread (/proc/self/task;
  * OpenBLAS starts its own when it is loaded, before the test), then that changing the count re-plans and gives the same outputs. On a 1-core
  * machine the first check cannot fail (OpenMP would start one thread anyway). */
+#include <cblas.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "mg_test.h"
 #include "multigrain/model.h"
 #include "multigrain/ops.h"
+#include "multigrain/runtime.h"
 
 static int count_threads(void) {
     DIR *d = opendir("/proc/self/task");
@@ -77,7 +79,32 @@ static void test_one_thread_stays_one(void **state) {
     mg_assert_ok(mg_ops_set_threads(0));
 }
 
+/* OpenBLAS's idle workers spin for ~0.1 s after every multithreaded call and take a core from the
+ * convolutions that follow (runtime.h): after a training step and an inference forward at two
+ * threads OpenBLAS is back at one thread, and an explicit opt-in is undone by mg_blas_serial. */
+static void test_blas_back_to_one_thread(void **state) {
+    (void)state;
+    mg_assert_ok(mg_ops_set_threads(2));
+    openblas_set_num_threads(2); /* what OpenBLAS starts with on this 2-core machine */
+    mg_model *m;
+    mg_assert_ok(mg_model_init(&m, "resnet18", 10, 3.0f));
+    mg_assert_ok(mg_model_init_weights(m, 7, false));
+    uint64_t rng = 5;
+    float *x = mg_test_rand_buf(&rng, (size_t)2 * 3 * 32 * 32);
+    float e[2 * 512], l[2 * 10];
+    step(m, x, 2, e, l);
+    assert_int_equal(openblas_get_num_threads(), 1);
+    mg_blas_parallel(2);
+    assert_int_equal(openblas_get_num_threads(), 2);
+    mg_blas_serial();
+    assert_int_equal(openblas_get_num_threads(), 1);
+    mg_model_free(m);
+    free(x);
+    mg_assert_ok(mg_ops_set_threads(0));
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_one_thread_stays_one)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_one_thread_stays_one),
+                                       cmocka_unit_test(test_blas_back_to_one_thread)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

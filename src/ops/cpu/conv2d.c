@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "multigrain/runtime.h"
 #include "ops/cpu/conv2d_internal.h"
 #include "ops/cpu/layers_util.h"
 
@@ -142,7 +143,7 @@ static void col2im(const mg_conv2d_desc *d, int p, int q, int cg, const float *c
             }
 }
 
-static void blas_threads(void) { openblas_set_num_threads(mg_ops_get_threads()); }
+static void blas_threads(void) { mg_blas_parallel(mg_ops_get_threads()); } /* mg_blas_serial() after */
 
 static void im2col_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b, float *y) {
     const mg_conv2d_desc *d = &plan->d;
@@ -167,6 +168,7 @@ static void im2col_forward(mg_conv2d_plan *plan, const float *x, const float *w,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, pq, crs, 1.0f,
                         w + (size_t)g * kg * crs, crs, cm, pq, beta, yg, pq);
         }
+    mg_blas_serial();
 }
 
 static void im2col_backward_data(mg_conv2d_plan *plan, const float *dy, const float *w, float *dx) {
@@ -183,6 +185,7 @@ static void im2col_backward_data(mg_conv2d_plan *plan, const float *dy, const fl
                         crs, dyg, pq, 0.0f, cm, pq);
             if (cm == col) col2im(d, plan->p, plan->q, cg, col, dxg);
         }
+    mg_blas_serial();
 }
 
 static void im2col_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw,
@@ -203,6 +206,7 @@ static void im2col_backward_weights(mg_conv2d_plan *plan, const float *x, const 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kg, crs, pq, 1.0f, dyg, pq, cm, pq, 1.0f,
                         dw + (size_t)g * kg * crs, crs);
         }
+    mg_blas_serial();
     if (db)
         for (int k = 0; k < d->k; k++) {
             double acc = 0.0;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "multigrain/runtime.h"
 #include "ops/cpu/layers_util.h"
 
 static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -25,6 +26,7 @@ mg_status mg_pdist_forward(int n, int d, const float *x, float *D) {
     MG_TRY(check("pdist_forward", n, d, x, D));
     size_t N = (size_t)n;
     if (mg_layers_use_fast()) {
+        mg_blas_serial(); /* a batch's distances: small (runtime.h) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, 1.0f, x, d, x, d, 0.0f, D, n);
         /* off-diagonal entries first: they read the diagonal norms, overwritten last */
         for (size_t i = 0; i < N; i++)
@@ -83,6 +85,7 @@ mg_status mg_pdist_backward(int n, int d, const float *x, const float *D, const 
             }
             M[i * N + i] = rs;
         }
+        mg_blas_serial();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, M, n, x, d, 0.0f, dx, d);
         pthread_mutex_unlock(&g_scratch_mu);
         return MG_OK;

@@ -1,6 +1,8 @@
 /* linear.c: fully connected layer y = x W^T + b, forward and backward; fast path OpenBLAS sgemm,
  * reference path plain loops with double accumulation. */
 #include <cblas.h>
+
+#include "multigrain/runtime.h"
 #include <string.h>
 
 #include "ops/cpu/layers_util.h"
@@ -30,6 +32,7 @@ mg_status mg_linear_forward(int n, int in, int out, const float *x, const float 
             for (int i = 0; i < n; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
             beta = 1.0f;
         }
+        mg_blas_serial(); /* small: threads would cost more than they save (runtime.h) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, beta, y, out);
         return MG_OK;
     }
@@ -50,6 +53,7 @@ mg_status mg_linear_backward(int n, int in, int out, const float *x, const float
     if (dx) MG_CHECK_PTR(op, W);
     if (dW) MG_CHECK_PTR(op, x);
     if (mg_layers_use_fast()) {
+        mg_blas_serial();
         if (dx) /* dx[n,in] = dy[n,out] W[out,in] */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
         if (dW) /* dW[out,in] += dy^T x */
