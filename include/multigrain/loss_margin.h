@@ -42,9 +42,10 @@ typedef struct mg_triplets {
 void mg_triplets_free(mg_triplets *t);
 
 /* Draws triplets. emb: [n, d] rows L2-normalised; ids: [n]; seed and step select the random stream
- * (reproducible). Draws without replacement within an anchor while enough admissible negatives
- * exist, then with replacement; an anchor with no admissible negative (all at distance >= the
- * nonzero cutoff) draws uniformly among all rows of another instance, as the original does.
+ * (reproducible). Draws without replacement within an anchor while enough admissible negatives of
+ * nonzero probability exist (a far one's weight can underflow to 0), then with replacement; an anchor
+ * with none (all at distance >= the nonzero cutoff, or NaN) draws uniformly among all rows of another
+ * instance, as the original does.
  * Anchors without any row of another instance produce no triplets. */
 mg_status mg_dws_sample(const float *emb, const int64_t *ids, int n, int d, const mg_dws_params *params,
                         uint64_t seed, uint64_t step, mg_triplets *out);

@@ -56,6 +56,7 @@ static double dot_f64(const float *a, const float *b, int d) {
  * sqn[i] = |xi|^2, computed once per batch by dot_f64. */
 static double row_distance(const float *emb, const double *sqn, int d, int i, int j) {
     double sq = sqn[i] + sqn[j] - 2 * dot_f64(emb + (size_t)i * d, emb + (size_t)j * d, d);
+    if (isnan(sq)) return NAN; /* a diverged row is no neighbour (the clamp below would make it 0) */
     return sqrt(sq > 0 ? sq : 0);
 }
 
@@ -80,7 +81,7 @@ static int anchor_probabilities(const float *emb, const double *sqn, const int64
         if (ids[k] == ids[i]) continue;
         double D = row_distance(emb, sqn, d, i, k);
         if (D < p->cutoff) D = p->cutoff;
-        if (D >= p->nonzero_cutoff) continue;
+        if (!(D < p->nonzero_cutoff)) continue; /* also NaN: a diverged embedding is never drawn */
         probs[k] = log_inv_q(D, d);
         if (probs[k] > mx) mx = probs[k];
         admissible++;
@@ -169,7 +170,12 @@ mg_status mg_dws_sample(const float *emb, const int64_t *ids, int n, int d, cons
         if (positives == 0 || others == 0) continue;
         mg_rng rng;
         mg_rng_init(&rng, seed, step, (uint64_t)(i + params->row_offset), 0x64777331 /* "dws1" */);
-        int admissible = anchor_probabilities(emb, sqn, ids, d, params, i, lo, hi, w);
+        anchor_probabilities(emb, sqn, ids, d, params, i, lo, hi, w);
+        /* The negatives that can actually be drawn: an admissible one whose weight underflowed
+         * (log-weights span thousands of nats at d = 2048) has probability 0. Counting those would
+         * choose drawing without replacement and then run out of weight. */
+        int admissible = 0;
+        for (int k = lo; k < hi; k++) admissible += w[k] > 0;
         if (admissible == 0) {
             /* Uniform fallback over every row of another instance. */
             out->uniform_fallbacks++;
