@@ -1,7 +1,7 @@
 /* fused_dnnl.c: the fused inference network of ops_fused.h on oneDNN: forward-inference
- * convolution primitives with bias and sum/ReLU post-ops and pooling primitives, activations in the
- * layouts the primitives choose (format "any": nChw16c on AVX-512), reorders only where a consumer
- * wants another layout than its producer wrote, weights reordered once at build time, and every
+ * convolution primitives with bias and sum/ReLU post-ops and pooling primitives, activations in one
+ * blocked layout from stem to layer4 (act_block below; otherwise the layout each primitive chooses),
+ * reorders only where a consumer wants another layout than its producer wrote, weights reordered once at build time, and every
  * activation buffer assigned at finalize from a free list by liveness (a consumed residual is summed
  * into in place).
  *
@@ -266,6 +266,36 @@ void mg_fnet_free(mg_fnet *net) {
 }
 
 /* Creates the convolution pd with `alg`; NULL pd (and MG_OK) when oneDNN has no kernel for it. */
+/* The activation layout asked of the convolutions: oneDNN's "any" lets each primitive choose, and
+ * oneDNN 2.6 then gives its 1x1 kernels (brgconv_1x1) NHWC but Winograd and the strided 3x3 kernels
+ * nChw16c, so every bottleneck block reordered its activations twice (~36 reorders per ResNet-50
+ * forward, ~60 primitives in all). Asking every convolution whose channel counts are multiples of the
+ * ISA's block for the blocked layout (nChw16c on AVX-512, nChw8c on AVX2) keeps one layout
+ * throughout and gets the blocked jit_1x1 kernels, which are as fast here (docs/PERFORMANCE.md). A
+ * convolution that would then run a reference or gemm implementation is asked again with "any".
+ * MG_FNET_ANY_LAYOUT=1 asks "any" everywhere (the previous behaviour, for comparison). Returns the
+ * block, or 0 for "any". */
+static int act_block(void) {
+    const char *e = getenv("MG_FNET_ANY_LAYOUT");
+    if (e && e[0] && e[0] != '0') return 0;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) return 16;
+    if ((isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2) return 8;
+    return 0;
+}
+
+static dnnl_format_tag_t act_tag(int block, int channels) {
+    if (!block || channels % block != 0) return dnnl_format_tag_any;
+    return block == 16 ? dnnl_aBcd16b : dnnl_aBcd8b;
+}
+
+/* Whether a primitive runs one of oneDNN's slow generic implementations. */
+static int slow_impl(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl) return 0;
+    return strstr(impl, "ref") != NULL || strstr(impl, "gemm") != NULL;
+}
+
 static mg_status conv_pd(mg_fnet *net, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *x, const dnnl_memory_desc_t *w,
                          const dnnl_memory_desc_t *b, const dnnl_memory_desc_t *y, int stride, int pad, int sum,
                          int relu, dnnl_primitive_desc_t *pd) {
@@ -358,29 +388,38 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     dnnl_dims_t xdims = {xd[0], xd[1], xd[2], xd[3]}, wdims = {k, xd[1], r, r}, bdims = {k},
                 ydm = {ydims[0], ydims[1], ydims[2], ydims[3]};
     dnnl_memory_desc_t x_any, w_any, w_user, b_md, y_any;
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xdims, dnnl_f32, dnnl_format_tag_any));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wdims, dnnl_f32, dnnl_format_tag_any));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_user, 4, wdims, dnnl_f32, dnnl_oihw));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bdims, dnnl_f32, dnnl_a));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, ydm, dnnl_f32, dnnl_format_tag_any));
     /* A residual fixes the output layout: the sum happens in its buffer. */
     dnnl_memory_desc_t res_md;
     if (residual >= 0) res_md = net->v[residual].md;
     const dnnl_memory_desc_t *y_md = residual >= 0 ? &res_md : &y_any;
     dnnl_primitive_desc_t pd = NULL;
     int wino = 0, relu = (flags & MG_FNET_RELU) != 0, sum = residual >= 0;
-    if ((flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p >= 4 && q >= 4) {
-        MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
-        /* Winograd writes only its own blocked layout: a residual in another one (e.g. from an NHWC
-         * 1x1 kernel) is then reordered into it below, which costs far less than giving up Winograd */
-        if (!pd && residual >= 0)
-            MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, &y_any, stride, pad, sum, relu, &pd));
-        wino = pd != NULL;
-    }
-    if (!pd) MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
-    if (!pd && residual >= 0) {
-        /* no kernel writes the residual's layout: sum into a copy in the layout the kernel wants */
-        MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, &y_any, stride, pad, sum, relu, &pd));
+    for (int block = act_block();; block = 0) { /* blocked activations; once more with "any" if slow */
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xdims, dnnl_f32, act_tag(block, xd[1])));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, ydm, dnnl_f32, act_tag(block, k)));
+        wino = 0;
+        if ((flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p >= 4 && q >= 4) {
+            MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
+            /* Winograd writes only its own blocked layout: a residual in another one (e.g. from an
+             * NHWC 1x1 kernel) is then reordered into it below, which costs far less than giving up
+             * Winograd */
+            if (!pd && residual >= 0)
+                MG_TRY(conv_pd(net, dnnl_convolution_winograd, &x_any, &w_any, &b_md, &y_any, stride, pad, sum, relu,
+                               &pd));
+            wino = pd != NULL;
+        }
+        if (!pd)
+            MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, y_md, stride, pad, sum, relu, &pd));
+        if (!pd && residual >= 0) {
+            /* no kernel writes the residual's layout: sum into a copy in the layout the kernel wants */
+            MG_TRY(conv_pd(net, dnnl_convolution_direct, &x_any, &w_any, &b_md, &y_any, stride, pad, sum, relu, &pd));
+        }
+        if (!block || (pd && !slow_impl(pd))) break;
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
     }
     if (!pd)
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
