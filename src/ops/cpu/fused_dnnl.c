@@ -296,6 +296,12 @@ static int slow_impl(const_dnnl_primitive_desc_t pd) {
     return strstr(impl, "ref") != NULL || strstr(impl, "gemm") != NULL;
 }
 
+/* MG_FNET_WINO_4X3=0: always take oneDNN's first Winograd implementation (for comparison). */
+static int wino_prefer_4x3(void) {
+    const char *e = getenv("MG_FNET_WINO_4X3");
+    return !(e && e[0] == '0');
+}
+
 static mg_status conv_pd(mg_fnet *net, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *x, const dnnl_memory_desc_t *w,
                          const dnnl_memory_desc_t *b, const dnnl_memory_desc_t *y, int stride, int pad, int sum,
                          int relu, dnnl_primitive_desc_t *pd) {
@@ -316,6 +322,32 @@ static mg_status conv_pd(mg_fnet *net, dnnl_alg_kind_t alg, const dnnl_memory_de
     if (s != dnnl_success) {
         dnnl_primitive_attr_destroy(attr);
         return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): post-ops (status %d)", (int)s);
+    }
+    if (alg == dnnl_convolution_winograd && wino_prefer_4x3() && y->dims[2] * y->dims[3] >= 28 * 28) {
+        /* At batch 1 oneDNN's first Winograd choice is F(2x2, 3x3) (jit_fp32_wino_2x3) for some
+         * shapes where its F(4x4, 3x3) kernel is faster: on ResNet-50's 56x56 layers 0.88 vs 1.15 ms,
+         * while on 14x14 and 7x7 maps F(2x2) is the faster one (docs/PERFORMANCE.md). For output
+         * planes of at least 28x28 take the first implementation named wino_4x3 in oneDNN's list,
+         * else its first choice. */
+        dnnl_primitive_desc_iterator_t it = NULL;
+        if (dnnl_primitive_desc_iterator_create(&it, &cd, attr, net->engine, NULL) == dnnl_success) {
+            do {
+                dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+                const char *impl = NULL;
+                if (!cand) break;
+                if (dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+                    strstr(impl, "wino_4x3")) {
+                    *pd = cand;
+                    break;
+                }
+                dnnl_primitive_desc_destroy(cand);
+            } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+            dnnl_primitive_desc_iterator_destroy(it);
+        }
+        if (*pd) {
+            dnnl_primitive_attr_destroy(attr);
+            return MG_OK;
+        }
     }
     if (dnnl_primitive_desc_create(pd, &cd, attr, net->engine, NULL) != dnnl_success) *pd = NULL;
     dnnl_primitive_attr_destroy(attr);
