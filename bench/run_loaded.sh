@@ -18,7 +18,9 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); busy core: ${BUSY:-
 for round in $(seq "${ROUNDS:-3}"); do
   for th in 1 2; do
     for b in 1 8; do
-      v=$("$BUILD/bench_infer" --arch resnet50 --batch $b --size 224 --reps 6 --threads $th | ips)
+      # batch 1: 30 forwards (~2 s), so that the fused network's switch to fewer threads under load
+      # (model.c fused_threads, decided within the first 0.2 s) is not most of the timed window
+      v=$("$BUILD/bench_infer" --arch resnet50 --batch $b --size 224 --reps $(( b == 1 ? 30 : 6 )) --threads $th | ips)
       echo "infer-b$b $th $v" | tee -a "$OUT"
     done
     if [ "${TRAIN:-1}" = 1 ]; then

@@ -45,8 +45,10 @@ mg_status mg_fnet_init(mg_fnet **net, int n, int c, int h, int w);
 /* The same for another input shape of a network built from the same weights: while it is built, each
  * convolution whose reordered weights in `donor` (the i-th convolution of both) fit takes them shared
  * (reference counted; the donor may be freed first) instead of reordering its own, and its weights
- * callback is not called. This is what makes rect-mode inference over images of varying sizes cheap. */
-mg_status mg_fnet_init_like(mg_fnet **net, int n, int c, int h, int w, const mg_fnet *donor);
+ * callback is not called. This is what makes rect-mode inference over images of varying sizes cheap.
+ * threads: the OpenMP thread count the network is built and run with (0: mg_ops_get_threads(), as
+ * mg_fnet_init). */
+mg_status mg_fnet_init_like(mg_fnet **net, int n, int c, int h, int w, const mg_fnet *donor, int threads);
 void mg_fnet_free(mg_fnet *net);
 
 /* out = act(conv(in, w) + bias [+ residual]); w is OIHW [k, C_in, r, r] (copied and reordered now,

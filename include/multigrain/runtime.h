@@ -30,6 +30,13 @@ void mg_runtime_init(int argc, char **argv);
 void mg_blas_serial(void);
 void mg_blas_parallel(int n);
 
+/* The number of cores other processes kept busy, estimated from /proc/stat's busy time minus this
+ * process's CPU time over the window since the previous estimate (re-estimated at most every 0.2 s;
+ * between estimates the last value). -1 on the first call and without /proc. oneDNN splits each
+ * primitive statically over its threads, so when another process keeps a core busy the thread that
+ * shares it holds up the others: the fused inference network then runs on one thread (model.c). */
+double mg_runtime_other_load(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/arena.h"
 #include "core/memplan.h"
@@ -115,6 +116,8 @@ struct mg_model {
     uint64_t version, fnet_version;
     int fused_off;   /* mg_model_set_fused(m, false) or MG_FUSED=0: MG_MODE_INFER runs per op */
     int fused_flags; /* MG_FNET_WINOGRAD */
+    int fused_threads_now; /* the thread count of the fused network in use (fused_threads) */
+    int adapt_off;         /* MG_ADAPT_THREADS=0: the fused network always runs mg_ops_get_threads() */
     float *fnet_out; /* the trunk's output map, plain NCHW */
     int out_h, out_w;
 };
@@ -228,6 +231,8 @@ mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float
     m->fused_off = fe && !strcmp(fe, "0");
     const char *we = getenv("MG_WINOGRAD");
     m->fused_flags = we && !strcmp(we, "0") ? 0 : MG_FNET_WINOGRAD;
+    const char *ae = getenv("MG_ADAPT_THREADS");
+    m->adapt_off = ae && !strcmp(ae, "0");
     m->bottleneck = a != MG_ARCH_RESNET18 && a != MG_ARCH_RESNET34;
     m->dim = m->spec.feature_dim;
     m->offset = calloc((size_t)m->spec.n, sizeof *m->offset);
@@ -933,7 +938,7 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
     if (m->fnet_version != m->version) fused_cache_clear(m);
     m->fnet_version = m->version;
     struct fnet_entry *hit = NULL, *lru = &m->fcache[0], *mru = NULL;
-    int threads = mg_ops_get_threads();
+    int threads = m->fused_threads_now ? m->fused_threads_now : mg_ops_get_threads();
     for (int i = 0; i < 4; i++) {
         struct fnet_entry *e = &m->fcache[i];
         if (e->net && e->n == n && e->h == h && e->w == w && e->threads == threads) hit = e;
@@ -942,7 +947,7 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
     }
     if (!hit) {
         mg_fnet *net;
-        MG_TRY(mg_fnet_init_like(&net, n, 3, h, w, mru ? mru->net : NULL));
+        MG_TRY(mg_fnet_init_like(&net, n, 3, h, w, mru ? mru->net : NULL, threads));
         int out = -1;
         mg_status s = fused_build_net(m, net, &out);
         if (s == MG_OK) s = mg_fnet_finalize(net, out);
@@ -962,6 +967,27 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
     m->out_h = hit->out_h;
     m->out_w = hit->out_w;
     return MG_OK;
+}
+
+/* The fused network's thread count: the requested one (mg_ops_get_threads), or fewer while other
+ * processes keep cores busy (mg_runtime_other_load): oneDNN splits each primitive statically over its
+ * threads, so a thread that shares its core with another process holds up the rest, and two such
+ * threads ran slower than one (docs/PERFORMANCE.md). Fewer threads when the free cores fall below
+ * the requested count by 0.4, all of them again when within 0.2 (hysteresis). The result does not
+ * depend on the count (oneDNN splits the work without changing the sums), so this changes speed
+ * only. MG_ADAPT_THREADS=0 turns it off. */
+static int fused_threads(mg_model *m) {
+    int want = mg_ops_get_threads(), cur = m->fused_threads_now ? m->fused_threads_now : want;
+    if (want <= 1 || m->adapt_off) return want;
+    if (cur > want) cur = want;
+    double load = mg_runtime_other_load();
+    if (load < 0) return cur; /* no estimate yet (first call) or no /proc */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double free_cores = (double)(ncpu > 0 ? ncpu : want) - load;
+    double margin = cur < want ? 0.2 : 0.4;
+    if (free_cores >= want - margin) return want;
+    int t = (int)free_cores;
+    return t < 1 ? 1 : t > want ? want : t;
 }
 
 /* Activation memory of the fused plan: the trunk's output and the head vectors. */
@@ -1068,9 +1094,12 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
     int fused = mode == MG_MODE_INFER && fused_eligible(m);
     if (fused) {
+        int t = fused_threads(m);
         if (!planned_for(m, n, h, w, 2)) {
+            m->fused_threads_now = t;
             MG_TRY(plan_fused(m, n, h, w));
-        } else if (m->fnet_version != m->version) {
+        } else if (m->fnet_version != m->version || t != m->fused_threads_now) {
+            m->fused_threads_now = t;
             MG_TRY(fused_get(m, n, h, w));
         }
     } else {

@@ -1,12 +1,15 @@
 /* runtime.c: start-up settings for the OpenMP runtime under oneDNN (runtime.h), the per-call
- * OpenMP thread count of the ops, and OpenBLAS's thread count. The OpenMP entry point is looked up at run time (dlsym), so the
+ * OpenMP thread count of the ops, OpenBLAS's thread count, and the load other processes put on the
+ * machine. The OpenMP entry point is looked up at run time (dlsym), so the
  * library does not link libgomp itself: it is present exactly when oneDNN loaded it. */
 #include "multigrain/runtime.h"
 
 #include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "multigrain/ops.h"
@@ -32,6 +35,55 @@ static mg_omp_set_fn g_omp_set;
 static pthread_once_t g_omp_once = PTHREAD_ONCE_INIT;
 
 static void omp_lookup(void) { g_omp_set = (mg_omp_set_fn)dlsym(RTLD_DEFAULT, "omp_set_num_threads"); }
+
+/* /proc/stat's first line: the time all CPUs spent busy (user, nice, system, irq, softirq), in
+ * seconds; -1 without /proc. Steal time is the hypervisor's, not another process's. */
+static double proc_busy_seconds(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long v[8] = {0};
+    int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                     &v[6], &v[7]);
+    fclose(f);
+    if (got < 7) return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / (double)(hz > 0 ? hz : 100);
+}
+
+static double clock_seconds(clockid_t id) {
+    struct timespec t;
+    if (clock_gettime(id, &t) != 0) return -1;
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static pthread_mutex_t g_load_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    double wall, busy, own, load;
+    int have;
+} g_load = {.load = -1};
+
+double mg_runtime_other_load(void) {
+    pthread_mutex_lock(&g_load_mu);
+    double now = clock_seconds(CLOCK_MONOTONIC), load = g_load.load;
+    if (!g_load.have || now - g_load.wall >= 0.2) {
+        double busy = proc_busy_seconds(), own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+        if (busy < 0 || own < 0 || now < 0) {
+            load = -1;
+        } else {
+            if (g_load.have && now > g_load.wall) {
+                load = ((busy - g_load.busy) - (own - g_load.own)) / (now - g_load.wall);
+                if (load < 0) load = 0;
+            }
+            g_load.wall = now;
+            g_load.busy = busy;
+            g_load.own = own;
+            g_load.have = 1;
+        }
+        g_load.load = load;
+    }
+    pthread_mutex_unlock(&g_load_mu);
+    return load;
+}
 
 void mg_blas_serial(void) { openblas_set_num_threads(1); }
 void mg_blas_parallel(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }

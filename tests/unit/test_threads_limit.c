@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "mg_test.h"
 #include "multigrain/model.h"
@@ -103,8 +106,38 @@ static void test_blas_back_to_one_thread(void **state) {
     mg_assert_ok(mg_ops_set_threads(0));
 }
 
+/* mg_runtime_other_load counts other processes' CPU time, not ours: with a child process spinning
+ * for 0.6 s while this one sleeps, the estimate over that window is at least half a core (more if
+ * other tests run beside it; never less, the child being runnable all along). */
+static void test_other_load_sees_a_busy_process(void **state) {
+    (void)state;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) skip();
+    fclose(f);
+    mg_runtime_other_load(); /* the window starts here */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        volatile double x = 0;
+        do {
+            for (int i = 0; i < 100000; i++) x += i;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while ((t.tv_sec - t0.tv_sec) + 1e-9 * (t.tv_nsec - t0.tv_nsec) < 0.6);
+        _exit(0);
+    }
+    struct timespec nap = {0, 500000000};
+    nanosleep(&nap, NULL);
+    double load = mg_runtime_other_load();
+    waitpid(pid, NULL, 0);
+    print_message("other processes' load with one busy child: %.2f cores\n", load);
+    assert_true(load >= 0.5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_one_thread_stays_one),
-                                       cmocka_unit_test(test_blas_back_to_one_thread)};
+                                       cmocka_unit_test(test_blas_back_to_one_thread),
+                                       cmocka_unit_test(test_other_load_sees_a_busy_process)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,8 +12,8 @@ mg_status mg_fnet_init(mg_fnet **net, int n, int c, int h, int w) {
     *net = NULL;
     return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: this build has no oneDNN");
 }
-mg_status mg_fnet_init_like(mg_fnet **net, int n, int c, int h, int w, const mg_fnet *donor) {
-    (void)donor;
+mg_status mg_fnet_init_like(mg_fnet **net, int n, int c, int h, int w, const mg_fnet *donor, int threads) {
+    (void)donor, (void)threads;
     return mg_fnet_init(net, n, c, h, w);
 }
 void mg_fnet_free(mg_fnet *net) { (void)net; }

@@ -6,8 +6,8 @@
  * into in place).
  *
  * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
- * every primitive creation (new_op, finalize) and every run first applies mg_ops_get_threads(); a
- * network runs on the thread count it was built with (the model keys its cache on it). The scratchpad
+ * a network has one thread count (given to mg_fnet_init_like, else mg_ops_get_threads()), set before
+ * every primitive creation and every run (the model keys its cache on it). The scratchpad
  * is in user mode: one buffer, sized for the largest primitive, so oneDNN allocates nothing per run. */
 #include <stdint.h>
 #include <stdio.h>
@@ -86,6 +86,7 @@ struct mg_fnet {
     int nslot;
     size_t weight_bytes; /* reordered weights this network owns (shared ones count for their owner) */
     int nconv;
+    int threads; /* the OpenMP thread count its primitives are created and run with */
     const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
     int finalized;
 };
@@ -197,7 +198,7 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     dnnl_status_t s = dnnl_reorder_primitive_desc_create(&op->pd, &net->v[in].md, net->engine, md, net->engine, attr);
     dnnl_primitive_attr_destroy(attr);
     if (s == dnnl_success) s = dnnl_primitive_create(&op->prim, op->pd);
-    mg_omp_apply_threads();
+    mg_omp_set_threads(net->threads);
     if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): reorder (status %d)", (int)s);
     MG_TRY(track_scratch(net, op->pd));
     note_use(net, in);
@@ -205,19 +206,25 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     return MG_OK;
 }
 
-mg_status mg_fnet_init_like(mg_fnet **out, int n, int c, int h, int w, const mg_fnet *donor) {
-    MG_TRY(mg_fnet_init(out, n, c, h, w));
+static mg_status fnet_init(mg_fnet **out, int n, int c, int h, int w, int threads);
+
+mg_status mg_fnet_init_like(mg_fnet **out, int n, int c, int h, int w, const mg_fnet *donor, int threads) {
+    MG_TRY(fnet_init(out, n, c, h, w, threads));
     (*out)->donor = donor;
     return MG_OK;
 }
 
-mg_status mg_fnet_init(mg_fnet **out, int n, int c, int h, int w) {
-    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
+mg_status mg_fnet_init(mg_fnet **out, int n, int c, int h, int w) { return fnet_init(out, n, c, h, w, 0); }
+
+static mg_status fnet_init(mg_fnet **out, int n, int c, int h, int w, int threads) {
     *out = NULL;
     if (n < 1 || c < 1 || h < 1 || w < 1)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: input %dx%dx%dx%d must be positive", n, c, h, w);
+    if (threads < 0) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: %d threads", threads);
     mg_fnet *net = calloc(1, sizeof *net);
     if (!net) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
+    net->threads = threads ? threads : mg_ops_get_threads();
+    mg_omp_set_threads(net->threads); /* the primitives created here keep this thread count */
     mg_status s = mg_dnnl_engine(&net->engine);
     if (s == MG_OK && dnnl_stream_create(&net->stream, net->engine, dnnl_stream_default_flags) != dnnl_success)
         s = MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): creating a stream failed");
@@ -364,7 +371,7 @@ static mg_status reorder_once(mg_fnet *net, const dnnl_memory_desc_t *from_md, c
     if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, from_md, net->engine, to_md, net->engine, NULL);
     if (s == dnnl_success) s = dnnl_primitive_create(&r, pd);
     if (s == dnnl_success) {
-        mg_omp_apply_threads();
+        mg_omp_set_threads(net->threads);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
         s = dnnl_primitive_execute(r, net->stream, 2, args);
     }
@@ -535,14 +542,15 @@ mg_status mg_fnet_add_conv(mg_fnet *net, int in, int k, int r, int stride, int p
 mg_status mg_fnet_add_conv_cb(mg_fnet *net, int in, int k, int r, int stride, int pad,
                               mg_status (*get_weights)(void *ctx, float *w, float *bias), void *ctx, int residual,
                               int flags, int *out) {
-    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
+    if (!net) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null network");
+    mg_omp_set_threads(net->threads); /* the primitives created here keep this thread count */
     if (!get_weights) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: convolution: null weights callback");
     return add_conv(net, in, k, r, stride, pad, NULL, NULL, get_weights, ctx, residual, flags, out);
 }
 
 mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, int *out) {
-    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
     MG_TRY(check_value(net, in, "max pooling"));
+    mg_omp_set_threads(net->threads); /* the primitives created here keep this thread count */
     if (!out || r < 1 || stride < 1 || pad < 0 || 2 * pad > r)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: max pooling r=%d stride=%d pad=%d", r, stride, pad);
     int xd[4];
@@ -587,7 +595,8 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
 }
 
 mg_status mg_fnet_finalize(mg_fnet *net, int output) {
-    mg_omp_apply_threads(); /* the primitives created here keep this thread count */
+    if (!net) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: finalize: null network");
+    mg_omp_set_threads(net->threads); /* the primitives created here keep this thread count */
     if (net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: finalized twice");
     if (output < 1 || output >= net->nv)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: output value %d does not exist (1..%d)", output, net->nv - 1);
@@ -678,7 +687,7 @@ void mg_fnet_value_dims(const mg_fnet *net, int value, int dims[4]) {
 mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     if (!net || !x || !y) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: null argument");
     if (!net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: not finalized");
-    mg_omp_apply_threads();
+    mg_omp_set_threads(net->threads);
     DNNL_TRY(dnnl_memory_set_data_handle(net->v[0].mem, (void *)x));
     DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
     for (int i = 0; i < net->nop; i++) {
@@ -699,7 +708,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
         if (net->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, net->scratch};
         if (op->serial) mg_omp_set_threads(1);
         dnnl_status_t s = dnnl_primitive_execute(op->prim, net->stream, na, a);
-        if (op->serial) mg_omp_apply_threads();
+        if (op->serial) mg_omp_set_threads(net->threads);
         if (s != dnnl_success)
             return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
     }
