@@ -118,6 +118,7 @@ struct mg_model {
     int fused_flags; /* MG_FNET_WINOGRAD */
     int fused_threads_now; /* the thread count of the fused network in use (fused_threads) */
     int adapt_off;         /* MG_ADAPT_THREADS=0: the fused network always runs mg_ops_get_threads() */
+    int ncpu;              /* online cores, read once (sysconf reads /sys on every call) */
     float *fnet_out; /* the trunk's output map, plain NCHW */
     int out_h, out_w;
 };
@@ -233,6 +234,8 @@ mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float
     m->fused_flags = we && !strcmp(we, "0") ? 0 : MG_FNET_WINOGRAD;
     const char *ae = getenv("MG_ADAPT_THREADS");
     m->adapt_off = ae && !strcmp(ae, "0");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    m->ncpu = ncpu > 0 ? (int)ncpu : 1;
     m->bottleneck = a != MG_ARCH_RESNET18 && a != MG_ARCH_RESNET34;
     m->dim = m->spec.feature_dim;
     m->offset = calloc((size_t)m->spec.n, sizeof *m->offset);
@@ -982,8 +985,7 @@ static int fused_threads(mg_model *m) {
     if (cur > want) cur = want;
     double load = mg_runtime_other_load();
     if (load < 0) return cur; /* no estimate yet (first call) or no /proc */
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    double free_cores = (double)(ncpu > 0 ? ncpu : want) - load;
+    double free_cores = (double)m->ncpu - load;
     double margin = cur < want ? 0.2 : 0.4;
     if (free_cores >= want - margin) return want;
     int t = (int)free_cores;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/progress.h"
 #include "multigrain/ops.h"
 #include "ops/cpu/conv2d_internal.h"
 
@@ -50,9 +51,10 @@ static double proc_busy_seconds(void) {
     return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / (double)(hz > 0 ? hz : 100);
 }
 
-static double clock_seconds(clockid_t id) {
+/* This process's CPU time (all its threads), in seconds; -1 on failure. */
+static double own_cpu_seconds(void) {
     struct timespec t;
-    if (clock_gettime(id, &t) != 0) return -1;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) != 0) return -1;
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -64,10 +66,10 @@ static struct {
 
 double mg_runtime_other_load(void) {
     pthread_mutex_lock(&g_load_mu);
-    double now = clock_seconds(CLOCK_MONOTONIC), load = g_load.load;
+    double now = mg_time_now(), load = g_load.load;
     if (!g_load.have || now - g_load.wall >= 0.2) {
-        double busy = proc_busy_seconds(), own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
-        if (busy < 0 || own < 0 || now < 0) {
+        double busy = proc_busy_seconds(), own = own_cpu_seconds();
+        if (busy < 0 || own < 0) {
             load = -1;
         } else {
             if (g_load.have && now > g_load.wall) {
