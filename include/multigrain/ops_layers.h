@@ -152,8 +152,11 @@ mg_status mg_gem_backward(int n, int c, int h, int w, float p, const float *x, c
                           const float *dy, float *dx, float *dp);
 
 /* ------------------------------------------------------------------------------------------------
- * Linear: y[n,out] = x[n,in] W[out,in]^T + b[out] (b may be NULL). Fast path: OpenBLAS sgemm.
+ * Linear: y[n,out] = x[n,in] W[out,in]^T + b[out] (b may be NULL). Fast path: OpenBLAS sgemm, or
+ * one sgemv per row when n <= MG_LINEAR_GEMV_MAX_ROWS (sgemm packs all of W first, which dominates
+ * at batch 1).
  * Backward: dx = dy W (written; NULL skips), dW += dy^T x, db += sum_n dy (accumulated; NULL skips). */
+#define MG_LINEAR_GEMV_MAX_ROWS 8
 mg_status mg_linear_forward(int n, int in, int out, const float *x, const float *W, const float *b, float *y);
 mg_status mg_linear_backward(int n, int in, int out, const float *x, const float *W, const float *dy,
                              float *dx, float *dW, float *db);

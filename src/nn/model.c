@@ -1152,8 +1152,13 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
             u[m->dim] = (float)inv - m->wh_mean[m->dim];
         }
         mg_blas_serial(); /* small (runtime.h) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dp, Da, 1.0f, m->wh_u, Da, m->wh_P, Dp, 0.0f,
-                    m->wh_phi, Dp);
+        if (n <= MG_LINEAR_GEMV_MAX_ROWS) /* streams P once a row instead of packing it (ops_layers.h) */
+            for (int i = 0; i < n; i++)
+                cblas_sgemv(CblasRowMajor, CblasTrans, Da, Dp, 1.0f, m->wh_P, Dp, m->wh_u + (size_t)i * Da, 1, 0.0f,
+                            m->wh_phi + (size_t)i * Dp, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dp, Da, 1.0f, m->wh_u, Da, m->wh_P, Dp, 0.0f,
+                        m->wh_phi, Dp);
         MG_TRY(mg_linear_forward(n, Dp, m->spec.num_classes, m->wh_phi, P(m, m->idx_fc_w), P(m, m->idx_fc_b),
                                  m->logits));
         MG_TRY(mg_l2norm_forward(n, Dp, m->wh_phi, m->embedding, NULL));

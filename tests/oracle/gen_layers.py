@@ -111,7 +111,8 @@ for tag, shape in [("g", (2, 3, 5, 3)), ("g1", (1, 4, 1, 1)), ("g7", (2, 2, 7, 7
         save(f"{tag}_p{pname}_dx", xx.grad)
 
 # ---------------- linear ----------------
-for tag, (n, i, o) in [("lin", (3, 5, 4)), ("lin1", (1, 7, 3))]:
+# lin and lin1 take the fast path's per-row sgemv (n <= MG_LINEAR_GEMV_MAX_ROWS), lin12 its sgemm
+for tag, (n, i, o) in [("lin", (3, 5, 4)), ("lin1", (1, 7, 3)), ("lin12", (12, 6, 5))]:
     x, W, b, dy = randn(n, i), randn(o, i), randn(o), randn(n, o)
     xx, WW, bb = leaf(x), leaf(W), leaf(b)
     y = F.linear(xx, WW, bb)
