@@ -80,6 +80,9 @@ typedef struct mg_conv2d_plan {
      * weights gathered into its workspace. NULL when every tap is live. */
     struct mg_conv2d_plan *trim;
     int trim_r0, trim_s0;
+    /* Layout of the caller's activation buffers (mg_conv2d_plan_init_blocked): 0 = NCHW, B = the
+     * channel-blocked nChw<B>c of ops_layers.h; x_block for x and dx, y_block for y and dy. */
+    int x_block, y_block;
 } mg_conv2d_plan;
 
 /* Output height/width for a descriptor; MG_ERR_INVALID_ARG (with a message) if the descriptor is
@@ -94,6 +97,17 @@ mg_status mg_conv2d_plan_init(mg_conv2d_plan *plan, const mg_conv2d_desc *d);
  * build without oneDNN. */
 mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, mg_conv2d_backend backend,
                                  mg_conv2d_layout layout);
+/* As mg_conv2d_plan_init (oneDNN backend), with the caller's x/dx in nChw<x_block>c and y/dy in
+ * nChw<y_block>c (ops_layers.h, "Channel-blocked layout"; 0 = NCHW for that side). A layer chain
+ * that keeps its activations blocked skips the reorders a plain-buffer plan does at every call; every
+ * op then runs oneDNN's blocked kernels. x_block must be 0 or divide C, y_block 0 or divide K.
+ * MG_ERR_UNSUPPORTED without oneDNN or with the reference implementation (mg_ops_get_impl). Weights
+ * and their gradients stay OIHW. */
+mg_status mg_conv2d_plan_init_blocked(mg_conv2d_plan *plan, const mg_conv2d_desc *d, int x_block, int y_block);
+/* The channel block of oneDNN's preferred activation layout on this CPU: 16 (AVX-512), 8 (AVX2), or
+ * 0 (no oneDNN, or an older CPU: no blocked chain). */
+int mg_conv2d_blocked_channels(void);
+
 /* The plan's private working memory (oneDNN scratchpad, reordered copies of x/w/y in blocked
  * layouts, im2col buffers), in bytes. Plans are used one at a time in a network, so a caller that
  * holds many plans can give them one shared buffer of the largest size instead of one each:

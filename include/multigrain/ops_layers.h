@@ -39,7 +39,11 @@ void mg_layers_force_impl(int impl);
  *         weight and bias still receive gradients.
  * save_mean/save_invstd [c] (required) receive the statistics used (batch or running, invstd =
  * 1/sqrt(var+eps)); backward reads them. weight/bias may be NULL (= 1 / 0, affine=False). In TRAIN,
- * running_mean/running_var may be NULL (no update); EVAL and FROZEN require them. y may equal x. */
+ * running_mean/running_var may be NULL (no update); EVAL and FROZEN require them. y may equal x.
+ * Layout (`block`): 0 (mg_bn2d_default_args) = NCHW; B > 1 = x, y, dy and dx are in the channel-blocked
+ * layout nChw<B>c ("Channel-blocked layout" below; c must be a multiple of B, else MG_ERR_INVALID_ARG),
+ * same results to float rounding; 1 is NCHW too. The per-channel vectors (weight, bias, running stats,
+ * save_mean/save_invstd, dweight/dbias) stay plain [c]. The oneDNN path declines blocked calls. */
 typedef enum mg_bn_mode { MG_BN_TRAIN = 0, MG_BN_EVAL = 1, MG_BN_FROZEN = 2 } mg_bn_mode;
 
 typedef struct mg_bn2d_args {
@@ -48,6 +52,7 @@ typedef struct mg_bn2d_args {
     float momentum; /* 0.1 in PyTorch */
     float eps;      /* 1e-5 in PyTorch */
     int relu;       /* 1: the output is relu(BN(x)) (forward and apply), in the same pass on the fast path */
+    int block;      /* 0: NCHW; B > 1: x, y, dy, dx are nChw<B>c (B divides c) */
 } mg_bn2d_args;
 
 /* The PyTorch defaults for a given shape and mode. */
@@ -112,6 +117,14 @@ mg_status mg_chscale_backward(int n, int c, int hw, const float *x, const float 
                               float *dx, float *ds);
 
 /* ------------------------------------------------------------------------------------------------
+ * Channel-blocked layout nChw<B>c: the channels in groups of B (B divides C), each group stored as
+ * [n][C/B][h][w][B], i.e. element (n, c, h, w) at ((n * C/B + c / B) * h*w + h * W + w) * B + c % B.
+ * oneDNN's nChw16c (AVX-512) / nChw8c (AVX2); the training path keeps its activations in it between
+ * convolutions (mg_conv2d_blocked_channels). block 0 or 1 is plain NCHW (a copy). dst must not alias src. */
+mg_status mg_layout_to_blocked(int n, int c, int h, int w, int block, const float *x, float *y);
+mg_status mg_layout_to_nchw(int n, int c, int h, int w, int block, const float *x, float *y);
+
+/* ------------------------------------------------------------------------------------------------
  * 2-d pooling (torch.nn.functional.max_pool2d / avg_pool2d with ceil_mode=False, dilation 1). */
 typedef struct mg_win2d {
     int kh, kw; /* kernel */
@@ -130,6 +143,17 @@ mg_status mg_maxpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, 
 /* dx written (zeros where nothing was selected, sums where windows overlap). */
 mg_status mg_maxpool2d_backward(int n, int c, int h, int w, const mg_win2d *win, const int32_t *argmax,
                                 const float *dy, float *dx);
+/* The same max pool on the channel-blocked layout nChw<block>c (see "Channel-blocked layout" above):
+ * x / dx [n,c,h,w] and y / dy / argmax [n,c,oh,ow] all in nChw<block>c; argmax still holds the flat
+ * h*w index within the channel's plane (the element sits at (that index) * block + c % block in its
+ * channel block). Results are exactly those of mg_maxpool2d_forward/backward on the NCHW tensors, converted
+ * (a selection; overlapping windows are summed in the same order). block must be 0 or divide c; 0 (or 1)
+ * is plain NCHW and calls the functions above. Fast path: one task per (image, channel block), the
+ * innermost loops over the block's contiguous channels. */
+mg_status mg_maxpool2d_forward_blocked(int n, int c, int h, int w, int block, const mg_win2d *win, const float *x,
+                                       float *y, int32_t *argmax);
+mg_status mg_maxpool2d_backward_blocked(int n, int c, int h, int w, int block, const mg_win2d *win,
+                                        const int32_t *argmax, const float *dy, float *dx);
 /* Average pool with count_include_pad=True (PyTorch's default): the divisor counts padded positions
  * that lie inside the padded input but not beyond it. */
 mg_status mg_avgpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, const float *x, float *y);
@@ -150,6 +174,15 @@ mg_status mg_gem_forward(int n, int c, int h, int w, float p, const float *x, fl
 /* y is the forward output (saved). */
 mg_status mg_gem_backward(int n, int c, int h, int w, float p, const float *x, const float *y,
                           const float *dy, float *dx, float *dp);
+/* GeM with x / dx [n,c,h,w] in nChw<block>c (see "Channel-blocked layout"); y / dy stay the plain pooled
+ * [n,c]. Same maths as mg_gem_forward/backward (p == 1 average, MG_GEM_EPS clamp and its zero gradient,
+ * dp accumulated); block must be 0 or divide c, and 0 (or 1) calls the functions above. The reference
+ * path gives bit-identical results to the NCHW reference; the fast path sums each channel's plane in
+ * its own order (double accumulators per channel), so y and dp agree with the NCHW fast path to float
+ * rounding (dx too; given the same y, dx is bit-identical to the NCHW fast path's). */
+mg_status mg_gem_forward_blocked(int n, int c, int h, int w, int block, float p, const float *x, float *y);
+mg_status mg_gem_backward_blocked(int n, int c, int h, int w, int block, float p, const float *x, const float *y,
+                                  const float *dy, float *dx, float *dp);
 
 /* ------------------------------------------------------------------------------------------------
  * Linear: y[n,out] = x[n,in] W[out,in]^T + b[out] (b may be NULL). Fast path: OpenBLAS sgemm, or

@@ -1,6 +1,8 @@
 /* batchnorm.c: batch norm 2d (train / eval / frozen), forward and backward: argument checks, the plain C
  * per-channel kernels (reference: double accumulation, serial over channels; fast: vectorisable blocked
- * float sums and fused loops, parallel over channels), and the optional oneDNN path (batchnorm_dnnl.c). */
+ * float sums and fused loops, parallel over channels), and the optional oneDNN path (batchnorm_dnnl.c).
+ * Both layouts: NCHW, and the channel-blocked nChw<B>c when a->block > 1 (the reference loops index it
+ * with a stride, the fast path has its own kernels over B lanes at a time, parallel over channel blocks). */
 #include <math.h>
 #include <string.h>
 
@@ -9,7 +11,7 @@
 #include "ops/cpu/layers_util.h"
 
 mg_bn2d_args mg_bn2d_default_args(mg_bn_mode mode, int n, int c, int h, int w) {
-    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f, 0};
+    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f, 0, 0};
     return a;
 }
 
@@ -24,10 +26,22 @@ static mg_status check_args(const char *op, const mg_bn2d_args *a) {
     if (!(a->eps > 0.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
         return MG_FAIL(MG_ERR_INVALID_ARG, "%s: expected eps > 0 and 0 <= momentum <= 1, found eps=%g momentum=%g",
                        op, (double)a->eps, (double)a->momentum);
+    if (a->block < 0 || (a->block > 1 && a->c % a->block != 0))
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "%s: block must be 0 (NCHW) or a channel block size dividing c, found block=%d for c=%d", op,
+                       a->block, a->c);
     if (a->mode == MG_BN_TRAIN && (long long)a->n * a->h * a->w < 2)
         return MG_FAIL(MG_ERR_INVALID_ARG,
                        "%s: training mode needs more than 1 value per channel, found n*h*w = 1", op);
     return MG_OK;
+}
+
+/* The layout: channel c of image n is the h*w values at x + bn_plane(a, n, c), stride bn_stride(a)
+ * (NCHW: the contiguous plane; nChw<B>c: lane c % B of the block's [h][w][B], stride B). */
+static inline size_t bn_stride(const mg_bn2d_args *a) { return a->block > 1 ? (size_t)a->block : 1; }
+static inline size_t bn_plane(const mg_bn2d_args *a, size_t n, size_t c) {
+    size_t B = bn_stride(a), hw = (size_t)a->h * a->w;
+    return ((n * ((size_t)a->c / B) + c / B) * hw) * B + c % B; /* B = 1: (n * C + c) * hw */
 }
 
 typedef struct bn_ctx {
@@ -60,11 +74,11 @@ static void bn_channel_finish(const bn_ctx *t, size_t c, float mean, double var,
     *beta = b - mean * *alpha;
 }
 
-/* Forward for channels [c0, c1). */
+/* Forward for channels [c0, c1) (reference, either layout). */
 static void bn_forward_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
     const mg_bn2d_args *a = t->a;
-    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    size_t hw = (size_t)a->h * a->w, st = bn_stride(a);
     double count = (double)a->n * (double)hw;
     for (size_t c = c0; c < c1; c++) {
         float mean = 0;
@@ -72,14 +86,14 @@ static void bn_forward_range(void *p, size_t c0, size_t c1) {
         if (a->mode == MG_BN_TRAIN) {
             double s = 0;
             for (int n = 0; n < a->n; n++) {
-                const float *xp = t->x + n * chw + c * hw;
-                for (size_t i = 0; i < hw; i++) s += xp[i];
+                const float *xp = t->x + bn_plane(a, n, c);
+                for (size_t i = 0; i < hw; i++) s += xp[i * st];
             }
             double m = s / count, v = 0;
             for (int n = 0; n < a->n; n++) {
-                const float *xp = t->x + n * chw + c * hw;
+                const float *xp = t->x + bn_plane(a, n, c);
                 for (size_t i = 0; i < hw; i++) {
-                    double d = xp[i] - m;
+                    double d = xp[i * st] - m;
                     v += d * d;
                 }
             }
@@ -89,9 +103,9 @@ static void bn_forward_range(void *p, size_t c0, size_t c1) {
         float alpha, beta;
         bn_channel_finish(t, c, mean, var, count, &alpha, &beta);
         for (int n = 0; n < a->n; n++) {
-            const float *xp = t->x + n * chw + c * hw;
-            float *yp = t->y + n * chw + c * hw;
-            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * alpha + beta;
+            const float *xp = t->x + bn_plane(a, n, c);
+            float *yp = t->y + bn_plane(a, n, c);
+            for (size_t i = 0; i < hw; i++) yp[i * st] = xp[i * st] * alpha + beta;
         }
     }
 }
@@ -99,16 +113,16 @@ static void bn_forward_range(void *p, size_t c0, size_t c1) {
 static void bn_backward_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
     const mg_bn2d_args *a = t->a;
-    size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
+    size_t hw = (size_t)a->h * a->w, st = bn_stride(a);
     double count = (double)a->n * (double)hw;
     for (size_t c = c0; c < c1; c++) {
         float mean = t->save_mean[c], invstd = t->save_invstd[c];
         double sdy = 0, sdyx = 0; /* sum dy, sum dy*(x-mean) */
         for (int n = 0; n < a->n; n++) {
-            const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
+            const float *xp = t->x + bn_plane(a, n, c), *gp = t->dy + bn_plane(a, n, c);
             for (size_t i = 0; i < hw; i++) {
-                sdy += gp[i];
-                sdyx += (double)gp[i] * (double)(xp[i] - mean);
+                sdy += gp[i * st];
+                sdyx += (double)gp[i * st] * (double)(xp[i * st] - mean);
             }
         }
         if (t->dweight) t->dweight[c] += (float)(sdyx * invstd);
@@ -121,16 +135,16 @@ static void bn_backward_range(void *p, size_t c0, size_t c1) {
             float k = (float)(sdyx / count * (double)invstd * (double)invstd);
             float scale = invstd * g;
             for (int n = 0; n < a->n; n++) {
-                const float *xp = t->x + n * chw + c * hw, *gp = t->dy + n * chw + c * hw;
-                float *dp = t->dx + n * chw + c * hw;
-                for (size_t i = 0; i < hw; i++) dp[i] = (gp[i] - mdy - (xp[i] - mean) * k) * scale;
+                const float *xp = t->x + bn_plane(a, n, c), *gp = t->dy + bn_plane(a, n, c);
+                float *dp = t->dx + bn_plane(a, n, c);
+                for (size_t i = 0; i < hw; i++) dp[i * st] = (gp[i * st] - mdy - (xp[i * st] - mean) * k) * scale;
             }
         } else {
             float scale = invstd * g;
             for (int n = 0; n < a->n; n++) {
-                const float *gp = t->dy + n * chw + c * hw;
-                float *dp = t->dx + n * chw + c * hw;
-                for (size_t i = 0; i < hw; i++) dp[i] = gp[i] * scale;
+                const float *gp = t->dy + bn_plane(a, n, c);
+                float *dp = t->dx + bn_plane(a, n, c);
+                for (size_t i = 0; i < hw; i++) dp[i * st] = gp[i * st] * scale;
             }
         }
     }
@@ -255,6 +269,276 @@ static void bn_backward_fast_range(void *p, size_t c0, size_t c1) {
     }
 }
 
+/* ---- fast kernels on the channel-blocked layout nChw<B>c (a->block > 1) ----
+ * A channel block's B channels are taken together, in groups of at most MG_BN_BLK_LANES consecutive lanes (one
+ * group when B is 8 or 16): the outer loop runs over the h*w positions (stride st = B floats), the inner
+ * over the group's lanes, contiguous floats. With the lane count and the stride constants (the _k bodies
+ * are inlined with lb = st = 16 or 8; other blocks run the same code with run-time values) and the lane
+ * loop unrolled, GCC -O2 vectorises the lanes with the accumulators in registers. Two things defeat its
+ * vectoriser here: per-lane vectors (shift, mean, ...) copied to locals (they are read in place), and two
+ * sums in one loop (blk_sum_g_gx runs two loops over each chunk).
+ * Sums keep per-lane float partials over BLK_CHUNK positions, each added to the lane's double total
+ * (32-term float sums, as in mg_simd_sum). Per lane, the arithmetic is the NCHW fast path's.
+ * The first pass over a channel block reads each image's segment of h*w*B floats in one burst; on short
+ * segments (7x7, 14x14 maps) the burst ends before the hardware prefetcher catches up (the NCHW loops read
+ * each image's plane in short steps instead), so that pass prefetches the next image's segment as it goes
+ * (blk_next). Long segments need no help, and fetching a whole segment ahead would evict data. */
+#define BLK_CHUNK 32
+#define BLK_PF_POS 4           /* positions between prefetches of the next segment */
+#define BLK_INLINE static inline __attribute__((always_inline))
+#define BLK_UNROLL _Pragma("GCC unroll 16")
+#define BLK_DISPATCH(lb, st, call)                                                                         \
+    do {                                                                                                   \
+        if ((lb) == 16 && (st) == 16)                                                                      \
+            call(16, 16);                                                                                  \
+        else if ((lb) == 8 && (st) == 8)                                                                   \
+            call(8, 8);                                                                                    \
+        else                                                                                               \
+            call(lb, st);                                                                                  \
+    } while (0)
+
+/* Prefetches positions [p0, p1) of the segment at pf. */
+static inline void blk_prefetch(const float *pf, size_t st, size_t p0, size_t p1) {
+    for (size_t p = p0; p < p1; p++) __builtin_prefetch(pf + p * st);
+}
+
+/* total[l] += sum_p (x[p st + l] - shift[l]); prefetches the segment pf (NULL: none) alongside */
+BLK_INLINE void blk_sum_k(size_t lb, size_t st, const float *restrict x, size_t hw, const float *restrict shift,
+                          double *restrict total, const float *pf) {
+    for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
+        size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
+        float acc[MG_BN_BLK_LANES] = {0};
+        for (size_t q0 = p0; q0 < p1; q0 += BLK_PF_POS) {
+            size_t q1 = p1 - q0 < BLK_PF_POS ? p1 : q0 + BLK_PF_POS;
+            if (pf) blk_prefetch(pf, st, q0, q1);
+            for (size_t p = q0; p < q1; p++) {
+                const float *restrict xp = x + p * st;
+                BLK_UNROLL
+                for (size_t l = 0; l < lb; l++) acc[l] += xp[l] - shift[l];
+            }
+        }
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) total[l] += acc[l];
+    }
+}
+void mg_bn2d_blk_sum(size_t lb, size_t st, const float *x, size_t hw, const float *shift, double *total,
+                    const float *pf) {
+#define CALL(LB, ST) blk_sum_k(LB, ST, x, hw, shift, total, pf)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+
+/* total[l] += sum_p (x[p st + l] - m[l])^2 */
+BLK_INLINE void blk_sumsq_dev_k(size_t lb, size_t st, const float *restrict x, size_t hw, const float *restrict m,
+                                double *restrict total) {
+    for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
+        size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
+        float acc[MG_BN_BLK_LANES] = {0};
+        for (size_t p = p0; p < p1; p++) {
+            const float *restrict xp = x + p * st;
+            BLK_UNROLL
+            for (size_t l = 0; l < lb; l++) {
+                float d = xp[l] - m[l];
+                acc[l] += d * d;
+            }
+        }
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) total[l] += acc[l];
+    }
+}
+void mg_bn2d_blk_sumsq_dev(size_t lb, size_t st, const float *x, size_t hw, const float *m, double *total) {
+#define CALL(LB, ST) blk_sumsq_dev_k(LB, ST, x, hw, m, total)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+
+/* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none) alongside */
+BLK_INLINE void blk_sum_g_gx_k(size_t lb, size_t st, const float *restrict g, const float *restrict x, size_t hw,
+                               const float *restrict m, double *restrict sg, double *restrict sgx, const float *pg,
+                               const float *px) {
+    for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
+        size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
+        float a1[MG_BN_BLK_LANES] = {0}, a2[MG_BN_BLK_LANES] = {0};
+        for (size_t q0 = p0; q0 < p1; q0 += BLK_PF_POS) {
+            size_t q1 = p1 - q0 < BLK_PF_POS ? p1 : q0 + BLK_PF_POS;
+            if (pg) { /* pg and px are both set or both NULL */
+                blk_prefetch(pg, st, q0, q1);
+                blk_prefetch(px, st, q0, q1);
+            }
+            for (size_t p = q0; p < q1; p++) {
+                const float *restrict gp = g + p * st;
+                BLK_UNROLL
+                for (size_t l = 0; l < lb; l++) a1[l] += gp[l];
+            }
+        }
+        for (size_t p = p0; p < p1; p++) { /* the chunk's g again, from L1 */
+            const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+            BLK_UNROLL
+            for (size_t l = 0; l < lb; l++) a2[l] += gp[l] * (xp[l] - m[l]);
+        }
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            sg[l] += a1[l];
+            sgx[l] += a2[l];
+        }
+    }
+}
+void mg_bn2d_blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m, double *sg,
+                         double *sgx, const float *pg, const float *px) {
+#define CALL(LB, ST) blk_sum_g_gx_k(LB, ST, g, x, hw, m, sg, sgx, pg, px)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+
+/* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l], torch's order as in bn_dx_kernel; dx may be g */
+BLK_INLINE void blk_dx_k(size_t lb, size_t st, const float *restrict g, const float *restrict x, float *restrict dx,
+                         size_t hw, const float *restrict mean, const float *restrict k, const float *restrict mdy,
+                         const float *restrict scale) {
+    for (size_t p = 0; p < hw; p++) {
+        const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+        float *restrict dp = dx + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) dp[l] = (gp[l] - mdy[l] - (xp[l] - mean[l]) * k[l]) * scale[l];
+    }
+}
+BLK_INLINE void blk_dx_inplace_k(size_t lb, size_t st, float *restrict g, const float *restrict x, size_t hw,
+                                 const float *restrict mean, const float *restrict k, const float *restrict mdy,
+                                 const float *restrict scale) {
+    for (size_t p = 0; p < hw; p++) {
+        float *restrict gp = g + p * st;
+        const float *restrict xp = x + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) gp[l] = (gp[l] - mdy[l] - (xp[l] - mean[l]) * k[l]) * scale[l];
+    }
+}
+void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
+                   const float *k, const float *mdy, const float *scale) {
+#define CALL(LB, ST)                                                                                       \
+    do {                                                                                                   \
+        if (dx != g)                                                                                       \
+            blk_dx_k(LB, ST, g, x, dx, hw, mean, k, mdy, scale);                                           \
+        else                                                                                               \
+            blk_dx_inplace_k(LB, ST, dx, x, hw, mean, k, mdy, scale);                                      \
+    } while (0)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+
+/* y = relu?(x al[l] + be[l]) (the ReLU as in axpb_relu); the in-place variant (y == x) takes one pointer */
+BLK_INLINE void blk_affine_k(size_t lb, size_t st, const float *restrict x, float *restrict y, size_t hw,
+                             const float *restrict al, const float *restrict be, int relu) {
+    for (size_t p = 0; p < hw; p++) {
+        const float *restrict xp = x + p * st;
+        float *restrict yp = y + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            float v = xp[l] * al[l] + be[l];
+            yp[l] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+    }
+}
+BLK_INLINE void blk_affine_inplace_k(size_t lb, size_t st, float *restrict y, size_t hw, const float *restrict al,
+                                     const float *restrict be, int relu) {
+    for (size_t p = 0; p < hw; p++) {
+        float *restrict yp = y + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            float v = yp[l] * al[l] + be[l];
+            yp[l] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+    }
+}
+static void blk_affine(size_t lb, size_t st, const float *x, float *y, size_t hw, const float *al, const float *be,
+                       int relu) {
+#define CALL(LB, ST)                                                                                       \
+    do {                                                                                                   \
+        if (x != y && relu)                                                                                \
+            blk_affine_k(LB, ST, x, y, hw, al, be, 1);                                                     \
+        else if (x != y)                                                                                   \
+            blk_affine_k(LB, ST, x, y, hw, al, be, 0);                                                     \
+        else if (relu)                                                                                     \
+            blk_affine_inplace_k(LB, ST, y, hw, al, be, 1);                                                \
+        else                                                                                               \
+            blk_affine_inplace_k(LB, ST, y, hw, al, be, 0);                                                \
+    } while (0)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+
+/* Forward over channel blocks [b0, b1). */
+static void bn_forward_blk_range(void *p, size_t b0, size_t b1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block, N = (size_t)a->n;
+    double count = (double)N * (double)hw;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            float mean[MG_BN_BLK_LANES] = {0}, alpha[MG_BN_BLK_LANES], beta[MG_BN_BLK_LANES];
+            double var[MG_BN_BLK_LANES] = {0};
+            if (a->mode == MG_BN_TRAIN) {
+                /* shifted sums: deviations from each channel's first value x[0, c, 0, 0] */
+                const float *shift = t->x + mg_bn2d_blk_at(a, 0, cb, l0);
+                double s[MG_BN_BLK_LANES] = {0}, v[MG_BN_BLK_LANES] = {0}, mean_d[MG_BN_BLK_LANES];
+                for (size_t n = 0; n < N; n++)
+                    mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s, mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                for (size_t l = 0; l < lb; l++) {
+                    mean_d[l] = (double)shift[l] + s[l] / count;
+                    mean[l] = (float)mean_d[l];
+                }
+                for (size_t n = 0; n < N; n++) mg_bn2d_blk_sumsq_dev(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, mean, v);
+                for (size_t l = 0; l < lb; l++) { /* centred on the float mean: remove its rounding offset */
+                    double dm = mean_d[l] - (double)mean[l];
+                    var[l] = v[l] / count - dm * dm;
+                    if (var[l] < 0) var[l] = 0;
+                }
+            }
+            for (size_t l = 0; l < lb; l++)
+                bn_channel_finish(t, cb * B + l0 + l, mean[l], var[l], count, &alpha[l], &beta[l]);
+            for (size_t n = 0; n < N; n++) {
+                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                blk_affine(lb, B, t->x + o, t->y + o, hw, alpha, beta, a->relu);
+            }
+        }
+    }
+}
+
+static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block, N = (size_t)a->n;
+    double count = (double)N * (double)hw;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            size_t c0 = cb * B + l0;
+            const float *mean = t->save_mean + c0;
+            double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
+            for (size_t n = 0; n < N; n++) {
+                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, mean, sdy, sdyx, mg_bn2d_blk_next(t->dy, a, n, cb, l0),
+                             mg_bn2d_blk_next(t->x, a, n, cb, l0));
+            }
+            for (size_t l = 0; l < lb; l++) {
+                if (t->dweight) t->dweight[c0 + l] += (float)(sdyx[l] * t->save_invstd[c0 + l]);
+                if (t->dbias) t->dbias[c0 + l] += (float)sdy[l];
+            }
+            if (!t->dx) continue;
+            float scale[MG_BN_BLK_LANES], mdy[MG_BN_BLK_LANES] = {0}, k[MG_BN_BLK_LANES] = {0};
+            for (size_t l = 0; l < lb; l++) {
+                float invstd = t->save_invstd[c0 + l];
+                scale[l] = invstd * (t->weight ? t->weight[c0 + l] : 1.0f);
+                if (a->mode == MG_BN_TRAIN) { /* EVAL/FROZEN: k = mdy = 0, dx = g scale */
+                    mdy[l] = (float)(sdy[l] / count);
+                    k[l] = (float)(sdyx[l] / count * (double)invstd * (double)invstd);
+                }
+            }
+            for (size_t n = 0; n < N; n++) {
+                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale);
+            }
+        }
+    }
+}
+
 mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
                           float *running_mean, float *running_var, float *save_mean, float *save_invstd,
                           float *y) {
@@ -280,7 +564,9 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
 #endif
     bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .running_mean = running_mean,
                 .running_var = running_var, .sm = save_mean, .si = save_invstd, .y = y};
-    if (fast)
+    if (fast && a->block > 1)
+        mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_forward_blk_range, &t); /* ReLU included */
+    else if (fast)
         mg_layers_parallel_for((size_t)a->c, 1, bn_forward_fast_range, &t); /* ReLU included */
     else {
         bn_forward_range(&t, 0, (size_t)a->c);
@@ -289,16 +575,57 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
     return MG_OK;
 }
 
+/* bn_channel_finish's affine for channel c, from the saved statistics */
+static void bn_saved_affine(const bn_ctx *t, size_t c, float *alpha, float *beta) {
+    float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
+    *alpha = t->save_invstd[c] * g;
+    *beta = b - t->save_mean[c] * *alpha;
+}
+
 static void bn_apply_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
     const mg_bn2d_args *a = t->a;
     size_t hw = (size_t)a->h * a->w, chw = (size_t)a->c * hw;
     for (size_t c = c0; c < c1; c++) {
-        /* bn_channel_finish's affine, from the saved statistics */
-        float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
-        float alpha = t->save_invstd[c] * g;
-        float beta = b - t->save_mean[c] * alpha;
+        float alpha, beta;
+        bn_saved_affine(t, c, &alpha, &beta);
         for (int n = 0; n < a->n; n++) affine_plane(t->x + n * chw + c * hw, t->y + n * chw + c * hw, hw, alpha, beta, a->relu);
+    }
+}
+
+/* the same over channel blocks [b0, b1) of nChw<B>c (fast path) */
+static void bn_apply_blk_range(void *p, size_t b0, size_t b1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            float alpha[MG_BN_BLK_LANES], beta[MG_BN_BLK_LANES];
+            for (size_t l = 0; l < lb; l++) bn_saved_affine(t, cb * B + l0 + l, &alpha[l], &beta[l]);
+            for (size_t n = 0; n < (size_t)a->n; n++) {
+                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                blk_affine(lb, B, t->x + o, t->y + o, hw, alpha, beta, a->relu);
+            }
+        }
+    }
+}
+
+/* reference apply over channels [c0, c1), either layout: plain loops, serial */
+static void bn_apply_ref_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, st = bn_stride(a);
+    for (size_t c = c0; c < c1; c++) {
+        float alpha, beta;
+        bn_saved_affine(t, c, &alpha, &beta);
+        for (int n = 0; n < a->n; n++) {
+            const float *xp = t->x + bn_plane(a, n, c);
+            float *yp = t->y + bn_plane(a, n, c);
+            for (size_t i = 0; i < hw; i++) {
+                float v = xp[i * st] * alpha + beta;
+                yp[i * st] = a->relu ? (v > 0.0f ? v : 0.0f) : v;
+            }
+        }
     }
 }
 
@@ -306,10 +633,12 @@ void mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *we
                           const float *save_mean, const float *save_invstd, float *y) {
     bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .save_mean = save_mean, .save_invstd = save_invstd,
                 .y = y};
-    if (mg_layers_use_fast())
-        mg_layers_parallel_for((size_t)a->c, 1, bn_apply_range, &t);
+    if (!mg_layers_use_fast())
+        bn_apply_ref_range(&t, 0, (size_t)a->c);
+    else if (a->block > 1)
+        mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_apply_blk_range, &t);
     else
-        bn_apply_range(&t, 0, (size_t)a->c);
+        mg_layers_parallel_for((size_t)a->c, 1, bn_apply_range, &t);
 }
 
 mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
@@ -343,7 +672,9 @@ mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *d
 #endif
     bn_ctx t = {.a = a, .x = x, .dy = dy, .weight = weight, .save_mean = save_mean,
                 .save_invstd = save_invstd, .dx = dx, .dweight = dweight, .dbias = dbias};
-    if (fast)
+    if (fast && a->block > 1)
+        mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_backward_blk_range, &t);
+    else if (fast)
         mg_layers_parallel_for((size_t)a->c, 1, bn_backward_fast_range, &t);
     else
         bn_backward_range(&t, 0, (size_t)a->c);

@@ -5,8 +5,9 @@
  * every call, and the per-channel scratch (variance, diff scale/shift) lives in the cache entry, so a
  * call allocates nothing once warm. oneDNN writes diff_scale/diff_shift, so they land in scratch and
  * are added to the caller's dweight/dbias (gradient rule: parameter gradients accumulate).
- * Declines (MG_ERR_UNSUPPORTED, nothing recorded) without weight/bias, without dx, when the table is
- * full, or when oneDNN cannot create the primitive; batchnorm.c then runs its plain C kernels. */
+ * Declines (MG_ERR_UNSUPPORTED, nothing recorded) without weight/bias, without dx, on the channel-blocked
+ * layout (a->block > 1), when the table is full, or when oneDNN cannot create the primitive; batchnorm.c
+ * then runs its plain C kernels. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -126,7 +127,7 @@ static int set(dnnl_memory_t m, const void *ptr) { return dnnl_memory_set_data_h
 mg_status mg_bn2d_dnnl_forward(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
                                float *running_mean, float *running_var, float *save_mean, float *save_invstd,
                                float *y) {
-    if (!weight || !bias) return MG_ERR_UNSUPPORTED;
+    if (!weight || !bias || a->block > 1) return MG_ERR_UNSUPPORTED;
     pthread_mutex_lock(&g_mu);
     bn_prims *p = prims_get(a);
     if (!p) {
@@ -176,7 +177,7 @@ mg_status mg_bn2d_dnnl_forward(const mg_bn2d_args *a, const float *x, const floa
 mg_status mg_bn2d_dnnl_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
                                 const float *save_mean, const float *save_invstd, float *dx, float *dweight,
                                 float *dbias) {
-    if (!weight || !dx) return MG_ERR_UNSUPPORTED;
+    if (!weight || !dx || a->block > 1) return MG_ERR_UNSUPPORTED;
     pthread_mutex_lock(&g_mu);
     bn_prims *p = prims_get(a);
     if (!p) {

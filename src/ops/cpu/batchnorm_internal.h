@@ -19,6 +19,45 @@ void mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *we
 void mg_bn2d_dx_plane(const float *g, const float *x, float *dx, size_t n, float mean, float k, float mdy,
                       float scale);
 
+/* The fast path's kernels on the channel-blocked layout nChw<B>c (a->block > 1; batchnorm.c), shared
+ * with batchnorm_sync.c. They work on a lane group of lb <= MG_BN_BLK_LANES consecutive channels of one
+ * channel block, over hw positions at stride st (= B) floats; per-lane float partial sums over 32
+ * positions, added into double totals (see batchnorm.c). */
+#define MG_BN_BLK_LANES 16
+#define MG_BN_BLK_PF_MAX (16384 / 4) /* segments of at most this many floats (16 KB) are prefetched */
+/* total[l] += sum_p (x[p st + l] - shift[l]); prefetches the segment pf (NULL: none) alongside */
+void mg_bn2d_blk_sum(size_t lb, size_t st, const float *x, size_t hw, const float *shift, double *total,
+                     const float *pf);
+/* total[l] += sum_p (x[p st + l] - m[l])^2 */
+void mg_bn2d_blk_sumsq_dev(size_t lb, size_t st, const float *x, size_t hw, const float *m, double *total);
+/* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none) alongside */
+void mg_bn2d_blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m,
+                          double *sg, double *sgx, const float *pg, const float *px);
+/* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l] (torch's order); dx may be g */
+void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
+                    const float *k, const float *mdy, const float *scale);
+
+/* Lane group [l0, l0 + lb) of channel block cb holds channels cb * B + l0 + l; image n's segment of it
+ * (h*w positions at stride B) starts at mg_bn2d_blk_at(a, n, cb, l0). MG_BN_BLK_GROUPS runs (l0, lb) over a block's
+ * groups: [0, 16), [16, 32), ..., the last one possibly narrower. */
+static inline size_t mg_bn2d_blk_at(const mg_bn2d_args *a, size_t n, size_t cb, size_t l0) {
+    size_t B = (size_t)a->block;
+    return (n * ((size_t)a->c / B) + cb) * (size_t)a->h * (size_t)a->w * B + l0;
+}
+static inline size_t mg_bn2d_blk_width(const mg_bn2d_args *a, size_t l0) {
+    size_t rest = (size_t)a->block - l0;
+    return rest < MG_BN_BLK_LANES ? rest : MG_BN_BLK_LANES;
+}
+#define MG_BN_BLK_GROUPS(a, l0, lb)                                                                              \
+    for (size_t l0 = 0, lb = mg_bn2d_blk_width(a, 0); l0 < (size_t)(a)->block; l0 += lb, lb = mg_bn2d_blk_width(a, l0))
+
+/* What the first pass prefetches while it reads image n's segment: image n + 1's, when segments are short
+ * (h*w*B <= MG_BN_BLK_PF_MAX floats); NULL: nothing. */
+static inline const float *mg_bn2d_blk_next(const float *base, const mg_bn2d_args *a, size_t n, size_t cb, size_t l0) {
+    size_t seg = (size_t)a->h * a->w * (size_t)a->block;
+    return n + 1 < (size_t)a->n && seg <= MG_BN_BLK_PF_MAX ? base + mg_bn2d_blk_at(a, n + 1, cb, l0) : NULL;
+}
+
 /* Whether the oneDNN path is used: MG_BN_ONEDNN=1 in the environment (read once) or the setter. */
 int mg_bn2d_dnnl_enabled(void);
 void mg_bn2d_dnnl_set_enabled(int on);

@@ -2,7 +2,8 @@
  * mg_bn2d_forward_sync / mg_bn2d_backward_sync): per-channel partial sums of the local batch, summed
  * over the processes by the caller's reduce function, then the same per-channel arithmetic as the
  * fast kernels of batchnorm.c (float lanes in double-added blocks, two passes for the variance; the
- * output and dx passes are batchnorm.c's own, through batchnorm_internal.h).
+ * output and dx passes are batchnorm.c's own, through batchnorm_internal.h). Both layouts: NCHW and the
+ * channel-blocked nChw<B>c (a->block > 1: per channel block, B lanes at a time, as in batchnorm.c).
  * The op knows nothing about MPI: the reduction is a callback (src/dist is wired in by the trainer). */
 #include <math.h>
 #include <stdlib.h>
@@ -48,6 +49,41 @@ static void sqdev_range(void *p, size_t c0, size_t c1) {
     }
 }
 
+/* ---- the channel-blocked layout nChw<B>c (a->block > 1): batchnorm.c's blocked kernels
+ * (batchnorm_internal.h), so that both files compute the same bits ---- */
+
+/* The blocked twins of the passes above and below, over channel blocks [b0, b1). */
+static void sums_blk_range(void *p, size_t b0, size_t b1) {
+    sync_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            size_t c0 = cb * B + l0;
+            const float *shift = t->x + mg_bn2d_blk_at(a, 0, cb, l0); /* the channels' first values */
+            double s[MG_BN_BLK_LANES] = {0};
+            for (size_t n = 0; n < (size_t)a->n; n++)
+                mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s, mg_bn2d_blk_next(t->x, a, n, cb, l0));
+            for (size_t l = 0; l < lb; l++) t->acc[c0 + l] = s[l] + (double)shift[l] * (double)a->n * (double)hw;
+        }
+    }
+}
+
+static void sqdev_blk_range(void *p, size_t b0, size_t b1) {
+    sync_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            size_t c0 = cb * B + l0;
+            double v[MG_BN_BLK_LANES] = {0};
+            for (size_t n = 0; n < (size_t)a->n; n++)
+                mg_bn2d_blk_sumsq_dev(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, t->mean_f + c0, v);
+            for (size_t l = 0; l < lb; l++) t->acc[c0 + l] = v[l];
+        }
+    }
+}
+
 static mg_status check(const char *op, const mg_bn2d_args *a, const void *x, const void *sm, const void *si,
                        mg_allreduce_f64_fn reduce) {
     if (!a) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: args is NULL", op);
@@ -59,6 +95,10 @@ static mg_status check(const char *op, const mg_bn2d_args *a, const void *x, con
     MG_CHECK_PTR(op, sm);
     MG_CHECK_PTR(op, si);
     MG_CHECK_PTR(op, reduce);
+    if (a->block < 0 || (a->block > 1 && a->c % a->block != 0))
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "%s: block must be 0 (NCHW) or a channel block size dividing c, found block=%d for c=%d", op,
+                       a->block, a->c);
     if (a->mode != MG_BN_TRAIN)
         return MG_FAIL(MG_ERR_INVALID_ARG, "%s: synchronised batch norm is for training mode only", op);
     if (!(a->eps > 0.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
@@ -80,8 +120,10 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
     double *mean_d = acc + c + 1; /* [c] after the c + 1 sums */
     sync_ctx t = {.a = a, .x = x, .weight = weight, .acc = acc, .sm = save_mean, .si = save_invstd,
                   .mean_f = save_mean};
-    /* pass 1: sums and the element count */
-    mg_layers_parallel_for(c, 1, sums_range, &t);
+    /* pass 1: sums and the element count (the blocked passes run over the c / B channel blocks) */
+    int blk = a->block > 1;
+    size_t units = blk ? c / (size_t)a->block : c;
+    mg_layers_parallel_for(units, 1, blk ? sums_blk_range : sums_range, &t);
     acc[c] = (double)a->n * a->h * a->w;
     mg_status s = reduce(ctx, acc, c + 1);
     double count = acc[c];
@@ -96,7 +138,7 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
         save_mean[k] = (float)mean_d[k];
     }
     /* pass 2: squared deviations from the (float) global mean */
-    mg_layers_parallel_for(c, 1, sqdev_range, &t);
+    mg_layers_parallel_for(units, 1, blk ? sqdev_blk_range : sqdev_range, &t);
     s = reduce(ctx, acc, c);
     if (s == MG_OK) {
         for (size_t k = 0; k < c; k++) {
@@ -146,6 +188,52 @@ static void bwd_dx_range(void *p, size_t c0, size_t c1) {
     }
 }
 
+static void bwd_sums_blk_range(void *p, size_t b0, size_t b1) {
+    sync_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            size_t c0 = cb * B + l0;
+            double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
+            for (size_t n = 0; n < (size_t)a->n; n++) {
+                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, t->sm + c0, sdy, sdyx, mg_bn2d_blk_next(t->dy, a, n, cb, l0),
+                             mg_bn2d_blk_next(t->x, a, n, cb, l0));
+            }
+            for (size_t l = 0; l < lb; l++) {
+                t->acc[c0 + l] = sdy[l];
+                t->acc[a->c + c0 + l] = sdyx[l];
+                if (t->dweight) t->dweight[c0 + l] += (float)(sdyx[l] * t->si[c0 + l]);
+                if (t->dbias) t->dbias[c0 + l] += (float)sdy[l];
+            }
+        }
+    }
+}
+
+static void bwd_dx_blk_range(void *p, size_t b0, size_t b1) {
+    sync_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    for (size_t cb = b0; cb < b1; cb++) {
+        MG_BN_BLK_GROUPS(a, l0, lb) {
+            size_t c0 = cb * B + l0;
+            float scale[MG_BN_BLK_LANES], mdy[MG_BN_BLK_LANES], k[MG_BN_BLK_LANES];
+            for (size_t l = 0; l < lb; l++) {
+                size_t c = c0 + l;
+                float invstd = t->si[c];
+                scale[l] = invstd * (t->weight ? t->weight[c] : 1.0f);
+                mdy[l] = (float)(t->gsum[c] / t->count);
+                k[l] = (float)(t->gsum[a->c + c] / t->count * (double)invstd * (double)invstd);
+            }
+            for (size_t n = 0; n < (size_t)a->n; n++) {
+                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, t->sm + c0, k, mdy, scale);
+            }
+        }
+    }
+}
+
 mg_status mg_bn2d_backward_sync(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
                                 const float *save_mean, const float *save_invstd, float *dx, float *dweight,
                                 float *dbias, mg_allreduce_f64_fn reduce, void *ctx) {
@@ -157,13 +245,15 @@ mg_status mg_bn2d_backward_sync(const mg_bn2d_args *a, const float *x, const flo
     if (!acc) return MG_FAIL(MG_ERR_NOMEM, "%s: out of memory", op);
     sync_ctx t = {.a = a, .x = x, .dy = dy, .weight = weight, .acc = acc, .sm = (float *)save_mean,
                   .si = (float *)save_invstd, .dx = dx, .dweight = dweight, .dbias = dbias};
-    mg_layers_parallel_for(c, 1, bwd_sums_range, &t);
+    int blk = a->block > 1;
+    size_t units = blk ? c / (size_t)a->block : c;
+    mg_layers_parallel_for(units, 1, blk ? bwd_sums_blk_range : bwd_sums_range, &t);
     acc[2 * c] = (double)a->n * a->h * a->w;
     mg_status s = reduce(ctx, acc, 2 * c + 1);
     if (s == MG_OK && dx) {
         t.gsum = acc;
         t.count = acc[2 * c];
-        mg_layers_parallel_for(c, 1, bwd_dx_range, &t);
+        mg_layers_parallel_for(units, 1, blk ? bwd_dx_blk_range : bwd_dx_range, &t);
     }
     if (acc != stack) free(acc);
     return s;

@@ -316,12 +316,14 @@ static mg_status workspace_bind(mg_conv2d_plan *plan) {
     return MG_OK;
 }
 
-mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, mg_conv2d_backend backend,
-                                 mg_conv2d_layout layout) {
+static mg_status plan_init(mg_conv2d_plan *plan, const mg_conv2d_desc *d, mg_conv2d_backend backend,
+                           mg_conv2d_layout layout, int x_block, int y_block) {
     if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "mg_conv2d_plan_init: plan is NULL");
     memset(plan, 0, sizeof *plan);
     int p, q;
     MG_TRY(desc_check(d, &p, &q));
+    plan->x_block = x_block;
+    plan->y_block = y_block;
     if (backend == MG_CONV2D_AUTO)
         backend = mg_ops_get_impl() == MG_OPS_REFERENCE ? MG_CONV2D_REFERENCE
                   : MG_HAVE_ONEDNN                      ? MG_CONV2D_DNNL
@@ -343,7 +345,7 @@ mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, 
             memset(plan, 0, sizeof *plan);
             return MG_FAIL(MG_ERR_NOMEM, "conv2d: out of memory for a plan");
         }
-        s = mg_conv2d_plan_init_ex(plan->trim, &td, backend, layout);
+        s = plan_init(plan->trim, &td, backend, layout, x_block, y_block);
         if (s == MG_OK) plan->ws_bytes = trim_w_bytes(plan) + plan->trim->ws_bytes;
     } else if (backend == MG_CONV2D_DNNL) {
 #if MG_HAVE_ONEDNN
@@ -367,8 +369,26 @@ mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, 
     return s;
 }
 
+mg_status mg_conv2d_plan_init_ex(mg_conv2d_plan *plan, const mg_conv2d_desc *d, mg_conv2d_backend backend,
+                                 mg_conv2d_layout layout) {
+    return plan_init(plan, d, backend, layout, 0, 0);
+}
+
 mg_status mg_conv2d_plan_init(mg_conv2d_plan *plan, const mg_conv2d_desc *d) {
-    return mg_conv2d_plan_init_ex(plan, d, MG_CONV2D_AUTO, MG_CONV2D_LAYOUT_AUTO);
+    return plan_init(plan, d, MG_CONV2D_AUTO, MG_CONV2D_LAYOUT_AUTO, 0, 0);
+}
+
+mg_status mg_conv2d_plan_init_blocked(mg_conv2d_plan *plan, const mg_conv2d_desc *d, int x_block, int y_block) {
+    if (plan) memset(plan, 0, sizeof *plan);
+    if (!d) return MG_FAIL(MG_ERR_INVALID_ARG, "conv2d: descriptor is NULL");
+    if (x_block < 0 || y_block < 0 || x_block == 1 || y_block == 1 || (x_block && d->c % x_block) ||
+        (y_block && d->k % y_block))
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "mg_conv2d_plan_init_blocked: blocks (%d, %d) must be 0 or divide the channels (C=%d, K=%d)",
+                       x_block, y_block, d->c, d->k);
+    if (!MG_HAVE_ONEDNN || mg_ops_get_impl() == MG_OPS_REFERENCE)
+        return MG_FAIL(MG_ERR_UNSUPPORTED, "conv2d: blocked activations need the oneDNN fast path");
+    return plan_init(plan, d, MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_AUTO, x_block, y_block);
 }
 
 void mg_conv2d_plan_free(mg_conv2d_plan *plan) {

@@ -1,6 +1,8 @@
 /* pool.c: max pool, average pool (count_include_pad) and adaptive average pool 2d, forward and backward.
  * One kernel per (n,c) plane; the reference runs planes serially, the fast path spreads them over the
- * thread pool. */
+ * thread pool. Max pool also takes the channel-blocked layout nChw<B>c (mg_maxpool2d_*_blocked): the
+ * reference walks each channel's plane with stride B, the fast path runs one kernel per (image, channel
+ * block) whose innermost loops go over the B contiguous channels. */
 #include <math.h>
 #include <string.h>
 
@@ -41,12 +43,26 @@ mg_status mg_win2d_out_size(const mg_win2d *win, int h, int w, int *oh, int *ow)
 
 typedef struct pool_ctx {
     int h, w, oh, ow;
+    int c, block; /* block > 1: x, y, argmax, dy, dx are nChw<block>c with c channels; else NCHW */
     mg_win2d win;
     const float *x, *dy;
     float *y, *dx;
     int32_t *argmax;
     const int32_t *argmax_in;
 } pool_ctx;
+
+/* Offset of plane pl (= image * c + channel) in a buffer of planes of `size` elements, and in *stride the
+ * distance between its consecutive elements: pl * size and 1 in NCHW, the channel's lane in its block
+ * and `block` in nChw<block>c. */
+static inline size_t plane_at(const pool_ctx *t, size_t pl, size_t size, size_t *stride) {
+    if (t->block <= 1) {
+        *stride = 1;
+        return pl * size;
+    }
+    size_t b = (size_t)t->block, c = (size_t)t->c, img = pl / c, ch = pl % c;
+    *stride = b;
+    return (img * (c / b) + ch / b) * size * b + ch % b;
+}
 
 static void run_planes(int fast, size_t planes, mg_range_fn fn, pool_ctx *t) {
     if (fast)
@@ -61,9 +77,10 @@ static void maxpool_fwd_range(void *p, size_t b, size_t e) {
     const mg_win2d *k = &t->win;
     size_t hw = (size_t)t->h * t->w, ohw = (size_t)t->oh * t->ow;
     for (size_t pl = b; pl < e; pl++) {
-        const float *x = t->x + pl * hw;
-        float *y = t->y + pl * ohw;
-        int32_t *am = t->argmax ? t->argmax + pl * ohw : NULL;
+        size_t xs, ys, yo = plane_at(t, pl, ohw, &ys);
+        const float *x = t->x + plane_at(t, pl, hw, &xs);
+        float *y = t->y + yo;
+        int32_t *am = t->argmax ? t->argmax + yo : NULL;
         for (int oy = 0; oy < t->oh; oy++) {
             int y0 = oy * k->sh - k->ph, y1 = y0 + k->kh;
             if (y0 < 0) y0 = 0;
@@ -77,14 +94,14 @@ static void maxpool_fwd_range(void *p, size_t b, size_t e) {
                 int bi = y0 * t->w + x0;
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++) {
-                        float v = x[iy * t->w + ix];
+                        float v = x[(size_t)(iy * t->w + ix) * xs];
                         if (v > best || isnan(v)) {
                             best = v;
                             bi = iy * t->w + ix;
                         }
                     }
-                y[oy * t->ow + ox] = best;
-                if (am) am[oy * t->ow + ox] = bi;
+                y[(size_t)(oy * t->ow + ox) * ys] = best;
+                if (am) am[(size_t)(oy * t->ow + ox) * ys] = bi;
             }
         }
     }
@@ -170,12 +187,131 @@ static void maxpool_bwd_range(void *p, size_t b, size_t e) {
     pool_ctx *t = p;
     size_t hw = (size_t)t->h * t->w, ohw = (size_t)t->oh * t->ow;
     for (size_t pl = b; pl < e; pl++) {
-        float *dx = t->dx + pl * hw;
-        const float *dy = t->dy + pl * ohw;
-        const int32_t *am = t->argmax_in + pl * ohw;
-        memset(dx, 0, hw * sizeof *dx);
-        for (size_t i = 0; i < ohw; i++) dx[am[i]] += dy[i];
+        size_t xs, ys, yo = plane_at(t, pl, ohw, &ys);
+        float *dx = t->dx + plane_at(t, pl, hw, &xs);
+        const float *dy = t->dy + yo;
+        const int32_t *am = t->argmax_in + yo;
+        if (xs == 1) {
+            memset(dx, 0, hw * sizeof *dx);
+            for (size_t i = 0; i < ohw; i++) dx[am[i]] += dy[i];
+        } else {
+            for (size_t i = 0; i < hw; i++) dx[i * xs] = 0.0f;
+            for (size_t i = 0; i < ohw; i++) dx[(size_t)am[i * ys] * xs] += dy[i * ys];
+        }
     }
+}
+
+/* ---- max pool on nChw<B>c, fast path: one (image, channel block) per item ---- */
+#define MP_LANES 16
+
+/* Max pool of `lanes` channels whose elements lie `st` floats apart from one position to the next
+ * (st = B, lanes = B or a slice of the block). Per output, the window is walked in row-major order
+ * with the torch rule of the reference kernel (take on v > best or v NaN, starting from the first valid
+ * element), each step a mask select over the lanes: the form -O2 vectorises when lanes and st are the
+ * compile-time constants 8 or 16 (the kernel is inlined into those callers). NaN needs no fallback:
+ * "v != v" is part of the select, so the last NaN wins exactly as in the reference. */
+static inline __attribute__((always_inline)) void maxpool_blk_fwd(const pool_ctx *t, const float *restrict x,
+                                                                  float *restrict y, int32_t *restrict am,
+                                                                  const int lanes, const size_t st) {
+    const mg_win2d *k = &t->win;
+    float best[MP_LANES];
+    int32_t bi[MP_LANES];
+    for (int oy = 0; oy < t->oh; oy++) {
+        int y0 = oy * k->sh - k->ph, y1 = y0 + k->kh;
+        if (y0 < 0) y0 = 0;
+        if (y1 > t->h) y1 = t->h;
+        for (int ox = 0; ox < t->ow; ox++) {
+            int x0 = ox * k->sw - k->pw, x1 = x0 + k->kw;
+            if (x0 < 0) x0 = 0;
+            if (x1 > t->w) x1 = t->w;
+            int32_t first = y0 * t->w + x0;
+            /* starting from the first element instead of -inf selects the same element and value:
+             * -inf or NaN there is taken by the reference too, anything else beats its -inf */
+            const float *r0 = x + (size_t)first * st;
+            for (int l = 0; l < lanes; l++) {
+                best[l] = r0[l];
+                bi[l] = first;
+            }
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = iy == y0 ? x0 + 1 : x0; ix < x1; ix++) {
+                    int32_t idx = iy * t->w + ix;
+                    const float *r = x + (size_t)idx * st;
+                    for (int l = 0; l < lanes; l++) {
+                        float v = r[l], m = best[l];
+                        int32_t mask = -(int32_t)((v > m) | (v != v));
+                        best[l] = mask ? v : m;
+                        bi[l] = (idx & mask) | (bi[l] & ~mask);
+                    }
+                }
+            size_t o = (size_t)(oy * t->ow + ox) * st;
+            for (int l = 0; l < lanes; l++) y[o + l] = best[l];
+            if (am)
+                for (int l = 0; l < lanes; l++) am[o + l] = bi[l];
+        }
+    }
+}
+
+static void maxpool_fwd_blk_range(void *p, size_t b, size_t e) {
+    pool_ctx *t = p;
+    const size_t B = (size_t)t->block, hw = (size_t)t->h * t->w, ohw = (size_t)t->oh * t->ow;
+    for (size_t it = b; it < e; it++) { /* it = image * (c / B) + channel block */
+        const float *x = t->x + it * hw * B;
+        float *y = t->y + it * ohw * B;
+        int32_t *am = t->argmax ? t->argmax + it * ohw * B : NULL;
+        if (B == 16)
+            maxpool_blk_fwd(t, x, y, am, 16, 16);
+        else if (B == 8)
+            maxpool_blk_fwd(t, x, y, am, 8, 8);
+        else
+            for (size_t l0 = 0; l0 < B; l0 += MP_LANES)
+                maxpool_blk_fwd(t, x + l0, y + l0, am ? am + l0 : NULL,
+                                B - l0 < MP_LANES ? (int)(B - l0) : MP_LANES, B);
+    }
+}
+
+/* dx of one (image, channel block): add each dy at its argmax, per channel visiting the outputs in the
+ * same ascending order as the NCHW kernel, so overlapping windows sum identically. The input rows are
+ * zeroed just before the first output row whose windows reach them (an argmax lies in its window), so
+ * each row is still in cache when the additions come, instead of one memset pass over the whole block. */
+static void maxpool_bwd_blk_range(void *p, size_t b, size_t e) {
+    pool_ctx *t = p;
+    const size_t B = (size_t)t->block, hw = (size_t)t->h * t->w, ohw = (size_t)t->oh * t->ow;
+    const size_t row = (size_t)t->w * B, orow = (size_t)t->ow * B;
+    for (size_t it = b; it < e; it++) {
+        float *restrict dx = t->dx + it * hw * B;
+        const float *restrict dy = t->dy + it * ohw * B;
+        const int32_t *restrict am = t->argmax_in + it * ohw * B;
+        int zeroed = 0; /* input rows [0, zeroed) are zeroed */
+        for (int oy = 0; oy < t->oh; oy++) {
+            int y1 = oy * t->win.sh - t->win.ph + t->win.kh;
+            if (y1 > t->h) y1 = t->h;
+            if (y1 > zeroed) {
+                memset(dx + (size_t)zeroed * row, 0, (size_t)(y1 - zeroed) * row * sizeof *dx);
+                zeroed = y1;
+            }
+            const size_t o0 = (size_t)oy * orow;
+            for (size_t o = o0; o < o0 + orow; o += B)
+                for (size_t l = 0; l < B; l++) dx[(size_t)am[o + l] * B + l] += dy[o + l];
+        }
+        if (zeroed < t->h) memset(dx + (size_t)zeroed * row, 0, (size_t)(t->h - zeroed) * row * sizeof *dx);
+    }
+}
+
+/* 0 when every argmax[i] lies in [0, hw); else the first bad index + 1 (one vectorisable pass first). */
+static size_t argmax_first_bad(const int32_t *restrict am, size_t n, int32_t hw) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= (uint32_t)am[i] >= (uint32_t)hw;
+    if (!bad) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (am[i] < 0 || am[i] >= hw) return i + 1;
+    return 0;
+}
+
+static mg_status check_block(const char *op, int c, int block) {
+    if (block < 0 || (block > 0 && c % block != 0))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: block must be 0 (NCHW) or divide the %d channels, found %d", op, c,
+                       block);
+    return MG_OK;
 }
 
 mg_status mg_maxpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, const float *x, float *y,
@@ -205,12 +341,52 @@ mg_status mg_maxpool2d_backward(int n, int c, int h, int w, const mg_win2d *win,
     MG_TRY(win_out(op, win, h, w, &t.oh, &t.ow));
     t.win = *win;
     /* argmax comes from our forward; still, an out-of-plane index would corrupt memory: check it. */
-    size_t total = (size_t)n * c * t.oh * t.ow;
-    for (size_t i = 0; i < total; i++)
-        if (argmax[i] < 0 || argmax[i] >= h * w)
-            return MG_FAIL(MG_ERR_INVALID_ARG, "%s: argmax[%zu] = %d outside the %dx%d plane", op, i,
-                           (int)argmax[i], h, w);
+    size_t total = (size_t)n * c * t.oh * t.ow, bad = argmax_first_bad(argmax, total, h * w);
+    if (bad)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: argmax[%zu] = %d outside the %dx%d plane", op, bad - 1,
+                       (int)argmax[bad - 1], h, w);
     run_planes(mg_layers_use_fast(), (size_t)n * c, maxpool_bwd_range, &t);
+    return MG_OK;
+}
+
+mg_status mg_maxpool2d_forward_blocked(int n, int c, int h, int w, int block, const mg_win2d *win, const float *x,
+                                       float *y, int32_t *argmax) {
+    const char *op = "maxpool2d_forward_blocked";
+    MG_TRY(check_shape(op, n, c, h, w));
+    MG_TRY(check_block(op, c, block));
+    if (block <= 1) return mg_maxpool2d_forward(n, c, h, w, win, x, y, argmax);
+    MG_CHECK_PTR(op, x);
+    MG_CHECK_PTR(op, y);
+    pool_ctx t = {.h = h, .w = w, .c = c, .block = block, .x = x, .y = y, .argmax = argmax};
+    MG_TRY(win_out(op, win, h, w, &t.oh, &t.ow));
+    t.win = *win;
+    if (mg_layers_use_fast())
+        mg_layers_parallel_for((size_t)n * (size_t)(c / block), 1, maxpool_fwd_blk_range, &t);
+    else
+        maxpool_fwd_range(&t, 0, (size_t)n * c);
+    return MG_OK;
+}
+
+mg_status mg_maxpool2d_backward_blocked(int n, int c, int h, int w, int block, const mg_win2d *win,
+                                        const int32_t *argmax, const float *dy, float *dx) {
+    const char *op = "maxpool2d_backward_blocked";
+    MG_TRY(check_shape(op, n, c, h, w));
+    MG_TRY(check_block(op, c, block));
+    if (block <= 1) return mg_maxpool2d_backward(n, c, h, w, win, argmax, dy, dx);
+    MG_CHECK_PTR(op, argmax);
+    MG_CHECK_PTR(op, dy);
+    MG_CHECK_PTR(op, dx);
+    pool_ctx t = {.h = h, .w = w, .c = c, .block = block, .dy = dy, .dx = dx, .argmax_in = argmax};
+    MG_TRY(win_out(op, win, h, w, &t.oh, &t.ow));
+    t.win = *win;
+    size_t total = (size_t)n * c * t.oh * t.ow, bad = argmax_first_bad(argmax, total, h * w);
+    if (bad)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: argmax[%zu] = %d outside the %dx%d plane", op, bad - 1,
+                       (int)argmax[bad - 1], h, w);
+    if (mg_layers_use_fast())
+        mg_layers_parallel_for((size_t)n * (size_t)(c / block), 1, maxpool_bwd_blk_range, &t);
+    else
+        maxpool_bwd_range(&t, 0, (size_t)n * c);
     return MG_OK;
 }
 
