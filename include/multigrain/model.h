@@ -138,8 +138,9 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
 
 /* An intermediate activation of the last forward: "stem" (after the max pool), "layer1".."layer4"
  * (outputs of the stages). dims receives [n, c, h, w]. NULL when unknown, after a backward, and after
- * an MG_MODE_INFER forward (whose buffers are reused layer after layer). A stage output the training
- * plan does not keep is recomputed into a buffer valid until the next call. */
+ * an MG_MODE_INFER forward (whose buffers are reused layer after layer). Always NCHW: a stage output
+ * the training plan does not keep is recomputed, and one kept in the blocked layout converted, into a
+ * buffer valid until the next call. */
 const float *mg_model_activation(mg_model *m, const char *name, int dims[4]);
 
 #ifdef __cplusplus

@@ -91,7 +91,7 @@ struct mg_model {
     float *scr[3];            /* backward: the scratch buffers of the block (or stem) being differentiated */
     float *g_stem;            /* backward: the gradient w.r.t. the stem's max-pool output */
     float *stem_scr[2];       /* backward: the stem's scratch buffers */
-    float *side;              /* mg_model_activation: a dropped stage output, recomputed on request */
+    float *side; /* mg_model_activation: a dropped stage output, recomputed on request, and NCHW copies */
     struct poison_buf {
         float *p;
         size_t elems;
@@ -119,6 +119,7 @@ struct mg_model {
     int fused_threads_now; /* the thread count of the fused network in use (fused_threads) */
     int adapt_off;         /* MG_ADAPT_THREADS=0: the fused network always runs mg_ops_get_threads() */
     int ncpu;              /* online cores, read once (sysconf reads /sys on every call) */
+    int blk; /* the training plan's activation layout: 0 = NCHW, B = nChw<B>c (chain_block) */
     float *fnet_out; /* the trunk's output map, plain NCHW */
     int out_h, out_w;
 };
@@ -539,14 +540,37 @@ mg_status mg_model_init_weights(mg_model *m, uint64_t seed, bool zero_init_last_
 /* ---------------------------------------------------------------------------------------------- */
 /* Planning: op plans and activation memory for one input shape */
 
-static mg_status unit_plan(unit *u, int n, int h, int w, size_t *ws_max) {
+/* The activation layout of the per-op plans (training, eval, and per-op inference, which must stay
+ * bit-identical to eval: the chain of convolutions, batch norms, ReLUs and sums): oneDNN's
+ * channel-blocked nChw<B>c when its blocked kernels are available, so that no convolution reorders
+ * its activations (docs/PERFORMANCE.md, "Training layout"); NCHW for SE networks (their gates run on
+ * NCHW), the reference implementation, and with MG_TRAIN_LAYOUT=nchw. The stem's input (the image)
+ * and the stage outputs handed out by mg_model_activation are NCHW either way. */
+static int chain_block(const mg_model *m) {
+    const char *e = getenv("MG_TRAIN_LAYOUT");
+    if ((e && !strcmp(e, "nchw")) || mg_ops_get_impl() == MG_OPS_REFERENCE) return 0;
+    int b = mg_conv2d_blocked_channels();
+    if (b <= 1 || m->stem.c_out % b) return 0;
+    for (int i = 0; i < m->n_blocks; i++) {
+        const block *blk = &m->blocks[i];
+        if (blk->has_se || blk->c_out % b) return 0;
+        for (int j = 0; j < blk->n_units; j++)
+            if (blk->u[j].c_out % b) return 0;
+    }
+    return b;
+}
+
+static mg_status unit_plan(unit *u, int n, int h, int w, int blk, size_t *ws_max) {
     mg_conv2d_desc d = {.n = n, .c = u->c_in, .h = h, .w = w, .k = u->c_out, .r = u->k, .s = u->k,
                         .stride_h = u->stride, .stride_w = u->stride, .pad_h = u->pad, .pad_w = u->pad,
                         .dil_h = 1, .dil_w = 1, .groups = 1, .has_bias = 0};
     u->n = n;
     u->h_in = h;
     u->w_in = w;
-    MG_TRY(mg_conv2d_plan_init(&u->plan, &d));
+    if (blk)
+        MG_TRY(mg_conv2d_plan_init_blocked(&u->plan, &d, u->c_in % blk ? 0 : blk, blk));
+    else
+        MG_TRY(mg_conv2d_plan_init(&u->plan, &d));
     u->h_out = u->plan.p;
     u->w_out = u->plan.q;
     size_t ws = mg_conv2d_plan_workspace_size(&u->plan);
@@ -809,7 +833,8 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
     if (planned_for(m, n, h, w, infer)) return MG_OK;
     free_plans(m);
     size_t ws_max = 0, max_elems = 0;
-    mg_status s = unit_plan(&m->stem, n, h, w, &ws_max);
+    m->blk = chain_block(m);
+    mg_status s = unit_plan(&m->stem, n, h, w, m->blk, &ws_max);
     if (s != MG_OK) return mg_error_wrap(s, "model: input %dx%d", h, w);
     mg_win2d pool = {3, 3, 2, 2, 1, 1};
     MG_TRY(mg_win2d_out_size(&pool, m->stem.h_out, m->stem.w_out, &m->pool_h, &m->pool_w));
@@ -822,12 +847,12 @@ static mg_status plan_shape(mg_model *m, int n, int h, int w, int infer) {
         int bh = ch, bw = cw;
         for (int i = 0; i < blk->n_units; i++) {
             unit *u = &blk->u[i];
-            MG_TRY(unit_plan(u, n, bh, bw, &ws_max));
+            MG_TRY(unit_plan(u, n, bh, bw, m->blk, &ws_max));
             bh = u->h_out;
             bw = u->w_out;
             if (unit_out_elems(u) > max_elems) max_elems = unit_out_elems(u);
         }
-        if (blk->has_ds) MG_TRY(unit_plan(&blk->ds, n, ch, cw, &ws_max));
+        if (blk->has_ds) MG_TRY(unit_plan(&blk->ds, n, ch, cw, m->blk, &ws_max));
         ch = bh;
         cw = bw;
     }
@@ -1028,6 +1053,13 @@ static mg_bn_mode bn_mode(mg_model_mode mode) {
     return mode == MG_MODE_TRAIN ? MG_BN_TRAIN : mode == MG_MODE_FROZEN_BN ? MG_BN_FROZEN : MG_BN_EVAL;
 }
 
+/* A unit's batch-norm arguments for the current mode, in the plan's activation layout. */
+static mg_bn2d_args unit_bn_args(const mg_model *m, const unit *u) {
+    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    a.block = m->blk;
+    return a;
+}
+
 static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
     u->in = in;
     if (m->mode == MG_MODE_TRAIN && (int64_t)u->n * u->h_out * u->w_out < 2)
@@ -1036,7 +1068,7 @@ static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
                        "a batch of %d image(s) gives a %dx%d map; use a larger batch or input",
                        u->n, u->h_out, u->w_out);
     MG_TRY(mg_conv2d_forward(&u->plan, in, P(m, u->conv_w), NULL, u->conv_out));
-    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    mg_bn2d_args a = unit_bn_args(m, u);
     a.relu = u->relu; /* BN and ReLU in one pass */
     if (m->mode == MG_MODE_TRAIN && m->bn_sync) /* statistics over all data-parallel processes */
         MG_TRY(mg_bn2d_forward_sync(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
@@ -1122,8 +1154,8 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
         m->stem.out = m->stem.out_f;
         MG_TRY(unit_forward(m, &m->stem, x));
         mg_win2d pool = {3, 3, 2, 2, 1, 1};
-        MG_TRY(mg_maxpool2d_forward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem.out, m->stem_pool,
-                                    m->stem_argmax));
+        MG_TRY(mg_maxpool2d_forward_blocked(n, 64, m->stem.h_out, m->stem.w_out, m->blk, &pool, m->stem.out,
+                                            m->stem_pool, m->stem_argmax));
         poison_step(m, 0, 0);
         cur = m->stem_pool;
         for (int b = 0; b < m->n_blocks; b++) {
@@ -1137,7 +1169,7 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
         fh = last->h_out;
         fw = last->w_out;
     }
-    MG_TRY(mg_gem_forward(n, m->dim, fh, fw, mg_model_get_p(m), cur, m->pooled));
+    MG_TRY(mg_gem_forward_blocked(n, m->dim, fh, fw, fused ? 0 : m->blk, mg_model_get_p(m), cur, m->pooled));
     if (m->wdim) {
         /* Recipe §1.8/§2.3: v = [e, 1], u = v / (||v|| + 1e-6), Phi = (u - m) P, logits = W' Phi + b',
          * embedding = Phi / (||Phi|| + 1e-6). */
@@ -1196,7 +1228,7 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
     size_t elems = unit_out_elems(u);
     if (u->relu) MG_TRY(mg_relu_backward(elems, u->out, dy, dy));
     float *t = scratch_other(m, dy, dx);
-    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    mg_bn2d_args a = unit_bn_args(m, u);
     if (m->mode == MG_MODE_TRAIN && m->bn_sync)
         MG_TRY(mg_bn2d_backward_sync(&a, u->conv_out, dy, P(m, u->bn_w), u->save_mean, u->save_invstd, t,
                                      G(m, u->bn_w), G(m, u->bn_b), m->bn_sync, m->bn_sync_ctx));
@@ -1218,7 +1250,7 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
  * the forward), recomputed from its kept conv output and the statistics its forward saved, in the
  * forward's arithmetic (mg_bn2d_apply); it is the unit's ReLU mask and the next unit's input. */
 static mg_status unit_recompute_into(mg_model *m, const unit *u, float *dst) {
-    mg_bn2d_args a = mg_bn2d_default_args(bn_mode(m->mode), u->n, u->c_out, u->h_out, u->w_out);
+    mg_bn2d_args a = unit_bn_args(m, u);
     a.relu = u->relu;
     return mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, dst);
 }
@@ -1332,8 +1364,8 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
     block *lb = &m->blocks[m->n_blocks - 1];
     const unit *last = &lb->u[lb->n_units - 1];
     float dp = 0;
-    MG_TRY(mg_gem_backward(n, dim, last->h_out, last->w_out, mg_model_get_p(m), lb->out, m->pooled, m->dpooled,
-                           lb->g, m->learn_p ? &dp : NULL));
+    MG_TRY(mg_gem_backward_blocked(n, dim, last->h_out, last->w_out, m->blk, mg_model_get_p(m), lb->out, m->pooled,
+                                   m->dpooled, lb->g, m->learn_p ? &dp : NULL));
     if (m->learn_p) G(m, m->idx_p)[0] += dp;
     poison_step(m, m->n_blocks + 1, 0);
     for (int b = m->n_blocks - 1; b >= 0; b--) {
@@ -1353,35 +1385,54 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
     m->scr[1] = m->scr[2] = m->stem_scr[1];
     mg_win2d pool = {3, 3, 2, 2, 1, 1};
     float *dstem = m->scr[0];
-    MG_TRY(mg_maxpool2d_backward(n, 64, m->stem.h_out, m->stem.w_out, &pool, m->stem_argmax, m->g_stem, dstem));
+    MG_TRY(mg_maxpool2d_backward_blocked(n, 64, m->stem.h_out, m->stem.w_out, m->blk, &pool, m->stem_argmax,
+                                         m->g_stem, dstem));
     MG_TRY(unit_backward(m, &m->stem, dstem, NULL, 0));
     return MG_OK;
 }
 
+/* The activation at src ([n, c, h, w] in the plan's layout) in plain NCHW: src itself, or its
+ * conversion into the last third of the side buffer (3 e floats, mg_model_activation). */
+static const float *activation_nchw(mg_model *m, const float *src, const int dims[4]) {
+    if (!m->blk) return src;
+    size_t e = (size_t)dims[0] * dims[1] * dims[2] * dims[3];
+    float *out = m->side + 2 * e; /* after the recomputation's two buffers (side holds 3 e) */
+    if (mg_layout_to_nchw(dims[0], dims[1], dims[2], dims[3], m->blk, src, out) != MG_OK) return NULL;
+    return out;
+}
+
 const float *mg_model_activation(mg_model *m, const char *name, int dims[4]) {
     if (!m->have_forward || m->planned_infer) return NULL;
+    const float *src = NULL;
+    int b = -1;
     if (!strcmp(name, "stem")) {
         dims[0] = m->n;
         dims[1] = 64;
         dims[2] = m->pool_h;
         dims[3] = m->pool_w;
-        return m->stem_pool;
-    }
-    if (!strncmp(name, "layer", 5) && name[5] >= '1' && name[5] <= '4' && name[6] == '\0') {
-        int b = m->stage_end[name[5] - '1'];
+        src = m->stem_pool;
+    } else if (!strncmp(name, "layer", 5) && name[5] >= '1' && name[5] <= '4' && name[6] == '\0') {
+        b = m->stage_end[name[5] - '1'];
         block *blk = &m->blocks[b];
         unit *last = &blk->u[blk->n_units - 1];
         dims[0] = m->n;
         dims[1] = blk->c_out;
         dims[2] = last->h_out;
         dims[3] = last->w_out;
-        if (!blk->dropped) return blk->out;
-        /* not kept by the training plan (its memory was reused later in the forward): recomputed */
-        size_t e = unit_out_elems(last);
-        free(m->side);
-        m->side = malloc(2 * e * sizeof(float));
-        if (!m->side || block_recompute_out(m, blk, block_input(m, b), m->side, m->side + e) != MG_OK) return NULL;
-        return m->side;
+        if (!blk->dropped) src = blk->out;
+    } else {
+        return NULL;
     }
-    return NULL;
+    size_t e = (size_t)dims[0] * dims[1] * dims[2] * dims[3];
+    if (src && !m->blk) return src;
+    /* a side buffer: room to recompute a dropped stage output (2 e) and to convert it to NCHW (e) */
+    free(m->side);
+    m->side = malloc(3 * e * sizeof(float));
+    if (!m->side) return NULL;
+    if (!src) { /* not kept by the training plan (its memory was reused later in the forward): recomputed */
+        block *blk = &m->blocks[b];
+        if (block_recompute_out(m, blk, block_input(m, b), m->side, m->side + e) != MG_OK) return NULL;
+        src = m->side;
+    }
+    return activation_nchw(m, src, dims);
 }
