@@ -367,6 +367,28 @@ mg_status mg_gem_forward(int n, int c, int h, int w, float p, const float *x, fl
     return MG_OK;
 }
 
+/* Runs a backward over t->planes items: dx only (dp NULL) with dx_range on the fast path, else dx and
+ * the d/dp partial sums in GEM_DP_CHUNKS fixed chunks (dp_range on the fast path; the reference loops
+ * otherwise), so that dp does not depend on the thread count; dp accumulated. */
+static void gem_bwd_run(gem_ctx *t, int fast, mg_range_fn dx_range, mg_range_fn dp_range, float *dp) {
+    if (!dp) {
+        double unused;
+        if (fast)
+            mg_layers_parallel_for(t->planes, 1, dx_range, t);
+        else
+            gem_bwd_planes(t, 0, t->planes, 0, &unused);
+        return;
+    }
+    size_t k = t->planes < GEM_DP_CHUNKS ? t->planes : GEM_DP_CHUNKS;
+    if (fast)
+        mg_layers_parallel_for(k, 1, dp_range, t);
+    else
+        gem_bwd_range(t, 0, k);
+    double s = 0;
+    for (size_t i = 0; i < k; i++) s += t->dp_part[i];
+    *dp += (float)s;
+}
+
 mg_status mg_gem_backward(int n, int c, int h, int w, float p, const float *x, const float *y,
                           const float *dy, float *dx, float *dp) {
     const char *op = "gem_backward";
@@ -376,23 +398,7 @@ mg_status mg_gem_backward(int n, int c, int h, int w, float p, const float *x, c
     MG_CHECK_PTR(op, dy);
     size_t planes = (size_t)n * c;
     gem_ctx t = {.hw = (size_t)h * w, .p = p, .x = x, .y = y, .dy = dy, .dx = dx, .planes = planes};
-    int fast = mg_layers_use_fast();
-    if (!dp) {
-        double unused;
-        if (fast)
-            mg_layers_parallel_for(planes, 1, gem_bwd_fast_dx_range, &t);
-        else
-            gem_bwd_planes(&t, 0, planes, 0, &unused);
-        return MG_OK;
-    }
-    size_t k = planes < GEM_DP_CHUNKS ? planes : GEM_DP_CHUNKS;
-    if (fast)
-        mg_layers_parallel_for(k, 1, gem_bwd_fast_range, &t);
-    else
-        gem_bwd_range(&t, 0, k);
-    double s = 0;
-    for (size_t i = 0; i < k; i++) s += t.dp_part[i];
-    *dp += (float)s;
+    gem_bwd_run(&t, mg_layers_use_fast(), gem_bwd_fast_dx_range, gem_bwd_fast_range, dp);
     return MG_OK;
 }
 
@@ -432,21 +438,6 @@ mg_status mg_gem_backward_blocked(int n, int c, int h, int w, int block, float p
     size_t items = fast ? (size_t)n * (size_t)(c / block) : (size_t)n * c;
     gem_ctx t = {.hw = (size_t)h * w, .p = p, .c = c, .block = block, .x = x, .y = y, .dy = dy, .dx = dx,
                  .planes = items};
-    if (!dp) {
-        double unused;
-        if (fast)
-            mg_layers_parallel_for(items, 1, gem_bwd_blk_dx_range, &t);
-        else
-            gem_bwd_planes(&t, 0, items, 0, &unused);
-        return MG_OK;
-    }
-    size_t k = items < GEM_DP_CHUNKS ? items : GEM_DP_CHUNKS;
-    if (fast)
-        mg_layers_parallel_for(k, 1, gem_bwd_blk_range, &t);
-    else
-        gem_bwd_range(&t, 0, k);
-    double s = 0;
-    for (size_t i = 0; i < k; i++) s += t.dp_part[i];
-    *dp += (float)s;
+    gem_bwd_run(&t, fast, gem_bwd_blk_dx_range, gem_bwd_blk_range, dp);
     return MG_OK;
 }
