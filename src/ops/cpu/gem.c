@@ -402,17 +402,10 @@ mg_status mg_gem_backward(int n, int c, int h, int w, float p, const float *x, c
     return MG_OK;
 }
 
-static mg_status check_block(const char *op, int c, int block) {
-    if (block < 0 || (block > 0 && c % block != 0))
-        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: block must be 0 (NCHW) or divide the %d channels, found %d", op, c,
-                       block);
-    return MG_OK;
-}
-
 mg_status mg_gem_forward_blocked(int n, int c, int h, int w, int block, float p, const float *x, float *y) {
     const char *op = "gem_forward_blocked";
     MG_TRY(check(op, n, c, h, w, p));
-    MG_TRY(check_block(op, c, block));
+    MG_TRY(mg_layers_check_block(op, c, block));
     if (block <= 1) return mg_gem_forward(n, c, h, w, p, x, y);
     MG_CHECK_PTR(op, x);
     MG_CHECK_PTR(op, y);
@@ -428,7 +421,7 @@ mg_status mg_gem_backward_blocked(int n, int c, int h, int w, int block, float p
                                   const float *dy, float *dx, float *dp) {
     const char *op = "gem_backward_blocked";
     MG_TRY(check(op, n, c, h, w, p));
-    MG_TRY(check_block(op, c, block));
+    MG_TRY(mg_layers_check_block(op, c, block));
     if (block <= 1) return mg_gem_backward(n, c, h, w, p, x, y, dy, dx, dp);
     MG_CHECK_PTR(op, x);
     MG_CHECK_PTR(op, y);

@@ -42,3 +42,10 @@ void mg_layers_parallel_for(size_t n, size_t grain, mg_range_fn fn, void *ctx) {
     tasks = (n + j.chunk - 1) / j.chunk;
     mg_pool_run(pool, (int)tasks, range_task, &j);
 }
+
+mg_status mg_layers_check_block(const char *op, int c, int block) {
+    if (block < 0 || (block > 0 && c % block != 0))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: block must be 0 (NCHW) or divide the %d channels, found %d", op, c,
+                       block);
+    return MG_OK;
+}

@@ -16,6 +16,9 @@ int mg_layers_use_fast(void);
  * global pool (at most a few chunks per thread); runs inline when there is one chunk or one thread. */
 typedef void (*mg_range_fn)(void *ctx, size_t begin, size_t end);
 void mg_layers_parallel_for(size_t n, size_t grain, mg_range_fn fn, void *ctx);
+/* MG_ERR_INVALID_ARG unless block is 0 or 1 (NCHW) or divides the c channels (the channel-blocked layout
+ * nChw<block>c of ops_layers.h). */
+mg_status mg_layers_check_block(const char *op, int c, int block);
 
 #define MG_CHECK_PTR(op, p)                                                                        \
     do {                                                                                           \

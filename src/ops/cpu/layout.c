@@ -43,8 +43,7 @@ static mg_status layout_convert(const char *op, int n, int c, int h, int w, int 
     MG_CHECK_POS(op, w);
     MG_CHECK_PTR(op, src);
     MG_CHECK_PTR(op, dst);
-    if (block < 0 || (block > 0 && c % block != 0))
-        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: block must be 0 or divide the %d channels, found %d", op, c, block);
+    MG_TRY(mg_layers_check_block(op, c, block));
     if (src == dst) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: dst must not alias src", op);
     size_t total = (size_t)n * c * h * w;
     if (block <= 1) {

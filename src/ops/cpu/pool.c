@@ -307,13 +307,6 @@ static size_t argmax_first_bad(const int32_t *restrict am, size_t n, int32_t hw)
     return 0;
 }
 
-static mg_status check_block(const char *op, int c, int block) {
-    if (block < 0 || (block > 0 && c % block != 0))
-        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: block must be 0 (NCHW) or divide the %d channels, found %d", op, c,
-                       block);
-    return MG_OK;
-}
-
 mg_status mg_maxpool2d_forward(int n, int c, int h, int w, const mg_win2d *win, const float *x, float *y,
                                int32_t *argmax) {
     const char *op = "maxpool2d_forward";
@@ -353,7 +346,7 @@ mg_status mg_maxpool2d_forward_blocked(int n, int c, int h, int w, int block, co
                                        float *y, int32_t *argmax) {
     const char *op = "maxpool2d_forward_blocked";
     MG_TRY(check_shape(op, n, c, h, w));
-    MG_TRY(check_block(op, c, block));
+    MG_TRY(mg_layers_check_block(op, c, block));
     if (block <= 1) return mg_maxpool2d_forward(n, c, h, w, win, x, y, argmax);
     MG_CHECK_PTR(op, x);
     MG_CHECK_PTR(op, y);
@@ -371,7 +364,7 @@ mg_status mg_maxpool2d_backward_blocked(int n, int c, int h, int w, int block, c
                                         const int32_t *argmax, const float *dy, float *dx) {
     const char *op = "maxpool2d_backward_blocked";
     MG_TRY(check_shape(op, n, c, h, w));
-    MG_TRY(check_block(op, c, block));
+    MG_TRY(mg_layers_check_block(op, c, block));
     if (block <= 1) return mg_maxpool2d_backward(n, c, h, w, win, argmax, dy, dx);
     MG_CHECK_PTR(op, argmax);
     MG_CHECK_PTR(op, dy);
