@@ -40,8 +40,8 @@ static mg_status check_args(const char *op, const mg_bn2d_args *a) {
  * (NCHW: the contiguous plane; nChw<B>c: lane c % B of the block's [h][w][B], stride B). */
 static inline size_t bn_stride(const mg_bn2d_args *a) { return a->block > 1 ? (size_t)a->block : 1; }
 static inline size_t bn_plane(const mg_bn2d_args *a, size_t n, size_t c) {
-    size_t B = bn_stride(a), hw = (size_t)a->h * a->w;
-    return ((n * ((size_t)a->c / B) + c / B) * hw) * B + c % B; /* B = 1: (n * C + c) * hw */
+    size_t st;
+    return mg_layers_plane_at(n * (size_t)a->c + c, (size_t)a->c, (size_t)a->h * a->w, a->block, &st);
 }
 
 typedef struct bn_ctx {
@@ -480,12 +480,14 @@ static void bn_forward_blk_range(void *p, size_t b0, size_t b1) {
                 const float *shift = t->x + mg_bn2d_blk_at(a, 0, cb, l0);
                 double s[MG_BN_BLK_LANES] = {0}, v[MG_BN_BLK_LANES] = {0}, mean_d[MG_BN_BLK_LANES];
                 for (size_t n = 0; n < N; n++)
-                    mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s, mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                    mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s,
+                                    mg_bn2d_blk_next(t->x, a, n, cb, l0));
                 for (size_t l = 0; l < lb; l++) {
                     mean_d[l] = (double)shift[l] + s[l] / count;
                     mean[l] = (float)mean_d[l];
                 }
-                for (size_t n = 0; n < N; n++) mg_bn2d_blk_sumsq_dev(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, mean, v);
+                for (size_t n = 0; n < N; n++)
+                    mg_bn2d_blk_sumsq_dev(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, mean, v);
                 for (size_t l = 0; l < lb; l++) { /* centred on the float mean: remove its rounding offset */
                     double dm = mean_d[l] - (double)mean[l];
                     var[l] = v[l] / count - dm * dm;
@@ -514,8 +516,8 @@ static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
             for (size_t n = 0; n < N; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, mean, sdy, sdyx, mg_bn2d_blk_next(t->dy, a, n, cb, l0),
-                             mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, mean, sdy, sdyx,
+                                     mg_bn2d_blk_next(t->dy, a, n, cb, l0), mg_bn2d_blk_next(t->x, a, n, cb, l0));
             }
             for (size_t l = 0; l < lb; l++) {
                 if (t->dweight) t->dweight[c0 + l] += (float)(sdyx[l] * t->save_invstd[c0 + l]);

@@ -48,12 +48,14 @@ static inline size_t mg_bn2d_blk_width(const mg_bn2d_args *a, size_t l0) {
     size_t rest = (size_t)a->block - l0;
     return rest < MG_BN_BLK_LANES ? rest : MG_BN_BLK_LANES;
 }
-#define MG_BN_BLK_GROUPS(a, l0, lb)                                                                              \
-    for (size_t l0 = 0, lb = mg_bn2d_blk_width(a, 0); l0 < (size_t)(a)->block; l0 += lb, lb = mg_bn2d_blk_width(a, l0))
+#define MG_BN_BLK_GROUPS(a, l0, lb)                                                                        \
+    for (size_t l0 = 0, lb = mg_bn2d_blk_width(a, 0); l0 < (size_t)(a)->block;                           \
+         l0 += lb, lb = mg_bn2d_blk_width(a, l0))
 
 /* What the first pass prefetches while it reads image n's segment: image n + 1's, when segments are short
  * (h*w*B <= MG_BN_BLK_PF_MAX floats); NULL: nothing. */
-static inline const float *mg_bn2d_blk_next(const float *base, const mg_bn2d_args *a, size_t n, size_t cb, size_t l0) {
+static inline const float *mg_bn2d_blk_next(const float *base, const mg_bn2d_args *a, size_t n, size_t cb,
+                                            size_t l0) {
     size_t seg = (size_t)a->h * a->w * (size_t)a->block;
     return n + 1 < (size_t)a->n && seg <= MG_BN_BLK_PF_MAX ? base + mg_bn2d_blk_at(a, n + 1, cb, l0) : NULL;
 }

@@ -63,7 +63,8 @@ static void sums_blk_range(void *p, size_t b0, size_t b1) {
             const float *shift = t->x + mg_bn2d_blk_at(a, 0, cb, l0); /* the channels' first values */
             double s[MG_BN_BLK_LANES] = {0};
             for (size_t n = 0; n < (size_t)a->n; n++)
-                mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s, mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s,
+                                mg_bn2d_blk_next(t->x, a, n, cb, l0));
             for (size_t l = 0; l < lb; l++) t->acc[c0 + l] = s[l] + (double)shift[l] * (double)a->n * (double)hw;
         }
     }
@@ -198,8 +199,8 @@ static void bwd_sums_blk_range(void *p, size_t b0, size_t b1) {
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
             for (size_t n = 0; n < (size_t)a->n; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, t->sm + c0, sdy, sdyx, mg_bn2d_blk_next(t->dy, a, n, cb, l0),
-                             mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, t->sm + c0, sdy, sdyx,
+                                     mg_bn2d_blk_next(t->dy, a, n, cb, l0), mg_bn2d_blk_next(t->x, a, n, cb, l0));
             }
             for (size_t l = 0; l < lb; l++) {
                 t->acc[c0 + l] = sdy[l];

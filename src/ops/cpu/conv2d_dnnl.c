@@ -257,8 +257,8 @@ static void op_free(mg_dnnl_op *op) {
 
 /* True if oneDNN fell back to its slow reference kernel ("ref:any"). */
 static int op_is_ref(const mg_dnnl_op *op) { return !strncmp(op->name, "ref", 3); }
-/* ... or one of its generic kernels (reference or gemm-based). */
-static int op_is_slow(const mg_dnnl_op *op) { return strstr(op->name, "ref") || strstr(op->name, "gemm"); }
+
+int mg_dnnl_impl_is_generic(const char *impl) { return impl && (strstr(impl, "ref") || strstr(impl, "gemm")); }
 
 /* The memory descriptors of one plan: the caller's plain ones and, per layout, what the primitive
  * is asked for. */
@@ -270,7 +270,7 @@ typedef struct {
     dnnl_dims_t strides, dil, pad;
 } mg_dnnl_mds;
 
-static dnnl_format_tag_t block_tag(int block) {
+dnnl_format_tag_t mg_dnnl_block_tag(int block) {
     return block == 16 ? dnnl_aBcd16b : block == 8 ? dnnl_aBcd8b : block == 4 ? dnnl_aBcd4b : dnnl_nchw;
 }
 
@@ -292,14 +292,14 @@ static mg_status mds_init(const mg_conv2d_plan *plan, mg_dnnl_mds *m, int force)
     dnnl_dims_t bdims = {d->k};
     const int wnd = g > 1 ? 5 : 4;
     const dnnl_dim_t *wd = g > 1 ? gwdims : wdims;
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->x_u, 4, xdims, dnnl_f32, block_tag(plan->x_block)));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->y_u, 4, ydims, dnnl_f32, block_tag(plan->y_block)));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->x_u, 4, xdims, dnnl_f32, mg_dnnl_block_tag(plan->x_block)));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->y_u, 4, ydims, dnnl_f32, mg_dnnl_block_tag(plan->y_block)));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->w_u, wnd, wd, dnnl_f32, g > 1 ? dnnl_goihw : dnnl_oihw));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->b_u, 1, bdims, dnnl_f32, dnnl_a));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->x_any, 4, xdims, dnnl_f32,
-                                          force && plan->x_block ? block_tag(plan->x_block) : dnnl_format_tag_any));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->y_any, 4, ydims, dnnl_f32,
-                                          force && plan->y_block ? block_tag(plan->y_block) : dnnl_format_tag_any));
+    const dnnl_format_tag_t x_ask = force && plan->x_block ? mg_dnnl_block_tag(plan->x_block) : dnnl_format_tag_any;
+    const dnnl_format_tag_t y_ask = force && plan->y_block ? mg_dnnl_block_tag(plan->y_block) : dnnl_format_tag_any;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->x_any, 4, xdims, dnnl_f32, x_ask));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->y_any, 4, ydims, dnnl_f32, y_ask));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->w_any, wnd, wd, dnnl_f32, dnnl_format_tag_any));
     m->strides[0] = d->stride_h, m->strides[1] = d->stride_w;
     m->dil[0] = d->dil_h - 1, m->dil[1] = d->dil_w - 1; /* oneDNN counts dilation from 0 */
@@ -388,15 +388,15 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
     mg_dnnl_mds m, m_any;
     MG_TRY(mds_init(plan, &m, 1));
     MG_TRY(mds_init(plan, &m_any, 0));
+    /* Blocked caller buffers: every op blocked (the plain kernels would need reorders both ways);
+     * MG_CONV_LAYOUT=plain still forces plain ops, for experiments. */
     const int io_blocked = plan->x_block || plan->y_block;
+    const char *env = getenv("MG_CONV_LAYOUT");
+    const int all_blocked = io_blocked && !(env && !strcmp(env, "plain"));
     for (int i = 0; i < OP_COUNT; i++) {
-        /* Blocked caller buffers: every op blocked (the plain kernels would need reorders both ways);
-         * MG_CONV_LAYOUT=plain still forces plain ops, for experiments. */
-        const char *env = getenv("MG_CONV_LAYOUT");
         mg_conv2d_layout layout = plan->layout != MG_CONV2D_LAYOUT_AUTO ? plan->layout
-                                  : io_blocked && !(env && !strcmp(env, "plain"))
-                                      ? MG_CONV2D_LAYOUT_BLOCKED
-                                      : choose_layout(&plan->d, plan->p, plan->q, i);
+                                  : all_blocked ? MG_CONV2D_LAYOUT_BLOCKED
+                                                : choose_layout(&plan->d, plan->p, plan->q, i);
         dnnl_alg_kind_t alg = choose_winograd(plan, layout, i) ? dnnl_convolution_winograd : dnnl_convolution_direct;
         st->op_layout[i] = layout;
         st->op_alg[i] = alg;
@@ -408,15 +408,16 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
             st->op_alg[i] = alg = dnnl_convolution_direct;
             s = op_build(plan, st, &m, i, layout, alg);
         }
-        /* oneDNN has no optimised plain-layout kernel for some shapes and then runs its slow
-         * reference kernel ("ref:any"): the blocked layout is always at least as fast there. */
         /* Blocked caller buffers: if the caller's layout gets only a generic kernel (gemm or ref),
          * let oneDNN choose the layout (with reorders) instead. */
-        if (io_blocked && layout == MG_CONV2D_LAYOUT_BLOCKED && (s != MG_OK || op_is_slow(&st->op[i]))) {
+        if (io_blocked && layout == MG_CONV2D_LAYOUT_BLOCKED &&
+            (s != MG_OK || mg_dnnl_impl_is_generic(st->op[i].name))) {
             op_free(&st->op[i]);
             mg_error_clear();
             s = op_build(plan, st, &m_any, i, layout, alg);
         }
+        /* oneDNN has no optimised plain-layout kernel for some shapes and then runs its slow
+         * reference kernel ("ref:any"): the blocked layout is always at least as fast there. */
         if (plan->layout == MG_CONV2D_LAYOUT_AUTO && layout == MG_CONV2D_LAYOUT_PLAIN &&
             (s != MG_OK || op_is_ref(&st->op[i]))) {
             op_free(&st->op[i]);

@@ -26,6 +26,11 @@ void mg_conv2d_ref_backward_weights_f64(const mg_conv2d_desc *d, int p, int q, c
 
 /* The process's oneDNN CPU engine, created on first use (shared by every oneDNN file). */
 mg_status mg_dnnl_engine(dnnl_engine_t *engine);
+/* oneDNN's format tag of the channel-blocked layout nChw<block>c (block 16, 8 or 4; else nchw). */
+dnnl_format_tag_t mg_dnnl_block_tag(int block);
+/* Whether an implementation name (dnnl_query_impl_info_str) is one of oneDNN's generic kernels,
+ * reference or gemm-based, the slow fallbacks of the blocked layouts. */
+int mg_dnnl_impl_is_generic(const char *impl);
 
 /* oneDNN backend (conv2d_dnnl.c). init creates the primitives for plan->d / plan->layout and sets
  * plan->impl and plan->ws_bytes; the workspace is bound by mg_conv2d_dnnl_bind_workspace before

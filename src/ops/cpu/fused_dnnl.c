@@ -285,22 +285,19 @@ void mg_fnet_free(mg_fnet *net) {
 static int act_block(void) {
     const char *e = getenv("MG_FNET_ANY_LAYOUT");
     if (e && e[0] && e[0] != '0') return 0;
-    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-    if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) return 16;
-    if ((isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2) return 8;
-    return 0;
+    return mg_conv2d_blocked_channels();
 }
 
 static dnnl_format_tag_t act_tag(int block, int channels) {
     if (!block || channels % block != 0) return dnnl_format_tag_any;
-    return block == 16 ? dnnl_aBcd16b : dnnl_aBcd8b;
+    return mg_dnnl_block_tag(block);
 }
 
 /* Whether a primitive runs one of oneDNN's slow generic implementations. */
 static int slow_impl(const_dnnl_primitive_desc_t pd) {
     const char *impl = NULL;
-    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl) return 0;
-    return strstr(impl, "ref") != NULL || strstr(impl, "gemm") != NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success) return 0;
+    return mg_dnnl_impl_is_generic(impl);
 }
 
 /* MG_FNET_WINO_4X3=0: always take oneDNN's first Winograd implementation (for comparison). */

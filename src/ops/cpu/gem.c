@@ -25,16 +25,9 @@ typedef struct gem_ctx {
     double dp_part[GEM_DP_CHUNKS]; /* d loss / d p of each fixed plane chunk, summed in chunk order */
 } gem_ctx;
 
-/* Offset of plane pl (= image * c + channel) of x / dx and in *stride the distance between its
- * consecutive elements: pl * hw and 1 in NCHW, the channel's lane in its block and `block` in nChw<B>c. */
+/* Plane pl of x / dx in the context's layout (mg_layers_plane_at). */
 static inline size_t plane_at(const gem_ctx *t, size_t pl, size_t *stride) {
-    if (t->block <= 1) {
-        *stride = 1;
-        return pl * t->hw;
-    }
-    size_t b = (size_t)t->block, c = (size_t)t->c, img = pl / c, ch = pl % c;
-    *stride = b;
-    return (img * (c / b) + ch / b) * t->hw * b + ch % b;
+    return mg_layers_plane_at(pl, (size_t)t->c, t->hw, t->block, stride);
 }
 
 static void gem_fwd_range(void *v, size_t b, size_t e) {

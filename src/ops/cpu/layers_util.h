@@ -19,6 +19,18 @@ void mg_layers_parallel_for(size_t n, size_t grain, mg_range_fn fn, void *ctx);
 /* MG_ERR_INVALID_ARG unless block is 0 or 1 (NCHW) or divides the c channels (the channel-blocked layout
  * nChw<block>c of ops_layers.h). */
 mg_status mg_layers_check_block(const char *op, int c, int block);
+/* Where plane pl (= image * c + channel) of a tensor of c channels with `size` elements per plane starts,
+ * and in *stride the distance between its consecutive elements: pl * size and 1 in NCHW (block 0 or 1),
+ * the channel's lane in its block and `block` in nChw<block>c. */
+static inline size_t mg_layers_plane_at(size_t pl, size_t c, size_t size, int block, size_t *stride) {
+    if (block <= 1) {
+        *stride = 1;
+        return pl * size;
+    }
+    size_t b = (size_t)block, img = pl / c, ch = pl % c;
+    *stride = b;
+    return (img * (c / b) + ch / b) * size * b + ch % b;
+}
 
 #define MG_CHECK_PTR(op, p)                                                                        \
     do {                                                                                           \

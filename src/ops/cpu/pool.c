@@ -51,17 +51,9 @@ typedef struct pool_ctx {
     const int32_t *argmax_in;
 } pool_ctx;
 
-/* Offset of plane pl (= image * c + channel) in a buffer of planes of `size` elements, and in *stride the
- * distance between its consecutive elements: pl * size and 1 in NCHW, the channel's lane in its block
- * and `block` in nChw<block>c. */
+/* Plane pl of a buffer of planes of `size` elements, in the context's layout (mg_layers_plane_at). */
 static inline size_t plane_at(const pool_ctx *t, size_t pl, size_t size, size_t *stride) {
-    if (t->block <= 1) {
-        *stride = 1;
-        return pl * size;
-    }
-    size_t b = (size_t)t->block, c = (size_t)t->c, img = pl / c, ch = pl % c;
-    *stride = b;
-    return (img * (c / b) + ch / b) * size * b + ch % b;
+    return mg_layers_plane_at(pl, (size_t)t->c, size, t->block, stride);
 }
 
 static void run_planes(int fast, size_t planes, mg_range_fn fn, pool_ctx *t) {
