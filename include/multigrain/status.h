@@ -46,6 +46,11 @@ const char *mg_error_message(void);
 const char *mg_error_where(void);
 mg_status mg_error_code(void);
 void mg_error_clear(void);
+/* Marks the current error as already shown to the user: a command that had to print it itself (each
+ * rank of a data-parallel job, before the process group ends) so that main does not print it again.
+ * mg_error_reported() is true until the next set/clear. */
+void mg_error_mark_reported(void);
+int mg_error_reported(void);
 
 /* Short stable name of a status ("io", "format", ...). */
 const char *mg_status_name(mg_status code);

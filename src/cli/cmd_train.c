@@ -117,9 +117,20 @@ static mg_status train_print_lr(const train_args *a, const mg_config *cfg) {
     return MG_OK;
 }
 
+/* An error every rank of the group detected: each rank prints its message here, then waits for the
+ * others before anyone exits. Left to main, the first rank to exit non-zero made the launcher kill the
+ * others before they had printed theirs (a flaky mpi/test_broadcast_config). */
+static void report_together(mg_dist *dist) {
+    fprintf(stderr, "multigrain: %s\n", mg_error_message());
+    fflush(stderr);
+    if (mg_dist_barrier(dist) != MG_OK) fprintf(stderr, "multigrain: %s\n", mg_error_message());
+    mg_error_mark_reported();
+}
+
 /* Ends the process group. An error that the other ranks may not have seen (they could be waiting in a
  * collective for this rank) ends the whole job: the message is printed here, naming the rank, and
- * MPI_Abort stops every rank with the exit code. Errors every rank detected together end normally. */
+ * MPI_Abort stops every rank with the exit code. Errors every rank detected together end normally,
+ * each rank printing its own message (report_together). */
 static mg_status train_finish(mg_dist *dist, mg_status s, bool together) {
     int world = mg_dist_world(dist);
     if (s != MG_OK && world > 1) {
@@ -131,6 +142,7 @@ static mg_status train_finish(mg_dist *dist, mg_status s, bool together) {
             return s;
         }
         mg_error_wrap(s, "rank %d", rank);
+        report_together(dist);
     }
     mg_dist_free(dist);
     return s;
@@ -185,8 +197,9 @@ mg_status mg_cmd_train(int argc, char **argv) {
     if (s != MG_OK) return train_finish(dist, s, false);
     s = mg_train_check_config_ranks(dist, &cfg);
     if (s == MG_ERR_CONFIG) { /* every rank saw the mismatch: a normal exit on all of them */
+        report_together(dist);  /* the message names the rank */
         mg_dist_free(dist);
-        return s; /* the message names the rank */
+        return s;
     }
     if (s != MG_OK) return train_finish(dist, s, false); /* the collective itself failed */
     if (rank == 0) {

@@ -21,6 +21,7 @@ static void print_usage(FILE *out) {
 }
 
 static int fail(mg_status s) {
+    if (mg_error_reported()) return mg_status_exit_code(s); /* the command printed it (cmd_train.c) */
     fprintf(stderr, "multigrain: %s\n", mg_error_message()[0] ? mg_error_message() : mg_status_name(s));
     if (mg_log_get_level() >= MG_LOG_DEBUG && mg_error_where())
         fprintf(stderr, "multigrain: (raised at %s)\n", mg_error_where());

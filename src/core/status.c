@@ -11,6 +11,7 @@
 static _Thread_local char g_msg[MG_ERROR_MAX];
 static _Thread_local char g_where[256];
 static _Thread_local mg_status g_code = MG_OK;
+static _Thread_local int g_reported;
 
 mg_status mg_error_set(mg_status code, const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -19,6 +20,7 @@ mg_status mg_error_set(mg_status code, const char *file, int line, const char *f
     va_end(ap);
     snprintf(g_where, sizeof g_where, "%s:%d", file ? file : "?", line);
     g_code = code;
+    g_reported = 0;
     return code;
 }
 
@@ -55,7 +57,11 @@ void mg_error_clear(void) {
     g_msg[0] = '\0';
     g_where[0] = '\0';
     g_code = MG_OK;
+    g_reported = 0;
 }
+
+void mg_error_mark_reported(void) { g_reported = 1; }
+int mg_error_reported(void) { return g_reported; }
 
 const char *mg_status_name(mg_status code) {
     static const char *names[MG_STATUS_COUNT] = {
