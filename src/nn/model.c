@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,9 @@
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Structure */
+
+/* The most streams a fused batch is split into (fused_streams). */
+#define FUSED_MAX_STREAMS 16
 
 typedef struct unit { /* conv -> BN (-> ReLU) */
     int conv_w;                                   /* spec index of the conv weight */
@@ -106,18 +110,22 @@ struct mg_model {
                           * were created with, so a change of thread count re-plans */
     /* fused inference (ops_fused.h): BN folded into the convolutions, rebuilt when the weights may
      * have changed (version moves whenever writable tensor pointers are handed out) */
-    mg_fnet *fnet; /* the current shape's, one of fcache */
+    mg_fnet *fnet; /* the current shape's first stream, one of fcache */
     struct fnet_entry {
-        mg_fnet *net;
+        mg_fnet *net[FUSED_MAX_STREAMS]; /* one network per stream (fused_streams) */
+        int chunk[FUSED_MAX_STREAMS];    /* the images of the batch each stream runs, in order */
+        int ns;                          /* streams */
         int n, h, w, threads, out_h, out_w;
         uint64_t used;
     } fcache[4]; /* the networks of the last input shapes, sharing their weights (rect-mode inference) */
+    struct fnet_entry *fentry; /* the current shape's */
     uint64_t fclock;
     uint64_t version, fnet_version;
     int fused_off;   /* mg_model_set_fused(m, false) or MG_FUSED=0: MG_MODE_INFER runs per op */
     int fused_flags; /* MG_FNET_WINOGRAD */
     int fused_threads_now; /* the thread count of the fused network in use (fused_threads) */
     int adapt_off;         /* MG_ADAPT_THREADS=0: the fused network always runs mg_ops_get_threads() */
+    int streams_off;       /* MG_STREAMS=0: a batch runs as one fused network on all threads */
     int ncpu;              /* online cores, read once (sysconf reads /sys on every call) */
     int blk; /* the training plan's activation layout: 0 = NCHW, B = nChw<B>c (chain_block) */
     float *fnet_out; /* the trunk's output map, plain NCHW */
@@ -235,6 +243,8 @@ mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float
     m->fused_flags = we && !strcmp(we, "0") ? 0 : MG_FNET_WINOGRAD;
     const char *ae = getenv("MG_ADAPT_THREADS");
     m->adapt_off = ae && !strcmp(ae, "0");
+    const char *se = getenv("MG_STREAMS");
+    m->streams_off = se && !strcmp(se, "0");
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     m->ncpu = ncpu > 0 ? (int)ncpu : 1;
     m->bottleneck = a != MG_ARCH_RESNET18 && a != MG_ARCH_RESNET34;
@@ -281,10 +291,11 @@ nomem:
 
 static void fused_cache_clear(mg_model *m) {
     for (int i = 0; i < 4; i++) {
-        mg_fnet_free(m->fcache[i].net);
+        for (int k = 0; k < m->fcache[i].ns; k++) mg_fnet_free(m->fcache[i].net[k]);
         memset(&m->fcache[i], 0, sizeof m->fcache[i]);
     }
     m->fnet = NULL;
+    m->fentry = NULL;
 }
 
 /* Frees the per-shape plans and activation memory; keep_fused keeps the fused networks' cache. */
@@ -412,7 +423,7 @@ size_t mg_model_activation_bytes(const mg_model *m, size_t *workspace) {
     if (workspace) *workspace = m->conv_ws ? m->ws_bytes : 0;
     size_t b = m->act.capacity;
     for (int i = 0; i < 4; i++)
-        if (m->fcache[i].net) b += mg_fnet_bytes(m->fcache[i].net);
+        for (int k = 0; k < m->fcache[i].ns; k++) b += mg_fnet_bytes(m->fcache[i].net[k]);
     return b;
 }
 float *mg_model_grads(mg_model *m) { return m->grads; }
@@ -959,51 +970,140 @@ static mg_status fused_build_net(mg_model *m, mg_fnet *net, int *out) {
     return MG_OK;
 }
 
-/* Makes m->fnet the fused trunk for input n x 3 x h x w and the current weights: from the cache of
- * recent shapes, else built (sharing the reordered weights of the most recently used network where
- * they fit), evicting the least recently used shape when the cache is full. */
+/* How many streams a fused batch of n runs as: with T = mg_ops_get_threads() >= 2 and n >= 2, min(T,
+ * n) networks, each on its share of the threads and its share of the images, run side by side
+ * (fused_run) instead of one network on all T threads. oneDNN splits every primitive statically over
+ * its threads and joins them at its end, 55 times a ResNet-50 forward: each join costs wake-ups, and a
+ * thread that shares its core with another process holds up the rest. Streams run whole forwards
+ * without joining: two one-thread streams gave 1.1x the images/s of one two-thread network on an idle
+ * machine, and under load the stream on the free core finishes its images while the other is slowed
+ * (docs/PERFORMANCE.md, "Streams"). The split depends on n and T only, never on the load, so a
+ * batch's results do not change with what else runs on the machine. MG_STREAMS=0 turns it off. */
+static int fused_streams(const mg_model *m, int n) {
+    int t = mg_ops_get_threads();
+    if (m->streams_off || n < 2 || t < 2) return 1;
+    int s = t < n ? t : n;
+    return s < FUSED_MAX_STREAMS ? s : FUSED_MAX_STREAMS;
+}
+
+/* Builds the fused network of one stream: chunk images of h x w on `threads` threads, sharing the
+ * reordered weights of `donor` where they fit. */
+static mg_status fused_build(mg_model *m, int chunk, int h, int w, const mg_fnet *donor, int threads, mg_fnet **out,
+                             int dims[4]) {
+    mg_fnet *net;
+    MG_TRY(mg_fnet_init_like(&net, chunk, 3, h, w, donor, threads));
+    int v = -1;
+    mg_status s = fused_build_net(m, net, &v);
+    if (s == MG_OK) s = mg_fnet_finalize(net, v);
+    if (s != MG_OK) {
+        mg_fnet_free(net);
+        return mg_error_wrap(s, "model %s: building the fused inference network for %dx%d input", m->arch, h, w);
+    }
+    mg_fnet_value_dims(net, v, dims);
+    *out = net;
+    return MG_OK;
+}
+
+/* Makes m->fentry (and m->fnet, its first stream) the fused trunk for input n x 3 x h x w and the
+ * current weights: from the cache of recent shapes, else built (sharing the reordered weights of the
+ * most recently used network where they fit), evicting the least recently used shape when the cache
+ * is full. Streams (fused_streams) have their own networks: activations and scratchpad of their own,
+ * weights shared. */
 static mg_status fused_get(mg_model *m, int n, int h, int w) {
     if (m->fnet_version != m->version) fused_cache_clear(m);
     m->fnet_version = m->version;
     struct fnet_entry *hit = NULL, *lru = &m->fcache[0], *mru = NULL;
     int threads = m->fused_threads_now ? m->fused_threads_now : mg_ops_get_threads();
+    int ns = fused_streams(m, n);
     for (int i = 0; i < 4; i++) {
         struct fnet_entry *e = &m->fcache[i];
-        if (e->net && e->n == n && e->h == h && e->w == w && e->threads == threads) hit = e;
-        if (!e->net || (lru->net && e->used < lru->used)) lru = e;
-        if (e->net && (!mru || e->used > mru->used)) mru = e;
+        if (e->ns && e->n == n && e->h == h && e->w == w && e->threads == threads && e->ns == ns) hit = e;
+        if (!e->ns || (lru->ns && e->used < lru->used)) lru = e;
+        if (e->ns && (!mru || e->used > mru->used)) mru = e;
     }
     if (!hit) {
-        mg_fnet *net;
-        MG_TRY(mg_fnet_init_like(&net, n, 3, h, w, mru ? mru->net : NULL, threads));
-        int out = -1;
-        mg_status s = fused_build_net(m, net, &out);
-        if (s == MG_OK) s = mg_fnet_finalize(net, out);
-        if (s != MG_OK) {
-            mg_fnet_free(net);
-            return mg_error_wrap(s, "model %s: building the fused inference network for %dx%d input", m->arch, h, w);
+        struct fnet_entry ne = {.ns = ns, .n = n, .h = h, .w = w, .threads = threads};
+        mg_status s = MG_OK;
+        for (int k = 0; k < ns && s == MG_OK; k++) {
+            ne.chunk[k] = n / ns + (k < n % ns);
+            int tk = ns == 1 ? threads : threads / ns + (k < threads % ns);
+            const mg_fnet *donor = k ? ne.net[0] : mru ? mru->net[0] : NULL;
+            int dims[4];
+            s = fused_build(m, ne.chunk[k], h, w, donor, tk, &ne.net[k], dims);
+            ne.out_h = dims[2];
+            ne.out_w = dims[3];
         }
-        int dims[4];
-        mg_fnet_value_dims(net, out, dims);
-        mg_fnet_free(lru->net);
-        *lru = (struct fnet_entry){
-            .net = net, .n = n, .h = h, .w = w, .threads = threads, .out_h = dims[2], .out_w = dims[3]};
+        if (s != MG_OK) {
+            for (int k = ns - 1; k >= 0; k--) mg_fnet_free(ne.net[k]);
+            return s;
+        }
+        for (int k = 0; k < lru->ns; k++) mg_fnet_free(lru->net[k]);
+        *lru = ne;
         hit = lru;
     }
     hit->used = ++m->fclock;
-    m->fnet = hit->net;
+    m->fentry = hit;
+    m->fnet = hit->net[0];
     m->out_h = hit->out_h;
     m->out_w = hit->out_w;
     return MG_OK;
 }
 
-/* The fused network's thread count: the requested one (mg_ops_get_threads), or fewer while other
- * processes keep cores busy (mg_runtime_other_load): oneDNN splits each primitive statically over its
- * threads, so a thread that shares its core with another process holds up the rest, and two such
- * threads ran slower than one (docs/PERFORMANCE.md). Fewer threads when the free cores fall below
- * the requested count by 0.4, all of them again when within 0.2 (hysteresis). The result does not
- * depend on the count (oneDNN splits the work without changing the sums), so this changes speed
- * only. MG_ADAPT_THREADS=0 turns it off. */
+typedef struct {
+    mg_fnet *net;
+    const float *x;
+    float *y;
+    mg_status status;
+    char msg[512];
+} stream_job;
+
+static void stream_job_run(stream_job *j) {
+    j->status = mg_fnet_run(j->net, j->x, j->y);
+    if (j->status != MG_OK) snprintf(j->msg, sizeof j->msg, "%s", mg_error_message()); /* thread-local */
+}
+
+static void *stream_thread(void *arg) {
+    stream_job_run(arg);
+    return NULL;
+}
+
+/* Runs the fused trunk of m->fentry on x [n, 3, h, w] into m->fnet_out: one stream on the calling
+ * thread, the others on threads of their own started for this call (a start costs tens of
+ * microseconds, a stream's forward milliseconds). A thread that cannot be started has its stream run
+ * on the calling thread afterwards. */
+static mg_status fused_run(mg_model *m, const float *x, int h, int w) {
+    struct fnet_entry *e = m->fentry;
+    if (e->ns == 1) return mg_fnet_run(e->net[0], x, m->fnet_out);
+    stream_job job[FUSED_MAX_STREAMS];
+    pthread_t th[FUSED_MAX_STREAMS];
+    int started[FUSED_MAX_STREAMS] = {0};
+    size_t in_per = (size_t)3 * h * w, out_per = (size_t)m->dim * m->out_h * m->out_w, at = 0;
+    for (int k = 0; k < e->ns; k++) {
+        job[k] = (stream_job){.net = e->net[k], .x = x + at * in_per, .y = m->fnet_out + at * out_per};
+        at += (size_t)e->chunk[k];
+    }
+    for (int k = 1; k < e->ns; k++) started[k] = pthread_create(&th[k], NULL, stream_thread, &job[k]) == 0;
+    stream_job_run(&job[0]);
+    for (int k = 1; k < e->ns; k++) {
+        if (started[k])
+            pthread_join(th[k], NULL);
+        else
+            stream_job_run(&job[k]);
+    }
+    for (int k = 0; k < e->ns; k++)
+        if (job[k].status != MG_OK) return MG_FAIL(job[k].status, "%s", job[k].msg);
+    return MG_OK;
+}
+
+/* The thread count of a batch that runs as one fused network (batch 1, or any batch with MG_STREAMS=0):
+ * the requested one (mg_ops_get_threads), or fewer while other processes keep cores busy
+ * (mg_runtime_other_load): oneDNN splits each primitive statically over its threads, so a thread that
+ * shares its core with another process holds up the rest, and two such threads ran slower than one
+ * (docs/PERFORMANCE.md). Fewer threads when the free cores fall below the requested count by 0.4, all
+ * of them again when within 0.2 (hysteresis). At batch 1 ResNet-50's outputs are the same bits at
+ * one and two threads (oneDNN 2.6 splits that work without changing the sums), but oneDNN does not
+ * promise it: one network on a batch of 2 differed in the last bit (2e-8) between one and two
+ * threads, so under load the last bits may change. MG_ADAPT_THREADS=0 turns shedding off. */
 static int fused_threads(mg_model *m) {
     int want = mg_ops_get_threads(), cur = m->fused_threads_now ? m->fused_threads_now : want;
     if (want <= 1 || m->adapt_off) return want;
@@ -1128,7 +1228,8 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
     int fused = mode == MG_MODE_INFER && fused_eligible(m);
     if (fused) {
-        int t = fused_threads(m);
+        /* streams balance the load themselves; one network sheds threads under load */
+        int t = fused_streams(m, n) > 1 ? mg_ops_get_threads() : fused_threads(m);
         if (!planned_for(m, n, h, w, 2)) {
             m->fused_threads_now = t;
             MG_TRY(plan_fused(m, n, h, w));
@@ -1145,7 +1246,7 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
     const float *cur;
     int fh, fw;
     if (fused) {
-        MG_TRY(mg_fnet_run(m->fnet, x, m->fnet_out));
+        MG_TRY(fused_run(m, x, h, w));
         cur = m->fnet_out;
         fh = m->out_h;
         fw = m->out_w;
