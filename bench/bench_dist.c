@@ -140,7 +140,7 @@ static int bench_train(mg_dist *d, const char *arch, int n, int size, int steps,
 }
 
 int main(int argc, char **argv) {
-    mg_runtime_init(argc, argv);
+    mg_runtime_init(argc, argv, MG_WAIT_SLEEP);
     const char *mode = "both", *arch = "resnet50";
     size_t floats = 25557032; /* ResNet-50's trainable parameters */
     int reps = 10, n = 8, size = 224, steps = 5, m = 2, threads = 1, sync_bn = 0, global = 0;

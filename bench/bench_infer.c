@@ -13,7 +13,7 @@
 #include "multigrain/runtime.h"
 
 int main(int argc, char **argv) {
-    mg_runtime_init(argc, argv);
+    mg_runtime_init(argc, argv, MG_WAIT_SPIN);
     const char *arch = "resnet50";
     int n = 1, size = 224, reps = 10, threads = 0, classes = 1000;
     for (int i = 1; i + 1 < argc; i += 2) {

@@ -123,7 +123,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 }
 
 int main(int argc, char **argv) {
-    mg_runtime_init(argc, argv);
+    mg_runtime_init(argc, argv, MG_WAIT_SLEEP);
     int threads[8] = {1, 2}, n_threads = 2, batch = 8, size = 224, repeat = 5;
     const char *filter = NULL, *layout_arg = "auto", *impl_arg = "fast";
     int no_peak = 0;

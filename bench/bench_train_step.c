@@ -13,7 +13,7 @@
 #include "multigrain/runtime.h"
 
 int main(int argc, char **argv) {
-    mg_runtime_init(argc, argv);
+    mg_runtime_init(argc, argv, MG_WAIT_SLEEP);
     const char *arch = "resnet18";
     int n = 96, size = 32, steps = 10, threads = 0, m = 3;
     double lambda = 0.5;

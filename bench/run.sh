@@ -10,14 +10,14 @@
 # Prints median and min-max images/s and peak RSS (/usr/bin/time) per contender, the ratio
 # multigrain / peer of the medians, and achieved GFLOP/s as a fraction of the measured FMA peak.
 #
-# Usage: bench/run.sh [--build DIR] [--rounds N] [--threads N] [--work DIR] [--full] [--spin N]
+# Usage: bench/run.sh [--build DIR] [--rounds N] [--threads N] [--work DIR] [--full] [--sleep]
 #   --rounds N  repetitions of every measurement (default 3; ~6 min on 2 cores); --full: 5 rounds,
 #               more timed iterations per process, and PyTorch channels_last at batch 8 too (slow)
 #   --work DIR  scratch folder (default /tmp/multigrain_bench_e2e): onnxruntime-node is npm-installed
 #               there, and the ONNX model, .pth, checkpoint and JPEGs are generated there
-#   --spin N    also run multigrain's inference with GOMP_SPINCOUNT=N (contender multigrain_spin): idle
-#               OpenMP threads spin N times before sleeping, faster on a dedicated machine, slower when
-#               another process shares the cores (the default sleeps at once: docs/PERFORMANCE.md)
+#   --sleep     also run multigrain's inference with OMP_WAIT_POLICY=PASSIVE (contender
+#               multigrain_sleep): idle OpenMP threads sleep at once instead of spinning briefly
+#               (GOMP_SPINCOUNT=10000, what inference programs set: runtime.h, docs/PERFORMANCE.md)
 # Needs /usr/bin/python3 with torch + torchvision (Debian python3-torch), node + npm, /usr/bin/time.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -26,7 +26,7 @@ rounds=3
 threads=2
 work=/tmp/multigrain_bench_e2e
 full=0
-spin=
+sleep=
 while [ $# -gt 0 ]; do
     case "$1" in
         --build) build="$2"; shift 2 ;;
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
         --threads) threads="$2"; shift 2 ;;
         --work) work="$2"; shift 2 ;;
         --full) full=1; rounds=5; shift ;;
-        --spin) spin="$2"; shift 2 ;;
+        --sleep) sleep=1; shift ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -99,15 +99,15 @@ T0=$(date +%s)
 for r in $(seq 1 "$rounds"); do
     echo "run.sh: round $r of $rounds" >&2
     measure r50_infer_b1 multigrain "$r" -- "$build/bench_infer" --arch resnet50 --batch 1 --size 224 --reps $r1 --threads "$threads"
-    if [ -n "$spin" ]; then
-        measure r50_infer_b1 multigrain_spin "$r" -- env GOMP_SPINCOUNT="$spin" "$build/bench_infer" --arch resnet50 --batch 1 --size 224 --reps $r1 --threads "$threads"
+    if [ -n "$sleep" ]; then
+        measure r50_infer_b1 multigrain_sleep "$r" -- env OMP_WAIT_POLICY=PASSIVE "$build/bench_infer" --arch resnet50 --batch 1 --size 224 --reps $r1 --threads "$threads"
     fi
     measure r50_infer_b1 pytorch_nchw "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 1 224 $r1 nchw
     measure r50_infer_b1 pytorch_cl "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 1 224 2 cl
     measure r50_infer_b1 onnxruntime "$r" -- env NODE_PATH="$work/ort/node_modules" node "$here/infer_ort.js" "$work/resnet50.onnx" 1 224 $r1 "$threads"
     measure r50_infer_b8 multigrain "$r" -- "$build/bench_infer" --arch resnet50 --batch 8 --size 224 --reps $r8 --threads "$threads"
-    if [ -n "$spin" ]; then
-        measure r50_infer_b8 multigrain_spin "$r" -- env GOMP_SPINCOUNT="$spin" "$build/bench_infer" --arch resnet50 --batch 8 --size 224 --reps $r8 --threads "$threads"
+    if [ -n "$sleep" ]; then
+        measure r50_infer_b8 multigrain_sleep "$r" -- env OMP_WAIT_POLICY=PASSIVE "$build/bench_infer" --arch resnet50 --batch 8 --size 224 --reps $r8 --threads "$threads"
     fi
     measure r50_infer_b8 pytorch_nchw "$r" -- "$py" "$here/e2e_torch.py" infer resnet50 8 224 $r8 nchw
     if [ "$full" = 1 ]; then
@@ -155,8 +155,8 @@ for b in names:
         ratio = ""
         if w != "multigrain" and "multigrain" in med:
             ratio = "%.2fx, %.2fx" % (med["multigrain"][0] / med[w][0], med["multigrain"][1] / med[w][1])
-            if "multigrain_spin" in med and w != "multigrain_spin":
-                ratio += "; spin %.2fx" % (med["multigrain_spin"][0] / med[w][0])
+            if "multigrain_sleep" in med and w != "multigrain_sleep":
+                ratio += "; sleep %.2fx" % (med["multigrain_sleep"][0] / med[w][0])
         print("| %s | %s | %.2f (%.2f-%.2f) | %.0f (%.0f %%) | %.0f (%.0f-%.0f) | %s |" % (
             names[b], w, med[w][0], min(ips), max(ips), g, 100 * g / peak if peak else 0,
             med[w][1], min(rss), max(rss), ratio))

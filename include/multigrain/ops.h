@@ -30,6 +30,10 @@ mg_ops_impl mg_ops_get_impl(void);
  * created: op plans run on the count current at their creation (the model re-plans on a change). */
 mg_status mg_ops_set_threads(int threads);
 int mg_ops_get_threads(void);
+/* The calling thread's own count, overriding the process-wide one for the ops it calls (0: none);
+ * returns the previous override. The model uses it to run an inference forward on fewer threads
+ * while other processes keep cores busy, without changing the count other threads see. */
+int mg_ops_set_thread_override(int threads);
 
 #ifdef __cplusplus
 }

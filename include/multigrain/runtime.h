@@ -3,11 +3,16 @@
  * oneDNN (Debian build) runs on the GNU OpenMP runtime (libgomp), whose idle threads spin on a
  * barrier for a while (OMP_WAIT_POLICY unset: up to GOMP_SPINCOUNT = 300000 spins) before they
  * sleep. On a shared machine a spinning thread steals the core another process (or our own other
- * thread) needs, and a 2-thread run can become slower than a 1-thread run. libgomp reads its
- * settings from the environment when it is loaded, before main(), so they cannot be changed from
- * inside the process: mg_runtime_init() sets OMP_WAIT_POLICY=PASSIVE when the user has not chosen a
- * policy and re-executes the program once (via /proc/self/exe, same argv and environment plus that
- * variable). An explicit OMP_WAIT_POLICY (e.g. ACTIVE on a dedicated machine) is respected;
+ * thread) needs, and a 2-thread run can become slower than a 1-thread run; but sleeping at once costs
+ * a wake-up at every one of the ~55 primitives of a batch-1 forward (10 % of its time on 2 cores).
+ * libgomp reads its settings from the environment when it is loaded, before main(), so they cannot
+ * be changed from inside the process: mg_runtime_init() sets them when the user has not chosen
+ * (neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT set) and re-executes the program once (via
+ * /proc/self/exe, same argv and environment plus the variable):
+ *  - MG_WAIT_SLEEP: OMP_WAIT_POLICY=PASSIVE, for programs that train (a training step keeps its
+ *    thread count under load, for reproducible results: docs/PERFORMANCE.md);
+ *  - MG_WAIT_SPIN: GOMP_SPINCOUNT=10000 (a few microseconds), for programs that only run inference:
+ *    under load inference runs on fewer threads (model.c), so brief spinning costs nothing there.
  * MG_NO_REEXEC=1 disables the re-exec. Call it first thing in main(). */
 #ifndef MULTIGRAIN_RUNTIME_H
 #define MULTIGRAIN_RUNTIME_H
@@ -16,9 +21,15 @@
 extern "C" {
 #endif
 
+typedef enum mg_runtime_wait { MG_WAIT_SLEEP = 0, MG_WAIT_SPIN = 1 } mg_runtime_wait;
+
 /* Returns normally (either nothing to do, or the re-exec failed and the program goes on with the
  * runtime's defaults); on success of the re-exec it does not return. */
-void mg_runtime_init(int argc, char **argv);
+void mg_runtime_init(int argc, char **argv, mg_runtime_wait wait);
+
+/* The idle-thread setting in effect, for logs: "OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT=10000", both
+ * when both are set, or "libgomp defaults". */
+const char *mg_runtime_wait_setting(void);
 
 /* OpenBLAS's thread count. OpenBLAS (Debian's pthreads build) hands every multithreaded call to its
  * worker threads, which then spin (sched_yield) for ~2^28 cycles, a tenth of a second, waiting for

@@ -28,8 +28,25 @@ static int fail(mg_status s) {
     return mg_status_exit_code(s);
 }
 
+/* Whether the command line runs inference only (runtime.h: its idle OpenMP threads may spin
+ * briefly): eval, embed, classify, tune-p, retrieval-eval, and `bench model` without --mode train.
+ * Everything else, training above all, has them sleep at once. */
+static mg_runtime_wait command_wait(int argc, char **argv) {
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') i++;
+    if (i >= argc) return MG_WAIT_SLEEP;
+    static const char *const infer[] = {"eval", "embed", "classify", "tune-p", "retrieval-eval"};
+    for (size_t k = 0; k < sizeof infer / sizeof infer[0]; k++)
+        if (!strcmp(argv[i], infer[k])) return MG_WAIT_SPIN;
+    if (strcmp(argv[i], "bench") || i + 1 >= argc || strcmp(argv[i + 1], "model")) return MG_WAIT_SLEEP;
+    for (int k = i + 2; k < argc; k++)
+        if (!strcmp(argv[k], "--mode=train") || (!strcmp(argv[k], "--mode") && k + 1 < argc && !strcmp(argv[k + 1], "train")))
+            return MG_WAIT_SLEEP;
+    return MG_WAIT_SPIN;
+}
+
 int main(int argc, char **argv) {
-    mg_runtime_init(argc, argv); /* OMP_WAIT_POLICY=PASSIVE unless set: may re-exec once */
+    mg_runtime_init(argc, argv, command_wait(argc, argv)); /* unless the user chose: may re-exec once */
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
@@ -54,6 +71,7 @@ int main(int argc, char **argv) {
         print_usage(stderr);
         return 2;
     }
+    mg_log_debug("OpenMP idle threads: %s", mg_runtime_wait_setting());
     const mg_command *cmd = mg_command_find(argv[i]);
     if (!cmd) {
         fprintf(stderr, "multigrain: unknown command '%s'\n", argv[i]);

@@ -123,7 +123,7 @@ struct mg_model {
     uint64_t version, fnet_version;
     int fused_off;   /* mg_model_set_fused(m, false) or MG_FUSED=0: MG_MODE_INFER runs per op */
     int fused_flags; /* MG_FNET_WINOGRAD */
-    int fused_threads_now; /* the thread count of the fused network in use (fused_threads) */
+    int infer_threads_now; /* the thread count inference ran on last (infer_threads) */
     int adapt_off;         /* MG_ADAPT_THREADS=0: the fused network always runs mg_ops_get_threads() */
     int streams_off;       /* MG_STREAMS=0: a batch runs as one fused network on all threads */
     int ncpu;              /* online cores, read once (sysconf reads /sys on every call) */
@@ -1013,7 +1013,7 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
     if (m->fnet_version != m->version) fused_cache_clear(m);
     m->fnet_version = m->version;
     struct fnet_entry *hit = NULL, *lru = &m->fcache[0], *mru = NULL;
-    int threads = m->fused_threads_now ? m->fused_threads_now : mg_ops_get_threads();
+    int threads = mg_ops_get_threads(); /* the override while shedding (mg_model_forward) */
     int ns = fused_streams(m, n);
     for (int i = 0; i < 4; i++) {
         struct fnet_entry *e = &m->fcache[i];
@@ -1095,7 +1095,8 @@ static mg_status fused_run(mg_model *m, const float *x, int h, int w) {
     return MG_OK;
 }
 
-/* The thread count of a batch that runs as one fused network (batch 1, or any batch with MG_STREAMS=0):
+/* The thread count of an inference forward that runs as one network (batch 1, any batch with
+ * MG_STREAMS=0, and the per-op path: mg_model_forward):
  * the requested one (mg_ops_get_threads), or fewer while other processes keep cores busy
  * (mg_runtime_other_load): oneDNN splits each primitive statically over its threads, so a thread that
  * shares its core with another process holds up the rest, and two such threads ran slower than one
@@ -1104,8 +1105,8 @@ static mg_status fused_run(mg_model *m, const float *x, int h, int w) {
  * one and two threads (oneDNN 2.6 splits that work without changing the sums), but oneDNN does not
  * promise it: one network on a batch of 2 differed in the last bit (2e-8) between one and two
  * threads, so under load the last bits may change. MG_ADAPT_THREADS=0 turns shedding off. */
-static int fused_threads(mg_model *m) {
-    int want = mg_ops_get_threads(), cur = m->fused_threads_now ? m->fused_threads_now : want;
+static int infer_threads(mg_model *m) {
+    int want = mg_ops_get_threads(), cur = m->infer_threads_now ? m->infer_threads_now : want;
     if (want <= 1 || m->adapt_off) return want;
     if (cur > want) cur = want;
     double load = mg_runtime_other_load();
@@ -1213,8 +1214,29 @@ static mg_status block_forward(mg_model *m, block *blk, const float *in) {
     return mg_add_relu_forward(elems, main, idn, blk->out);
 }
 
+static mg_status forward(mg_model *m, mg_model_mode mode, const float *x, int n, int h, int w,
+                         mg_model_outputs *out);
+
+/* An inference forward that runs as one network (one fused network, or per op: SE networks,
+ * MG_FUSED=0, builds without oneDNN) sheds threads under load (infer_threads): the whole forward
+ * runs on the calling thread's override (mg_ops_set_thread_override), so its plans and networks are
+ * made for that count (planned_for, fused_get) and other threads keep theirs. Streams balance the
+ * load themselves (fused_streams) and keep the requested count. */
 mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int n, int h, int w,
                            mg_model_outputs *out) {
+    if (!m || mode != MG_MODE_INFER) return forward(m, mode, x, n, h, w, out);
+    int want = mg_ops_get_threads();
+    int t = fused_eligible(m) && fused_streams(m, n) > 1 ? want : infer_threads(m);
+    m->infer_threads_now = t;
+    if (t >= want) return forward(m, mode, x, n, h, w, out);
+    int prev = mg_ops_set_thread_override(t);
+    mg_status s = forward(m, mode, x, n, h, w, out);
+    mg_ops_set_thread_override(prev);
+    return s;
+}
+
+static mg_status forward(mg_model *m, mg_model_mode mode, const float *x, int n, int h, int w,
+                         mg_model_outputs *out) {
     if (!m || !x || !out) return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: null argument");
     if (n < 1 || h < 1 || w < 1)
         return MG_FAIL(MG_ERR_INVALID_ARG, "model forward: expected a batch of n >= 1 images of h, w >= 1, found %dx3x%dx%d",
@@ -1228,15 +1250,11 @@ mg_status mg_model_forward(mg_model *m, mg_model_mode mode, const float *x, int 
                        "fine-tune the unwhitened checkpoint and whiten it afterwards");
     int fused = mode == MG_MODE_INFER && fused_eligible(m);
     if (fused) {
-        /* streams balance the load themselves; one network sheds threads under load */
-        int t = fused_streams(m, n) > 1 ? mg_ops_get_threads() : fused_threads(m);
-        if (!planned_for(m, n, h, w, 2)) {
-            m->fused_threads_now = t;
+        /* mg_model_forward chose the thread count (an override when fewer), so a change re-plans */
+        if (!planned_for(m, n, h, w, 2))
             MG_TRY(plan_fused(m, n, h, w));
-        } else if (m->fnet_version != m->version || t != m->fused_threads_now) {
-            m->fused_threads_now = t;
+        else if (m->fnet_version != m->version)
             MG_TRY(fused_get(m, n, h, w));
-        }
     } else {
         MG_TRY(plan_shape(m, n, h, w, mode == MG_MODE_INFER));
     }

@@ -23,4 +23,12 @@ mg_status mg_ops_set_threads(int threads) {
     return MG_OK;
 }
 
-int mg_ops_get_threads(void) { return mg_pool_default_threads(); }
+static _Thread_local int g_override;
+
+int mg_ops_set_thread_override(int threads) {
+    int prev = g_override;
+    g_override = threads > 0 ? threads : 0;
+    return prev;
+}
+
+int mg_ops_get_threads(void) { return g_override ? g_override : mg_pool_default_threads(); }

@@ -16,12 +16,13 @@
 #include "multigrain/ops.h"
 #include "ops/cpu/conv2d_internal.h"
 
-void mg_runtime_init(int argc, char **argv) {
+void mg_runtime_init(int argc, char **argv, mg_runtime_wait wait) {
     (void)argc;
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; /* the user chose */
     const char *no = getenv("MG_NO_REEXEC");
     if (no && no[0] && no[0] != '0') return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    int rc = wait == MG_WAIT_SPIN ? setenv("GOMP_SPINCOUNT", "10000", 1) : setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    if (rc != 0) return;
     /* Without an OpenMP runtime in the process (a build without oneDNN) the variable only matters
      * to child processes: no re-exec. */
     if (!dlsym(RTLD_DEFAULT, "omp_get_max_threads")) return;
@@ -29,6 +30,15 @@ void mg_runtime_init(int argc, char **argv) {
     execv("/proc/self/exe", argv);
     /* exec failed (no /proc?): carry on with the runtime's defaults; the variable stays set for
      * child processes. */
+}
+
+const char *mg_runtime_wait_setting(void) {
+    static char buf[160];
+    const char *p = getenv("OMP_WAIT_POLICY"), *c = getenv("GOMP_SPINCOUNT");
+    if (!p && !c) return "libgomp defaults";
+    snprintf(buf, sizeof buf, "%s%.60s%s%s%.40s", p ? "OMP_WAIT_POLICY=" : "", p ? p : "", p && c ? " " : "",
+             c ? "GOMP_SPINCOUNT=" : "", c ? c : "");
+    return buf;
 }
 
 typedef void (*mg_omp_set_fn)(int);
@@ -65,6 +75,8 @@ static struct {
 } g_load = {.load = -1};
 
 double mg_runtime_other_load(void) {
+    const char *fake = getenv("MG_TEST_OTHER_LOAD"); /* tests: a fixed estimate (docs/testing.md) */
+    if (fake && fake[0]) return atof(fake);
     pthread_mutex_lock(&g_load_mu);
     double now = mg_time_now(), load = g_load.load;
     if (!g_load.have || now - g_load.wall >= 0.2) {

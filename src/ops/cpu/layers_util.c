@@ -29,8 +29,10 @@ static void range_task(void *ctx, int task, int thread) {
 void mg_layers_parallel_for(size_t n, size_t grain, mg_range_fn fn, void *ctx) {
     if (n == 0) return;
     if (grain < 1) grain = 1;
-    mg_pool *pool = mg_pool_global();
+    int want = mg_ops_get_threads(); /* a thread's override (mg_ops_set_thread_override) included */
+    mg_pool *pool = want > 1 ? mg_pool_global() : NULL;
     int threads = pool ? mg_pool_threads(pool) : 1;
+    if (want < threads) threads = want;
     size_t max_tasks = (size_t)threads * 4;
     size_t tasks = (n + grain - 1) / grain;
     if (tasks > max_tasks) tasks = max_tasks;
