@@ -1,9 +1,13 @@
 /* mg_test.c: test helpers (see mg_test.h). */
 #include "mg_test.h"
 
+#include "multigrain/model.h"
+
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 const char *mg_test_oracle_dir(void) {
     const char *d = getenv("MG_ORACLE_DIR");
@@ -84,4 +88,29 @@ int mg_test_cpu_avx512_core(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+
+int mg_test_count_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+void mg_test_set_bn_stats(mg_model *m) {
+    int nt = mg_model_tensor_count(m);
+    for (int i = 0; i < nt; i++) {
+        int kind;
+        int64_t count;
+        const char *name = mg_model_tensor_info(m, i, &kind, NULL, NULL, &count);
+        if (kind != 1) continue; /* buffers: running statistics (and counters) */
+        float *t = mg_model_tensor(m, name, NULL);
+        if (!t) continue;
+        int is_var = strstr(name, "running_var") != NULL;
+        for (int64_t k = 0; k < count; k++) t[k] = is_var ? 0.5f + 0.01f * (float)(k % 50) : 0.02f * (float)(k % 7) - 0.06f;
+    }
 }

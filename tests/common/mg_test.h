@@ -42,6 +42,14 @@ float *mg_test_rand_buf(uint64_t *state, size_t n);
  * tests expect Winograd convolutions only there. */
 int mg_test_cpu_avx512_core(void);
 
+/* The threads of this process (/proc/self/task), -1 without /proc. */
+int mg_test_count_threads(void);
+
+/* Gives every batch-norm running mean and variance of a model non-trivial values (variances
+ * 0.5..0.99, means and the rest -0.06..0.06), so that folding BN into convolutions matters. */
+struct mg_model;
+void mg_test_set_bn_stats(struct mg_model *m);
+
 /* Asserts a status is MG_OK, printing the recorded message otherwise. */
 #define mg_assert_ok(expr)                                                                         \
     do {                                                                                           \

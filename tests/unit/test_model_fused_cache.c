@@ -47,17 +47,7 @@ static void test_cycle_of_shapes(void **state) {
     mg_model *m;
     mg_assert_ok(mg_model_init(&m, "resnet18", 7, 3.0f));
     mg_assert_ok(mg_model_init_weights(m, 11, false));
-    /* non-trivial BN statistics, so that folding matters */
-    int nt = mg_model_tensor_count(m);
-    for (int i = 0; i < nt; i++) {
-        int kind;
-        int64_t count;
-        const char *name = mg_model_tensor_info(m, i, &kind, NULL, NULL, &count);
-        if (kind != 1) continue;
-        float *t = mg_model_tensor(m, name, NULL);
-        int is_var = strstr(name, "running_var") != NULL;
-        for (int64_t k = 0; k < count; k++) t[k] = is_var ? 0.5f + 0.01f * (float)(k % 50) : 0.02f * (float)(k % 7) - 0.06f;
-    }
+    mg_test_set_bn_stats(m); /* so that folding matters */
     enum { S = 8 };
     static const int hs[S] = {64, 48, 64, 40, 56, 72, 64, 48}, ws[S] = {48, 64, 64, 40, 72, 56, 48, 64};
     float *x = malloc((size_t)3 * 72 * 72 * sizeof *x);

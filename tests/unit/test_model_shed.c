@@ -5,7 +5,6 @@
  * thread (/proc/self/task; what a one-thread run starts: none), the outputs are the bits of a run
  * at one thread, and the caller's thread count is unchanged afterwards. On a 1-core machine the
  * thread check cannot fail (one thread is all there is to run). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +17,6 @@
 
 enum { H = 40, W = 40, K = 5, D = 512, N = 2 };
 
-static int count_threads(void) {
-    DIR *d = opendir("/proc/self/task");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
-
 static void forward(mg_model *m, const float *x, int n, float *emb) {
     mg_model_outputs o;
     mg_assert_ok(mg_model_forward(m, MG_MODE_INFER, x, n, H, W, &o));
@@ -37,7 +25,7 @@ static void forward(mg_model *m, const float *x, int n, float *emb) {
 
 static void test_shed_under_load(void **state) {
     (void)state;
-    int before = count_threads();
+    int before = mg_test_count_threads();
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     char load[32];
     snprintf(load, sizeof load, "%ld", ncpu > 1 ? ncpu - 1 : 1); /* one core left free */
@@ -58,7 +46,7 @@ static void test_shed_under_load(void **state) {
     forward(fused, x, 1, loaded_f);   /* one fused network, batch 1 */
     assert_false(mg_model_fused_active(per_op));
     assert_true(mg_model_fused_active(fused) || !mg_fnet_available());
-    if (before > 0) assert_int_equal(count_threads(), before);
+    if (before > 0) assert_int_equal(mg_test_count_threads(), before);
     assert_int_equal(mg_ops_get_threads(), 2); /* the override ended with the forward */
 
     /* the same forwards at one thread, no load: the same plans, so the same bits */

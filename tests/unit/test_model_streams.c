@@ -28,17 +28,7 @@ static mg_model *new_model(void) {
     mg_model *m;
     mg_assert_ok(mg_model_init(&m, "resnet18", K, 3.0f));
     mg_assert_ok(mg_model_init_weights(m, 13, false));
-    /* non-trivial BN statistics, so that folding matters */
-    int nt = mg_model_tensor_count(m);
-    for (int i = 0; i < nt; i++) {
-        int kind;
-        int64_t count;
-        const char *name = mg_model_tensor_info(m, i, &kind, NULL, NULL, &count);
-        if (kind != 1) continue;
-        float *t = mg_model_tensor(m, name, NULL);
-        int is_var = strstr(name, "running_var") != NULL;
-        for (int64_t k = 0; k < count; k++) t[k] = is_var ? 0.5f + 0.01f * (float)(k % 50) : 0.02f * (float)(k % 7) - 0.06f;
-    }
+    mg_test_set_bn_stats(m); /* so that folding matters */
     return m;
 }
 

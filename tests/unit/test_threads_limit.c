@@ -5,7 +5,6 @@
  * OpenBLAS starts its own when it is loaded, before the test), then that changing the count re-plans and gives the same outputs. On a 1-core
  * machine the first check cannot fail (OpenMP would start one thread anyway). */
 #include <cblas.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,17 +17,6 @@
 #include "multigrain/model.h"
 #include "multigrain/ops.h"
 #include "multigrain/runtime.h"
-
-static int count_threads(void) {
-    DIR *d = opendir("/proc/self/task");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
 
 static void step(mg_model *m, const float *x, int n, float *emb_out, float *logit_out) {
     mg_model_outputs o;
@@ -44,7 +32,7 @@ static void step(mg_model *m, const float *x, int n, float *emb_out, float *logi
 
 static void test_one_thread_stays_one(void **state) {
     (void)state;
-    int before = count_threads(); /* OpenBLAS may have started its threads when it was loaded */
+    int before = mg_test_count_threads(); /* OpenBLAS may have started its threads when it was loaded */
     if (before < 1) skip();       /* no /proc */
     mg_assert_ok(mg_ops_set_threads(1));
     mg_model *m;
@@ -55,7 +43,7 @@ static void test_one_thread_stays_one(void **state) {
     float *x = mg_test_rand_buf(&rng, (size_t)n * 3 * 32 * 32);
     float e1[4 * 512], l1[4 * 10], e2[4 * 512], l2[4 * 10];
     step(m, x, n, e1, l1);
-    assert_int_equal(count_threads(), before);
+    assert_int_equal(mg_test_count_threads(), before);
 
     /* two threads, then one again: the plans follow the count and compute the same function (the
      * inference outputs after one more identical step agree to float rounding in another order) */
