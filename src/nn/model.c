@@ -975,8 +975,8 @@ static mg_status fused_build_net(mg_model *m, mg_fnet *net, int *out) {
  * (fused_run) instead of one network on all T threads. oneDNN splits every primitive statically over
  * its threads and joins them at its end, 55 times a ResNet-50 forward: each join costs wake-ups, and a
  * thread that shares its core with another process holds up the rest. Streams run whole forwards
- * without joining: two one-thread streams gave 1.1x the images/s of one two-thread network on an idle
- * machine, and under load the stream on the free core finishes its images while the other is slowed
+ * without joining: two one-thread streams gave 1.06x the images/s of one two-thread network on an idle
+ * machine (ResNet-50, batch 8), and under load the stream on the free core finishes its images while the other is slowed
  * (docs/PERFORMANCE.md, "Streams"). The split depends on n and T only, never on the load, so a
  * batch's results do not change with what else runs on the machine. MG_STREAMS=0 turns it off. */
 static int fused_streams(const mg_model *m, int n) {
