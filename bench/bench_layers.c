@@ -198,6 +198,7 @@ int main(int argc, char **argv) {
     report("gem p=3 bwd (+dp)", shape, gem_bwd, &t, 8.0 * (double)G, 0);
     t.p = 1.0f;
     report("gem p=1 fwd", shape, gem_fwd, &t, 4.0 * (double)G, 0);
+    report("gem p=1 bwd (+dp)", shape, gem_bwd, &t, 8.0 * (double)G, 0);
 
     /* classifier 2048 -> 1000 on [8B,2048] */
     t.n = 8 * batch, t.in = 2048, t.out = 1000;
