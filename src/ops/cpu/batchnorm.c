@@ -26,10 +26,7 @@ static mg_status check_args(const char *op, const mg_bn2d_args *a) {
     if (!(a->eps > 0.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))
         return MG_FAIL(MG_ERR_INVALID_ARG, "%s: expected eps > 0 and 0 <= momentum <= 1, found eps=%g momentum=%g",
                        op, (double)a->eps, (double)a->momentum);
-    if (a->block < 0 || (a->block > 1 && a->c % a->block != 0))
-        return MG_FAIL(MG_ERR_INVALID_ARG,
-                       "%s: block must be 0 (NCHW) or a channel block size dividing c, found block=%d for c=%d", op,
-                       a->block, a->c);
+    MG_TRY(mg_layers_check_block(op, a->c, a->block));
     if (a->mode == MG_BN_TRAIN && (long long)a->n * a->h * a->w < 2)
         return MG_FAIL(MG_ERR_INVALID_ARG,
                        "%s: training mode needs more than 1 value per channel, found n*h*w = 1", op);
@@ -321,11 +318,20 @@ BLK_INLINE void blk_sum_k(size_t lb, size_t st, const float *restrict x, size_t 
         for (size_t l = 0; l < lb; l++) total[l] += acc[l];
     }
 }
-void mg_bn2d_blk_sum(size_t lb, size_t st, const float *x, size_t hw, const float *shift, double *total,
+static void blk_sum(size_t lb, size_t st, const float *x, size_t hw, const float *shift, double *total,
                     const float *pf) {
 #define CALL(LB, ST) blk_sum_k(LB, ST, x, hw, shift, total, pf)
     BLK_DISPATCH(lb, st, CALL);
 #undef CALL
+}
+const float *mg_bn2d_blk_batch_sum(const mg_bn2d_args *a, const float *x, size_t cb, size_t l0, size_t lb,
+                                   double *total) {
+    size_t hw = (size_t)a->h * a->w;
+    const float *shift = x + mg_bn2d_blk_at(a, 0, cb, l0);
+    for (size_t n = 0; n < (size_t)a->n; n++)
+        blk_sum(lb, (size_t)a->block, x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, total,
+                mg_bn2d_blk_next(x, a, n, cb, l0));
+    return shift;
 }
 
 /* total[l] += sum_p (x[p st + l] - m[l])^2 */
@@ -346,10 +352,16 @@ BLK_INLINE void blk_sumsq_dev_k(size_t lb, size_t st, const float *restrict x, s
         for (size_t l = 0; l < lb; l++) total[l] += acc[l];
     }
 }
-void mg_bn2d_blk_sumsq_dev(size_t lb, size_t st, const float *x, size_t hw, const float *m, double *total) {
+static void blk_sumsq_dev(size_t lb, size_t st, const float *x, size_t hw, const float *m, double *total) {
 #define CALL(LB, ST) blk_sumsq_dev_k(LB, ST, x, hw, m, total)
     BLK_DISPATCH(lb, st, CALL);
 #undef CALL
+}
+void mg_bn2d_blk_batch_sumsq_dev(const mg_bn2d_args *a, const float *x, size_t cb, size_t l0, size_t lb,
+                                 const float *m, double *total) {
+    size_t hw = (size_t)a->h * a->w;
+    for (size_t n = 0; n < (size_t)a->n; n++)
+        blk_sumsq_dev(lb, (size_t)a->block, x + mg_bn2d_blk_at(a, n, cb, l0), hw, m, total);
 }
 
 /* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none) alongside */
@@ -477,17 +489,13 @@ static void bn_forward_blk_range(void *p, size_t b0, size_t b1) {
             double var[MG_BN_BLK_LANES] = {0};
             if (a->mode == MG_BN_TRAIN) {
                 /* shifted sums: deviations from each channel's first value x[0, c, 0, 0] */
-                const float *shift = t->x + mg_bn2d_blk_at(a, 0, cb, l0);
                 double s[MG_BN_BLK_LANES] = {0}, v[MG_BN_BLK_LANES] = {0}, mean_d[MG_BN_BLK_LANES];
-                for (size_t n = 0; n < N; n++)
-                    mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s,
-                                    mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                const float *shift = mg_bn2d_blk_batch_sum(a, t->x, cb, l0, lb, s);
                 for (size_t l = 0; l < lb; l++) {
                     mean_d[l] = (double)shift[l] + s[l] / count;
                     mean[l] = (float)mean_d[l];
                 }
-                for (size_t n = 0; n < N; n++)
-                    mg_bn2d_blk_sumsq_dev(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, mean, v);
+                mg_bn2d_blk_batch_sumsq_dev(a, t->x, cb, l0, lb, mean, v);
                 for (size_t l = 0; l < lb; l++) { /* centred on the float mean: remove its rounding offset */
                     double dm = mean_d[l] - (double)mean[l];
                     var[l] = v[l] / count - dm * dm;

@@ -25,11 +25,14 @@ void mg_bn2d_dx_plane(const float *g, const float *x, float *dx, size_t n, float
  * positions, added into double totals (see batchnorm.c). */
 #define MG_BN_BLK_LANES 16
 #define MG_BN_BLK_PF_MAX (16384 / 4) /* segments of at most this many floats (16 KB) are prefetched */
-/* total[l] += sum_p (x[p st + l] - shift[l]); prefetches the segment pf (NULL: none) alongside */
-void mg_bn2d_blk_sum(size_t lb, size_t st, const float *x, size_t hw, const float *shift, double *total,
-                     const float *pf);
-/* total[l] += sum_p (x[p st + l] - m[l])^2 */
-void mg_bn2d_blk_sumsq_dev(size_t lb, size_t st, const float *x, size_t hw, const float *m, double *total);
+/* Over the batch, lane group [l0, l0 + lb) of channel block cb (MG_BN_BLK_GROUPS below): total[l] +=
+ * the sum over images and positions of (x - shift[l]), shift = the lanes' values at image 0,
+ * position 0, which it returns (shifted sums: the forward's mean is shift + total / count). */
+const float *mg_bn2d_blk_batch_sum(const mg_bn2d_args *a, const float *x, size_t cb, size_t l0, size_t lb,
+                                   double *total);
+/* The same group: total[l] += the sum over images and positions of (x - m[l])^2 */
+void mg_bn2d_blk_batch_sumsq_dev(const mg_bn2d_args *a, const float *x, size_t cb, size_t l0, size_t lb,
+                                 const float *m, double *total);
 /* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none) alongside */
 void mg_bn2d_blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m,
                           double *sg, double *sgx, const float *pg, const float *px);

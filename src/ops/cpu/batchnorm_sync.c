@@ -60,11 +60,8 @@ static void sums_blk_range(void *p, size_t b0, size_t b1) {
     for (size_t cb = b0; cb < b1; cb++) {
         MG_BN_BLK_GROUPS(a, l0, lb) {
             size_t c0 = cb * B + l0;
-            const float *shift = t->x + mg_bn2d_blk_at(a, 0, cb, l0); /* the channels' first values */
             double s[MG_BN_BLK_LANES] = {0};
-            for (size_t n = 0; n < (size_t)a->n; n++)
-                mg_bn2d_blk_sum(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, shift, s,
-                                mg_bn2d_blk_next(t->x, a, n, cb, l0));
+            const float *shift = mg_bn2d_blk_batch_sum(a, t->x, cb, l0, lb, s); /* the channels' first values */
             for (size_t l = 0; l < lb; l++) t->acc[c0 + l] = s[l] + (double)shift[l] * (double)a->n * (double)hw;
         }
     }
@@ -73,13 +70,12 @@ static void sums_blk_range(void *p, size_t b0, size_t b1) {
 static void sqdev_blk_range(void *p, size_t b0, size_t b1) {
     sync_ctx *t = p;
     const mg_bn2d_args *a = t->a;
-    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    size_t B = (size_t)a->block;
     for (size_t cb = b0; cb < b1; cb++) {
         MG_BN_BLK_GROUPS(a, l0, lb) {
             size_t c0 = cb * B + l0;
             double v[MG_BN_BLK_LANES] = {0};
-            for (size_t n = 0; n < (size_t)a->n; n++)
-                mg_bn2d_blk_sumsq_dev(lb, B, t->x + mg_bn2d_blk_at(a, n, cb, l0), hw, t->mean_f + c0, v);
+            mg_bn2d_blk_batch_sumsq_dev(a, t->x, cb, l0, lb, t->mean_f + c0, v);
             for (size_t l = 0; l < lb; l++) t->acc[c0 + l] = v[l];
         }
     }
@@ -96,10 +92,7 @@ static mg_status check(const char *op, const mg_bn2d_args *a, const void *x, con
     MG_CHECK_PTR(op, sm);
     MG_CHECK_PTR(op, si);
     MG_CHECK_PTR(op, reduce);
-    if (a->block < 0 || (a->block > 1 && a->c % a->block != 0))
-        return MG_FAIL(MG_ERR_INVALID_ARG,
-                       "%s: block must be 0 (NCHW) or a channel block size dividing c, found block=%d for c=%d", op,
-                       a->block, a->c);
+    MG_TRY(mg_layers_check_block(op, a->c, a->block));
     if (a->mode != MG_BN_TRAIN)
         return MG_FAIL(MG_ERR_INVALID_ARG, "%s: synchronised batch norm is for training mode only", op);
     if (!(a->eps > 0.0f) || !(a->momentum >= 0.0f && a->momentum <= 1.0f))

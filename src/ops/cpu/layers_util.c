@@ -47,7 +47,8 @@ void mg_layers_parallel_for(size_t n, size_t grain, mg_range_fn fn, void *ctx) {
 
 mg_status mg_layers_check_block(const char *op, int c, int block) {
     if (block < 0 || (block > 0 && c % block != 0))
-        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: block must be 0 (NCHW) or divide the %d channels, found %d", op, c,
-                       block);
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "%s: block must be 0 (NCHW) or a channel block size dividing c, found block=%d for c=%d", op,
+                       block, c);
     return MG_OK;
 }
