@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 /* cmocka needs the includes above first */
 #include <cmocka.h>
 
@@ -41,6 +42,14 @@ float *mg_test_rand_buf(uint64_t *state, size_t n);
 /* Whether this CPU has AVX-512 F/BW/VL/DQ (oneDNN's avx512_core): its Winograd kernels need it, so
  * tests expect Winograd convolutions only there. */
 int mg_test_cpu_avx512_core(void);
+
+/* Asserts that expr returns MG_ERR_INVALID_ARG with a message (more than a few words). */
+#define MG_EXPECT_INVALID(expr)                                                                    \
+    do {                                                                                           \
+        mg_error_clear();                                                                          \
+        assert_int_equal((expr), MG_ERR_INVALID_ARG);                                              \
+        assert_true(strlen(mg_error_message()) > 10);                                              \
+    } while (0)
 
 /* The threads of this process (/proc/self/task), -1 without /proc. */
 int mg_test_count_threads(void);

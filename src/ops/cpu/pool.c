@@ -52,6 +52,14 @@ typedef struct pool_ctx {
 } pool_ctx;
 
 /* Plane pl of a buffer of planes of `size` elements, in the context's layout (mg_layers_plane_at). */
+/* The input rows (or columns) [*lo, *hi) under output position o of a window of size ks, stride st
+ * and padding pad, clamped to [0, lim). */
+static inline void win_span(int o, int st, int pad, int ks, int lim, int *lo, int *hi) {
+    int a = o * st - pad, b = a + ks;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > lim ? lim : b;
+}
+
 static inline size_t plane_at(const pool_ctx *t, size_t pl, size_t size, size_t *stride) {
     return mg_layers_plane_at(pl, (size_t)t->c, size, t->block, stride);
 }
@@ -74,13 +82,11 @@ static void maxpool_fwd_range(void *p, size_t b, size_t e) {
         float *y = t->y + yo;
         int32_t *am = t->argmax ? t->argmax + yo : NULL;
         for (int oy = 0; oy < t->oh; oy++) {
-            int y0 = oy * k->sh - k->ph, y1 = y0 + k->kh;
-            if (y0 < 0) y0 = 0;
-            if (y1 > t->h) y1 = t->h;
+            int y0, y1;
+            win_span(oy, k->sh, k->ph, k->kh, t->h, &y0, &y1);
             for (int ox = 0; ox < t->ow; ox++) {
-                int x0 = ox * k->sw - k->pw, x1 = x0 + k->kw;
-                if (x0 < 0) x0 = 0;
-                if (x1 > t->w) x1 = t->w;
+                int x0, x1;
+                win_span(ox, k->sw, k->pw, k->kw, t->w, &x0, &x1);
                 /* torch: start at -inf with the first valid index; update on > or NaN (first max wins) */
                 float best = -INFINITY;
                 int bi = y0 * t->w + x0;
@@ -148,16 +154,14 @@ static void maxpool_fwd_fast_range(void *p, size_t b, size_t e) {
         float *y = t->y + pl * ohw;
         int32_t *am = t->argmax ? t->argmax + pl * ohw : NULL;
         for (int oy = 0; oy < t->oh; oy++) {
-            int y0 = oy * k->sh - k->ph, y1 = y0 + k->kh;
-            if (y0 < 0) y0 = 0;
-            if (y1 > t->h) y1 = t->h;
+            int y0, y1;
+            win_span(oy, k->sh, k->ph, k->kh, t->h, &y0, &y1);
             memcpy(vm, x + (size_t)y0 * t->w, (size_t)t->w * sizeof *vm);
             for (int ix = 0; ix < t->w; ix++) vr[ix] = y0;
             for (int iy = y0 + 1; iy < y1; iy++) vmax_row(x + (size_t)iy * t->w, vm, vr, (size_t)t->w, iy);
             for (int ox = 0; ox < t->ow; ox++) {
-                int x0 = ox * k->sw - k->pw, x1 = x0 + k->kw;
-                if (x0 < 0) x0 = 0;
-                if (x1 > t->w) x1 = t->w;
+                int x0, x1;
+                win_span(ox, k->sw, k->pw, k->kw, t->w, &x0, &x1);
                 float best = vm[x0];
                 int32_t brow = vr[x0], bcol = x0;
                 for (int ix = x0 + 1; ix < x1; ix++) {
@@ -209,13 +213,11 @@ static inline __attribute__((always_inline)) void maxpool_blk_fwd(const pool_ctx
     float best[MP_LANES];
     int32_t bi[MP_LANES];
     for (int oy = 0; oy < t->oh; oy++) {
-        int y0 = oy * k->sh - k->ph, y1 = y0 + k->kh;
-        if (y0 < 0) y0 = 0;
-        if (y1 > t->h) y1 = t->h;
+        int y0, y1;
+        win_span(oy, k->sh, k->ph, k->kh, t->h, &y0, &y1);
         for (int ox = 0; ox < t->ow; ox++) {
-            int x0 = ox * k->sw - k->pw, x1 = x0 + k->kw;
-            if (x0 < 0) x0 = 0;
-            if (x1 > t->w) x1 = t->w;
+            int x0, x1;
+            win_span(ox, k->sw, k->pw, k->kw, t->w, &x0, &x1);
             int32_t first = y0 * t->w + x0;
             /* starting from the first element instead of -inf selects the same element and value:
              * -inf or NaN there is taken by the reference too, anything else beats its -inf */
