@@ -15,6 +15,7 @@ typedef struct mg_command {
     const char *summary; /* one line for `multigrain --help` */
     const char *usage;   /* full help text for `multigrain <cmd> --help` */
     mg_cmd_fn run;       /* every registered command has one */
+    int inference;       /* runs inference only: idle OpenMP threads may spin briefly (runtime.h) */
 } mg_command;
 
 extern const mg_command mg_commands[];

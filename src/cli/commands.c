@@ -35,7 +35,7 @@ const mg_command mg_commands[] = {
      "  srun --mpi=pmix multigrain train ...    (or scripts/run_distribute_train.sh ROOT N C)\n"
      "batch_size stays the global batch; rank 0 broadcasts the initial state and alone writes\n"
      "RUN_DIR; sync_bn, global_sampling, dist_timeout, dist_bucket_mb: docs/config.md.\n",
-     mg_cmd_train},
+     mg_cmd_train, 0},
     {"eval", "top-1/top-5 accuracy of a checkpoint on a labelled image folder",
      "usage: multigrain eval --checkpoint C --data ROOT [--size 224] [--crop-pct F] [--p P] [--json FILE]\n"
      "       multigrain eval --checkpoint C --data ROOT --mode rect --max-side S [--p P] [--json FILE]\n"
@@ -59,7 +59,7 @@ const mg_command mg_commands[] = {
      "      --json FILE         also write the result as JSON\n"
      "  -j, --threads N         compute threads (0 = all cores)\n"
      "      --workers N         decoding threads (default 2)\n",
-     mg_cmd_eval},
+     mg_cmd_eval, 1},
     {"embed", "write one L2-normalised embedding per image to a .npy file",
      "usage: multigrain embed --checkpoint C --images DIR_OR_LIST --out E.npy [--max-side S] [--p P]\n"
      "                       [--whiten W.safetensors | --pooled]\n"
@@ -78,7 +78,7 @@ const mg_command mg_commands[] = {
      "      --whiten W          apply a whitening file (whiten --embeddings) and re-normalise\n"
      "      --pooled            write the raw GeM vectors e instead (input of whiten --fold-into)\n"
      "  -j, --threads N         compute threads (0 = all cores)\n",
-     mg_cmd_embed},
+     mg_cmd_embed, 1},
     {"classify", "print the top-5 classes of images",
      "usage: multigrain classify --checkpoint C IMAGE...\n"
      "\n"
@@ -92,7 +92,7 @@ const mg_command mg_commands[] = {
      "      --max-side S        rect mode with this longest side\n"
      "      --p P               GeM exponent (default: the checkpoint's)\n"
      "  -j, --threads N         compute threads (0 = all cores)\n",
-     mg_cmd_classify},
+     mg_cmd_classify, 1},
     {"search", "exact cosine k-nearest-neighbour search between two embedding files",
      "usage: multigrain search --index DB.npy --query Q.npy -k K [--out results.tsv] [--threads N]\n"
      "                         [--normalize] [--blas-threads]\n"
@@ -102,7 +102,7 @@ const mg_command mg_commands[] = {
      "  --normalize       L2-normalise the rows of both files first (default: assume normalised)\n"
      "  -j, --threads N   compute threads (0 = all cores, default)\n"
      "  --blas-threads    multi-threaded sgemm instead of thread-pool tasks (for benchmarking)\n",
-     mg_cmd_search},
+     mg_cmd_search, 0},
     {"whiten", "learn PCA whitening from embeddings, or fold it into a checkpoint",
      "usage: multigrain whiten --embeddings E.npy --out W.safetensors [--dim D] [--eps X]\n"
      "       multigrain whiten --embeddings E_pooled.npy --fold-into C.safetensors --out C2.safetensors\n"
@@ -116,7 +116,7 @@ const mg_command mg_commands[] = {
      "  --dim D          keep the D leading components (default: all; not with --fold-into)\n"
      "  --eps X          eigenvalue floor relative to the largest (default 1e-10)\n"
      "  -j, --threads N  compute threads (0 = all cores, default)\n",
-     mg_cmd_whiten},
+     mg_cmd_whiten, 0},
     {"tune-p", "choose the GeM exponent p* on the augmented-copy proxy task",
      "usage: multigrain tune-p --checkpoint C --root ROOT [--size S] [--p-list 1,2,3,4,5] [--out C2.safetensors]\n"
      "\n"
@@ -138,7 +138,7 @@ const mg_command mg_commands[] = {
      "      --seed N            augmentation seed (default 1)\n"
      "      --copies N          augmented versions per query image (default 5)\n"
      "  -j, --threads N         compute threads (0 = all cores)\n",
-     mg_cmd_tune_p},
+     mg_cmd_tune_p, 1},
     {"retrieval-eval", "Holidays, UKBench, Copydays, list-based and augmented-copy retrieval benchmarks",
      "usage: multigrain retrieval-eval --checkpoint C --dataset copies --root ROOT [options]\n"
      "       multigrain retrieval-eval --checkpoint C --dataset list --queries Q.txt --database DB.txt --gt GT.tsv\n"
@@ -182,7 +182,7 @@ const mg_command mg_commands[] = {
      "                          and copydays also write the queries to F with .queries.npy\n"
      "      --seed N            copies: augmentation seed\n"
      "  -j, --threads N         compute threads (0 = all cores)\n",
-     mg_cmd_retrieval_eval},
+     mg_cmd_retrieval_eval, 1},
     {"convert", "convert PyTorch .pth / torchvision weights to a multigrain checkpoint",
      "usage: multigrain convert --from X.pth --to Y.safetensors [--arch A] [--num-classes K] [--p P]\n"
      "\n"
@@ -198,14 +198,14 @@ const mg_command mg_commands[] = {
      "      --skip-foreign-objects  skip (never run) objects of other classes outside the state dict,\n"
      "                          e.g. a pickled optimizer in a MultiGrain checkpoint; default: refuse\n"
      "  -h, --help              show this help\n",
-     mg_cmd_convert},
+     mg_cmd_convert, 0},
     {"report", "write an HTML report with plots of a training run",
      "usage: multigrain report RUN_DIR [--out FILE]\n"
      "\n"
      "Writes an offline HTML page (inline SVG plots of loss, learning rate, top-1/top-5 and images/s\n"
      "over steps, from RUN_DIR/metrics.jsonl) to FILE, default RUN_DIR/report.html.\n"
      "  -o, --out FILE   where to write the page\n",
-     mg_cmd_report},
+     mg_cmd_report, 0},
     {"bench", "measure the speed of a model, the CPU ops and the data loader",
      "usage: multigrain bench model [--arch A] [--batch N] [--size S] [--mode infer|train] [--reps N]\n"
      "                              [--warmup N] [--threads N] [--json FILE]\n"
@@ -245,7 +245,7 @@ const mg_command mg_commands[] = {
      "\n"
      "More detailed programs (every ResNet-50 convolution, PyTorch and ONNX Runtime comparisons):\n"
      "bench/README.md.\n",
-     mg_cmd_bench},
+     mg_cmd_bench, 0},
 };
 const int mg_command_count = (int)(sizeof mg_commands / sizeof mg_commands[0]);
 

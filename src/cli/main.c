@@ -28,17 +28,16 @@ static int fail(mg_status s) {
     return mg_status_exit_code(s);
 }
 
-/* Whether the command line runs inference only (runtime.h: its idle OpenMP threads may spin
- * briefly): eval, embed, classify, tune-p, retrieval-eval, and `bench model` without --mode train.
- * Everything else, training above all, has them sleep at once. */
+/* The idle-thread setting for the command line (runtime.h): brief spinning for the commands that run
+ * inference only (mg_command.inference) and for `bench model` without --mode train; sleeping at
+ * once for everything else, training above all. */
 static mg_runtime_wait command_wait(int argc, char **argv) {
     int i = 1;
     while (i < argc && argv[i][0] == '-') i++;
-    if (i >= argc) return MG_WAIT_SLEEP;
-    static const char *const infer[] = {"eval", "embed", "classify", "tune-p", "retrieval-eval"};
-    for (size_t k = 0; k < sizeof infer / sizeof infer[0]; k++)
-        if (!strcmp(argv[i], infer[k])) return MG_WAIT_SPIN;
-    if (strcmp(argv[i], "bench") || i + 1 >= argc || strcmp(argv[i + 1], "model")) return MG_WAIT_SLEEP;
+    const mg_command *cmd = i < argc ? mg_command_find(argv[i]) : NULL;
+    if (!cmd) return MG_WAIT_SLEEP;
+    if (cmd->inference) return MG_WAIT_SPIN;
+    if (strcmp(cmd->name, "bench") || i + 1 >= argc || strcmp(argv[i + 1], "model")) return MG_WAIT_SLEEP;
     for (int k = i + 2; k < argc; k++)
         if (!strcmp(argv[k], "--mode=train") || (!strcmp(argv[k], "--mode") && k + 1 < argc && !strcmp(argv[k + 1], "train")))
             return MG_WAIT_SLEEP;

@@ -5,7 +5,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "core/arena.h"
 #include "core/memplan.h"
 #include "core/rng.h"
+#include "core/threadpool.h"
 #include "multigrain/ops_conv.h"
 #include "multigrain/ops_fused.h"
 #include "multigrain/ops_layers.h"
@@ -110,10 +110,8 @@ struct mg_model {
                           * were created with, so a change of thread count re-plans */
     /* fused inference (ops_fused.h): BN folded into the convolutions, rebuilt when the weights may
      * have changed (version moves whenever writable tensor pointers are handed out) */
-    mg_fnet *fnet; /* the current shape's first stream, one of fcache */
     struct fnet_entry {
         mg_fnet *net[FUSED_MAX_STREAMS]; /* one network per stream (fused_streams) */
-        int chunk[FUSED_MAX_STREAMS];    /* the images of the batch each stream runs, in order */
         int ns;                          /* streams */
         int n, h, w, threads, out_h, out_w;
         uint64_t used;
@@ -294,7 +292,6 @@ static void fused_cache_clear(mg_model *m) {
         for (int k = 0; k < m->fcache[i].ns; k++) mg_fnet_free(m->fcache[i].net[k]);
         memset(&m->fcache[i], 0, sizeof m->fcache[i]);
     }
-    m->fnet = NULL;
     m->fentry = NULL;
 }
 
@@ -975,8 +972,9 @@ static mg_status fused_build_net(mg_model *m, mg_fnet *net, int *out) {
  * (fused_run) instead of one network on all T threads. oneDNN splits every primitive statically over
  * its threads and joins them at its end, 55 times a ResNet-50 forward: each join costs wake-ups, and a
  * thread that shares its core with another process holds up the rest. Streams run whole forwards
- * without joining: two one-thread streams gave 1.06x the images/s of one two-thread network on an idle
- * machine (ResNet-50, batch 8), and under load the stream on the free core finishes its images while the other is slowed
+ * without joining: on an idle machine two one-thread streams matched one two-thread network (ResNet-50,
+ * batch 8: 1.00x with the inference programs' brief spinning, 1.02-1.06x with sleeping OpenMP
+ * threads), and under load the stream on the free core finishes its images while the other is slowed
  * (docs/PERFORMANCE.md, "Streams"). The split depends on n and T only, never on the load, so a
  * batch's results do not change with what else runs on the machine. MG_STREAMS=0 turns it off. */
 static int fused_streams(const mg_model *m, int n) {
@@ -985,6 +983,10 @@ static int fused_streams(const mg_model *m, int n) {
     int s = t < n ? t : n;
     return s < FUSED_MAX_STREAMS ? s : FUSED_MAX_STREAMS;
 }
+
+/* The images stream k of ns runs of a batch of n: the first n mod ns streams one more than n / ns;
+ * stream k starts after the images of streams 0..k-1. */
+static int stream_chunk(int n, int ns, int k) { return n / ns + (k < n % ns); }
 
 /* Builds the fused network of one stream: chunk images of h x w on `threads` threads, sharing the
  * reordered weights of `donor` where they fit. */
@@ -1004,7 +1006,7 @@ static mg_status fused_build(mg_model *m, int chunk, int h, int w, const mg_fnet
     return MG_OK;
 }
 
-/* Makes m->fentry (and m->fnet, its first stream) the fused trunk for input n x 3 x h x w and the
+/* Makes m->fentry the fused trunk for input n x 3 x h x w and the
  * current weights: from the cache of recent shapes, else built (sharing the reordered weights of the
  * most recently used network where they fit), evicting the least recently used shape when the cache
  * is full. Streams (fused_streams) have their own networks: activations and scratchpad of their own,
@@ -1025,11 +1027,10 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
         struct fnet_entry ne = {.ns = ns, .n = n, .h = h, .w = w, .threads = threads};
         mg_status s = MG_OK;
         for (int k = 0; k < ns && s == MG_OK; k++) {
-            ne.chunk[k] = n / ns + (k < n % ns);
             int tk = ns == 1 ? threads : threads / ns + (k < threads % ns);
             const mg_fnet *donor = k ? ne.net[0] : mru ? mru->net[0] : NULL;
             int dims[4];
-            s = fused_build(m, ne.chunk[k], h, w, donor, tk, &ne.net[k], dims);
+            s = fused_build(m, stream_chunk(n, ns, k), h, w, donor, tk, &ne.net[k], dims);
             ne.out_h = dims[2];
             ne.out_w = dims[3];
         }
@@ -1043,7 +1044,6 @@ static mg_status fused_get(mg_model *m, int n, int h, int w) {
     }
     hit->used = ++m->fclock;
     m->fentry = hit;
-    m->fnet = hit->net[0];
     m->out_h = hit->out_h;
     m->out_w = hit->out_w;
     return MG_OK;
@@ -1057,39 +1057,26 @@ typedef struct {
     char msg[512];
 } stream_job;
 
-static void stream_job_run(stream_job *j) {
+static void stream_task(void *ctx, int k, int thread) {
+    (void)thread;
+    stream_job *j = (stream_job *)ctx + k;
     j->status = mg_fnet_run(j->net, j->x, j->y);
     if (j->status != MG_OK) snprintf(j->msg, sizeof j->msg, "%s", mg_error_message()); /* thread-local */
 }
 
-static void *stream_thread(void *arg) {
-    stream_job_run(arg);
-    return NULL;
-}
-
-/* Runs the fused trunk of m->fentry on x [n, 3, h, w] into m->fnet_out: one stream on the calling
- * thread, the others on threads of their own started for this call (a start costs tens of
- * microseconds, a stream's forward milliseconds). A thread that cannot be started has its stream run
- * on the calling thread afterwards. */
+/* Runs the fused trunk of m->fentry on x [n, 3, h, w] into m->fnet_out, its streams as tasks of the
+ * process's thread pool (core/threadpool.h: persistent workers, the calling thread takes part; it
+ * has mg_ops_get_threads() threads, at least as many as streams). */
 static mg_status fused_run(mg_model *m, const float *x, int h, int w) {
     struct fnet_entry *e = m->fentry;
     if (e->ns == 1) return mg_fnet_run(e->net[0], x, m->fnet_out);
     stream_job job[FUSED_MAX_STREAMS];
-    pthread_t th[FUSED_MAX_STREAMS];
-    int started[FUSED_MAX_STREAMS] = {0};
     size_t in_per = (size_t)3 * h * w, out_per = (size_t)m->dim * m->out_h * m->out_w, at = 0;
     for (int k = 0; k < e->ns; k++) {
         job[k] = (stream_job){.net = e->net[k], .x = x + at * in_per, .y = m->fnet_out + at * out_per};
-        at += (size_t)e->chunk[k];
+        at += (size_t)stream_chunk(e->n, e->ns, k);
     }
-    for (int k = 1; k < e->ns; k++) started[k] = pthread_create(&th[k], NULL, stream_thread, &job[k]) == 0;
-    stream_job_run(&job[0]);
-    for (int k = 1; k < e->ns; k++) {
-        if (started[k])
-            pthread_join(th[k], NULL);
-        else
-            stream_job_run(&job[k]);
-    }
+    mg_pool_run(mg_pool_global(), e->ns, stream_task, job);
     for (int k = 0; k < e->ns; k++)
         if (job[k].status != MG_OK) return MG_FAIL(job[k].status, "%s", job[k].msg);
     return MG_OK;
@@ -1144,8 +1131,10 @@ void mg_model_set_fused_winograd(mg_model *m, bool on) {
     free_plans(m);
 }
 
-bool mg_model_fused_active(const mg_model *m) { return m->fnet != NULL && m->planned_infer == 2; }
-int mg_model_fused_winograd_count(const mg_model *m) { return m->fnet ? mg_fnet_winograd_count(m->fnet) : 0; }
+bool mg_model_fused_active(const mg_model *m) { return m->fentry != NULL && m->planned_infer == 2; }
+int mg_model_fused_winograd_count(const mg_model *m) {
+    return m->fentry ? mg_fnet_winograd_count(m->fentry->net[0]) : 0;
+}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Forward */
