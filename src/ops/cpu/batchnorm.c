@@ -395,11 +395,20 @@ BLK_INLINE void blk_sum_g_gx_k(size_t lb, size_t st, const float *restrict g, co
         }
     }
 }
-void mg_bn2d_blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m, double *sg,
+static void blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m, double *sg,
                          double *sgx, const float *pg, const float *px) {
 #define CALL(LB, ST) blk_sum_g_gx_k(LB, ST, g, x, hw, m, sg, sgx, pg, px)
     BLK_DISPATCH(lb, st, CALL);
 #undef CALL
+}
+void mg_bn2d_blk_batch_sum_g_gx(const mg_bn2d_args *a, const float *g, const float *x, size_t cb, size_t l0,
+                                size_t lb, const float *m, double *sg, double *sgx) {
+    size_t hw = (size_t)a->h * a->w;
+    for (size_t n = 0; n < (size_t)a->n; n++) {
+        size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+        blk_sum_g_gx(lb, (size_t)a->block, g + o, x + o, hw, m, sg, sgx, mg_bn2d_blk_next(g, a, n, cb, l0),
+                     mg_bn2d_blk_next(x, a, n, cb, l0));
+    }
 }
 
 /* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l], torch's order as in bn_dx_kernel; dx may be g */
@@ -522,11 +531,7 @@ static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
             size_t c0 = cb * B + l0;
             const float *mean = t->save_mean + c0;
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
-            for (size_t n = 0; n < N; n++) {
-                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, mean, sdy, sdyx,
-                                     mg_bn2d_blk_next(t->dy, a, n, cb, l0), mg_bn2d_blk_next(t->x, a, n, cb, l0));
-            }
+            mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, mean, sdy, sdyx);
             for (size_t l = 0; l < lb; l++) {
                 if (t->dweight) t->dweight[c0 + l] += (float)(sdyx[l] * t->save_invstd[c0 + l]);
                 if (t->dbias) t->dbias[c0 + l] += (float)sdy[l];

@@ -33,9 +33,9 @@ const float *mg_bn2d_blk_batch_sum(const mg_bn2d_args *a, const float *x, size_t
 /* The same group: total[l] += the sum over images and positions of (x - m[l])^2 */
 void mg_bn2d_blk_batch_sumsq_dev(const mg_bn2d_args *a, const float *x, size_t cb, size_t l0, size_t lb,
                                  const float *m, double *total);
-/* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none) alongside */
-void mg_bn2d_blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m,
-                          double *sg, double *sgx, const float *pg, const float *px);
+/* The same group: sg[l] += the sum over images and positions of g, sgx[l] += of g (x - m[l]) */
+void mg_bn2d_blk_batch_sum_g_gx(const mg_bn2d_args *a, const float *g, const float *x, size_t cb, size_t l0,
+                                size_t lb, const float *m, double *sg, double *sgx);
 /* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l] (torch's order); dx may be g */
 void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
                     const float *k, const float *mdy, const float *scale);

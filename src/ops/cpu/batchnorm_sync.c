@@ -185,16 +185,12 @@ static void bwd_dx_range(void *p, size_t c0, size_t c1) {
 static void bwd_sums_blk_range(void *p, size_t b0, size_t b1) {
     sync_ctx *t = p;
     const mg_bn2d_args *a = t->a;
-    size_t hw = (size_t)a->h * a->w, B = (size_t)a->block;
+    size_t B = (size_t)a->block;
     for (size_t cb = b0; cb < b1; cb++) {
         MG_BN_BLK_GROUPS(a, l0, lb) {
             size_t c0 = cb * B + l0;
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
-            for (size_t n = 0; n < (size_t)a->n; n++) {
-                size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                mg_bn2d_blk_sum_g_gx(lb, B, t->dy + o, t->x + o, hw, t->sm + c0, sdy, sdyx,
-                                     mg_bn2d_blk_next(t->dy, a, n, cb, l0), mg_bn2d_blk_next(t->x, a, n, cb, l0));
-            }
+            mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, t->sm + c0, sdy, sdyx);
             for (size_t l = 0; l < lb; l++) {
                 t->acc[c0 + l] = sdy[l];
                 t->acc[a->c + c0 + l] = sdyx[l];
