@@ -405,10 +405,12 @@ mg_status mg_image_write_png(const char *path, const mg_image *img) {
     png_wjob j;
     memset(&j, 0, sizeof j);
     j.img = img;
-    j.fp = fopen(path, "wb");
-    if (!j.fp) return MG_FAIL(MG_ERR_IO, "%s: cannot create file", path);
-    int rc = png_write_run(&j);
-    if (fclose(j.fp) != 0) rc = -1;
-    if (rc != 0) return MG_FAIL(MG_ERR_IO, "%s: PNG write failed: %s", path, j.err);
-    return MG_OK;
+    mg_atomic_file af; /* temp file, fsync, rename: a failed write leaves no partial PNG at path */
+    MG_TRY(mg_atomic_file_open(&af, path));
+    j.fp = af.fp;
+    if (png_write_run(&j) != 0) {
+        mg_atomic_file_abort(&af);
+        return MG_FAIL(MG_ERR_IO, "%s: PNG write failed: %s", path, j.err);
+    }
+    return mg_atomic_file_commit(&af);
 }
