@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     size_t ws = 0, act = mg_model_activation_bytes(model, &ws);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%s batch %d at %dx%d, lambda %.2f, m %d, %d threads: %.3f s/step, %.1f images/s; activations %.0f MiB, "
+    printf("%s batch %d at %dx%d, lambda %.2f, m %d, %d threads: %.3f s/step, %.2f images/s; activations %.0f MiB, "
            "conv workspace %.0f MiB, parameters+gradients+momentum %.0f MiB, peak RSS %.0f MiB\n",
            arch, n, size, size, lambda, m, mg_ops_get_threads(), dt, n / dt, act / 1048576.0, ws / 1048576.0,
            3.0 * (double)mg_model_param_count(model) * 4 / 1048576.0, ru.ru_maxrss / 1024.0);
