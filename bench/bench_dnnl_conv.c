@@ -1,0 +1,341 @@
+/* bench_dnnl_conv.c: every oneDNN forward-inference implementation of one convolution shape, timed
+ * in a given activation layout with bias and ReLU fused (as the fused inference network runs its
+ * convolutions, src/ops/cpu/fused_dnnl.c), so that a kernel or layout choice can be checked against
+ * the alternatives oneDNN offers for that shape. With --slices K it also times the first
+ * implementation split into K output-channel slices run one after the other (what splitting a
+ * convolution between threads by output channels costs before any thread runs it) and compares the
+ * slices' output with the whole convolution's, bit for bit.
+ *
+ *   bench_dnnl_conv --ic C --oc K --size H [--kernel R] [--stride S] [--batch N]
+ *                   [--layout blocked|nhwc|any] [--threads T] [--reps N] [--slices K]
+ *
+ * Defaults: --kernel 1 --stride 1 --batch 1 --layout blocked (nChw16c) --threads 1 --reps 20, padding
+ * R/2. Each time is the best of --reps runs after one warm-up run. GFLOP/s counts 2 x N x OH x OW x K
+ * x C x R x R (Winograd and padding-skipping kernels do less work than counted). oneDNN's reference
+ * and SSE4.1 implementations are skipped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "multigrain/ops.h"
+#include "multigrain/runtime.h"
+
+#if MG_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+
+#include "ops/cpu/conv2d_internal.h"
+
+typedef struct shape {
+    int n, c, k, h, r, stride, pad, oh;
+    dnnl_format_tag_t tag;
+} shape;
+
+typedef struct conv {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t x, w, b, y, scratch;
+} conv;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#define CHECK(call)                                                                                          \
+    do {                                                                                                     \
+        dnnl_status_t st_ = (call);                                                                          \
+        if (st_ != dnnl_success) {                                                                           \
+            fprintf(stderr, "bench_dnnl_conv: %s failed with oneDNN status %d\n", #call, (int)st_);          \
+            return 1;                                                                                        \
+        }                                                                                                    \
+    } while (0)
+
+/* The operation descriptor of s with k output channels: ReLU post-op, scratchpad in user mode. */
+static int conv_desc(const shape *s, int k, dnnl_alg_kind_t alg, dnnl_convolution_desc_t *cd,
+                     dnnl_primitive_attr_t *attr) {
+    dnnl_dims_t xd = {s->n, s->c, s->h, s->h}, wd = {k, s->c, s->r, s->r}, bd = {k}, yd = {s->n, k, s->oh, s->oh};
+    dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
+    dnnl_memory_desc_t xm, wm, bm, ym;
+    CHECK(dnnl_memory_desc_init_by_tag(&xm, 4, xd, dnnl_f32, s->tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&ym, 4, yd, dnnl_f32, s->tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&wm, 4, wd, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&bm, 1, bd, dnnl_f32, dnnl_a));
+    if (dnnl_convolution_forward_desc_init(cd, dnnl_forward_inference, alg, &xm, &wm, &bm, &ym, strides, pad, pad) !=
+        dnnl_success)
+        return -1; /* this algorithm does not take the shape */
+    dnnl_post_ops_t po;
+    CHECK(dnnl_primitive_attr_create(attr));
+    CHECK(dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user));
+    CHECK(dnnl_post_ops_create(&po));
+    CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+    CHECK(dnnl_primitive_attr_set_post_ops(*attr, po));
+    dnnl_post_ops_destroy(po);
+    return 0;
+}
+
+/* Reorders the plain array `from` (tag) into memory `to`. */
+static int fill(dnnl_engine_t eng, dnnl_stream_t st, const float *from, dnnl_format_tag_t tag, dnnl_memory_t to) {
+    const dnnl_memory_desc_t *md;
+    CHECK(dnnl_memory_get_memory_desc(to, &md));
+    dnnl_memory_desc_t pm;
+    CHECK(dnnl_memory_desc_init_by_tag(&pm, md->ndims, md->dims, dnnl_f32, tag));
+    dnnl_memory_t m;
+    dnnl_primitive_desc_t rpd;
+    dnnl_primitive_t r;
+    CHECK(dnnl_memory_create(&m, &pm, eng, (void *)from));
+    CHECK(dnnl_reorder_primitive_desc_create(&rpd, &pm, eng, md, eng, NULL));
+    CHECK(dnnl_primitive_create(&r, rpd));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, to}};
+    CHECK(dnnl_primitive_execute(r, st, 2, args));
+    CHECK(dnnl_stream_wait(st));
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(m);
+    return 0;
+}
+
+/* Creates the primitive of pd with its memories: src filled from the plain nchw array x, dst on the
+ * caller's buffer y (NULL: allocated), weights reordered from the plain oihw array w, bias b. */
+static int conv_init(conv *cv, dnnl_engine_t eng, dnnl_stream_t st, dnnl_primitive_desc_t pd, const float *x,
+                     float *y, const float *w, const float *b) {
+    memset(cv, 0, sizeof *cv);
+    cv->pd = pd;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *bq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+    const dnnl_memory_desc_t *sq = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    CHECK(dnnl_primitive_create(&cv->prim, pd));
+    CHECK(dnnl_memory_create(&cv->x, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), eng,
+                             DNNL_MEMORY_ALLOCATE));
+    CHECK(dnnl_memory_create(&cv->y, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), eng,
+                             y ? (void *)y : DNNL_MEMORY_ALLOCATE));
+    CHECK(dnnl_memory_create(&cv->w, wq, eng, DNNL_MEMORY_ALLOCATE));
+    CHECK(dnnl_memory_create(&cv->b, bq, eng, (void *)b));
+    CHECK(dnnl_memory_create(&cv->scratch, sq, eng, DNNL_MEMORY_ALLOCATE));
+    /* the data in the layouts the kernel chose: uninitialised memory could hold denormals or NaNs */
+    if (fill(eng, st, x, dnnl_nchw, cv->x) || fill(eng, st, w, dnnl_oihw, cv->w)) return 1;
+    return 0;
+}
+
+static int conv_run(conv *cv, dnnl_stream_t st) {
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, cv->x},
+                               {DNNL_ARG_WEIGHTS, cv->w},
+                               {DNNL_ARG_BIAS, cv->b},
+                               {DNNL_ARG_DST, cv->y},
+                               {DNNL_ARG_SCRATCHPAD, cv->scratch}};
+    CHECK(dnnl_primitive_execute(cv->prim, st, 5, args));
+    CHECK(dnnl_stream_wait(st));
+    return 0;
+}
+
+static void conv_free(conv *cv) {
+    dnnl_memory_t *m[5] = {&cv->x, &cv->w, &cv->b, &cv->y, &cv->scratch};
+    for (int i = 0; i < 5; i++)
+        if (*m[i]) dnnl_memory_destroy(*m[i]);
+    if (cv->prim) dnnl_primitive_destroy(cv->prim);
+    if (cv->pd) dnnl_primitive_desc_destroy(cv->pd);
+    memset(cv, 0, sizeof *cv);
+}
+
+/* The best of reps runs of the convolutions cv[0..n-1] one after the other (after one warm-up). */
+static int time_convs(conv *cv, int n, dnnl_stream_t st, int reps, double *best) {
+    *best = 1e30;
+    for (int rep = -1; rep < reps; rep++) {
+        double t0 = now_s();
+        for (int i = 0; i < n; i++)
+            if (conv_run(&cv[i], st)) return 1;
+        double dt = now_s() - t0;
+        if (rep >= 0 && dt < *best) *best = dt;
+    }
+    return 0;
+}
+
+static int skipped_impl(const char *impl) {
+    return strstr(impl, "ref") || strstr(impl, "sse41");
+}
+
+/* --slices: the first implementation's convolution whole and as k output-channel slices writing
+ * into one output (the slices' outputs are contiguous only in a plain or per-channel-block layout
+ * at batch 1, hence the checks in main). */
+static int run_slices(const shape *s, int slices, dnnl_alg_kind_t alg, dnnl_engine_t eng, dnnl_stream_t st, int reps,
+                      const float *w, const float *b, const float *x) {
+    size_t ny = (size_t)s->k * s->oh * s->oh;
+    float *y1 = malloc(ny * sizeof *y1), *y2 = malloc(ny * sizeof *y2);
+    conv *parts = calloc((size_t)slices, sizeof *parts);
+    conv whole;
+    int rc = 1, ks = s->k / slices;
+    if (!y1 || !y2 || !parts) goto done;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_attr_t attr;
+    dnnl_primitive_desc_t pd;
+    if (conv_desc(s, s->k, alg, &cd, &attr)) goto done;
+    if (dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) != dnnl_success) goto done;
+    dnnl_primitive_attr_destroy(attr);
+    if (conv_init(&whole, eng, st, pd, x, y1, w, b)) goto done;
+    for (int i = 0; i < slices; i++) {
+        if (conv_desc(s, ks, alg, &cd, &attr)) goto done;
+        if (dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) != dnnl_success) goto done;
+        dnnl_primitive_attr_destroy(attr);
+        size_t off = (size_t)i * ks;
+        if (conv_init(&parts[i], eng, st, pd, x, y2 + off * s->oh * s->oh, w + off * s->c * s->r * s->r, b + off))
+            goto done;
+    }
+    double tw, ts;
+    if (time_convs(&whole, 1, st, reps, &tw) || time_convs(parts, slices, st, reps, &ts)) goto done;
+    double maxdiff = 0.0;
+    for (size_t i = 0; i < ny; i++) {
+        double d = (double)y1[i] - (double)y2[i];
+        if (d < 0) d = -d;
+        if (d > maxdiff) maxdiff = d;
+    }
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(whole.pd, dnnl_query_impl_info_str, 0, &impl);
+    printf("  %-28s whole %8.3f ms, %d slices of %d channels %8.3f ms (%.3fx), outputs %s (max |diff| %.3g)\n",
+           impl ? impl : "?", tw * 1e3, slices, ks, ts * 1e3, ts / tw, maxdiff == 0.0 ? "bitwise equal" : "differ",
+           maxdiff);
+    conv_free(&whole);
+    rc = 0;
+done:
+    if (parts)
+        for (int i = 0; i < slices; i++) conv_free(&parts[i]);
+    free(parts);
+    free(y1);
+    free(y2);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    mg_runtime_init(argc, argv, MG_WAIT_SPIN);
+    shape s = {.n = 1, .r = 1, .stride = 1, .tag = dnnl_nChw16c};
+    int threads = 1, reps = 20, slices = 0;
+    const char *layout = "blocked";
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_dnnl_conv: option '%s' needs a value\n", argv[i]);
+            return 2;
+        }
+        const char *o = argv[i], *v = argv[i + 1];
+        if (!strcmp(o, "--ic")) s.c = atoi(v);
+        else if (!strcmp(o, "--oc")) s.k = atoi(v);
+        else if (!strcmp(o, "--size")) s.h = atoi(v);
+        else if (!strcmp(o, "--kernel")) s.r = atoi(v);
+        else if (!strcmp(o, "--stride")) s.stride = atoi(v);
+        else if (!strcmp(o, "--batch")) s.n = atoi(v);
+        else if (!strcmp(o, "--threads")) threads = atoi(v);
+        else if (!strcmp(o, "--reps")) reps = atoi(v);
+        else if (!strcmp(o, "--slices")) slices = atoi(v);
+        else if (!strcmp(o, "--layout")) layout = v;
+        else {
+            fprintf(stderr, "bench_dnnl_conv: unknown option '%s'\n", o);
+            return 2;
+        }
+    }
+    if (!strcmp(layout, "blocked")) s.tag = dnnl_nChw16c;
+    else if (!strcmp(layout, "nhwc")) s.tag = dnnl_nhwc;
+    else if (!strcmp(layout, "any")) s.tag = dnnl_format_tag_any;
+    else {
+        fprintf(stderr, "bench_dnnl_conv: --layout: expected blocked, nhwc or any, found '%s'\n", layout);
+        return 2;
+    }
+    if (s.c < 1 || s.k < 1 || s.h < 1 || s.r < 1 || s.stride < 1 || s.n < 1 || threads < 1 || reps < 1 ||
+        slices < 0 || s.h < s.r / 2 + 1) {
+        fprintf(stderr, "bench_dnnl_conv: expected --ic, --oc, --size, --kernel, --stride, --batch, --threads, --reps "
+                        ">= 1 (--size at least kernel/2 + 1) and --slices >= 0\n");
+        return 2;
+    }
+    if (slices && (s.k % slices || s.n != 1 || (s.tag == dnnl_nChw16c && (s.k / slices) % 16) ||
+                   s.tag == dnnl_nhwc || s.tag == dnnl_format_tag_any)) {
+        fprintf(stderr, "bench_dnnl_conv: --slices K needs --batch 1, --layout blocked and --oc divisible by 16 K "
+                        "(each slice a whole number of channel blocks, contiguous in the output); found --oc %d, "
+                        "--batch %d, --layout %s, --slices %d\n",
+                s.k, s.n, layout, slices);
+        return 2;
+    }
+    if (mg_ops_set_threads(threads) != MG_OK) {
+        fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+        return 2;
+    }
+    mg_omp_set_threads(threads);
+    s.pad = s.r / 2;
+    s.oh = (s.h + 2 * s.pad - s.r) / s.stride + 1;
+
+    dnnl_engine_t eng;
+    dnnl_stream_t st;
+    CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
+    /* deterministic pseudo-random data in [-1, 1] (weights scaled down): ReLU keeps about half */
+    size_t nx = (size_t)s.n * s.c * s.h * s.h, nw = (size_t)s.k * s.c * s.r * s.r;
+    float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *b = malloc((size_t)s.k * sizeof *b);
+    if (!x || !w || !b) {
+        fprintf(stderr, "bench_dnnl_conv: out of memory\n");
+        return 1;
+    }
+    unsigned long long z = 88172645463325252ULL;
+    for (size_t i = 0; i < nx + nw + (size_t)s.k; i++) {
+        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+        float v = (float)((z >> 40) * (2.0 / 16777216.0) - 1.0);
+        if (i < nx) x[i] = v;
+        else if (i < nx + nw) w[i - nx] = v / (float)(s.c * s.r * s.r);
+        else b[i - nx - nw] = 0.1f * v;
+    }
+    double flop = 2.0 * s.n * s.oh * s.oh * s.k * s.c * s.r * s.r;
+    printf("convolution batch %d, %d -> %d channels, %dx%d input, %dx%d kernel, stride %d, layout %s, %d threads "
+           "(%.3f GFLOP)\n",
+           s.n, s.c, s.k, s.h, s.h, s.r, s.r, s.stride, layout, threads, flop * 1e-9);
+    int first_alg = -1;
+    dnnl_alg_kind_t algs[2] = {dnnl_convolution_direct, dnnl_convolution_winograd};
+    for (int a = 0; a < 2; a++) {
+        dnnl_convolution_desc_t cd;
+        dnnl_primitive_attr_t attr;
+        int d = conv_desc(&s, s.k, algs[a], &cd, &attr);
+        if (d > 0) return 1;
+        if (d < 0) continue;
+        dnnl_primitive_desc_iterator_t it;
+        if (dnnl_primitive_desc_iterator_create(&it, &cd, attr, eng, NULL) != dnnl_success) {
+            dnnl_primitive_attr_destroy(attr);
+            continue;
+        }
+        dnnl_primitive_attr_destroy(attr);
+        do {
+            dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+            const char *impl = NULL;
+            if (!pd) break;
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+            if (!impl || skipped_impl(impl)) {
+                dnnl_primitive_desc_destroy(pd);
+                continue;
+            }
+            conv cv;
+            double best;
+            if (conv_init(&cv, eng, st, pd, x, NULL, w, b) || time_convs(&cv, 1, st, reps, &best)) return 1;
+            printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", a ? "winograd" : "direct", impl, best * 1e3,
+                   flop / best * 1e-9);
+            conv_free(&cv);
+            if (first_alg < 0) first_alg = a;
+        } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+        dnnl_primitive_desc_iterator_destroy(it);
+    }
+    if (first_alg < 0) {
+        fprintf(stderr, "bench_dnnl_conv: oneDNN has no optimised implementation of this convolution\n");
+        return 1;
+    }
+    if (slices) {
+        /* Winograd when it takes the shape (as the fused network chooses), else direct */
+        int a = (s.r == 3 && s.stride == 1) ? 1 : 0;
+        printf("slices (%s, on %d threads, the slices one after the other):\n", a ? "winograd" : "direct", threads);
+        if (run_slices(&s, slices, algs[a], eng, st, reps, w, b, x)) return 1;
+    }
+    free(x);
+    free(w);
+    free(b);
+    dnnl_stream_destroy(st);
+    dnnl_engine_destroy(eng);
+    return 0;
+}
+#else
+int main(void) {
+    fprintf(stderr, "bench_dnnl_conv: this build has no oneDNN (configure with MG_ONEDNN=ON)\n");
+    return 1;
+}
+#endif
