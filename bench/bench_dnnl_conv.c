@@ -8,6 +8,17 @@
  *
  *   bench_dnnl_conv --ic C --oc K --size H [--kernel R] [--stride S] [--batch N]
  *                   [--layout blocked|nhwc|any] [--threads T] [--reps N] [--slices K]
+ *   bench_dnnl_conv --trunk [--threads T] [--reps N] [--slices K] [--wino-slices KW]   (K 8, KW 2)
+ *
+ * --trunk runs the 52 convolutions of ResNet-50's stages at batch 1 (224 input; bias and ReLU, no
+ * residual sums, stem and pooling left out) one after the other, twice per round in alternation:
+ * "whole", each a oneDNN primitive on T OpenMP threads (oneDNN splits it and joins its threads at its
+ * end, as the fused network runs at batch 1), and "slices", each split into K output-channel slices
+ * (KW for Winograd layers; fewer when a slice would drop below 16 channels) created for one thread
+ * and handed out to T threads of a thread pool (src/core/threadpool.c) with one join per layer, the
+ * faster thread taking more slices. It prints the median and best ms per pass of both. The question
+ * it answers: with another process on one core, can such a split keep the second core's share
+ * working where oneDNN's static split waits for the slowed thread (docs/PERFORMANCE.md)?
  *
  * Defaults: --kernel 1 --stride 1 --batch 1 --layout blocked (nChw16c) --threads 1 --reps 20, padding
  * R/2. Each time is the best of --reps runs after one warm-up run. GFLOP/s counts 2 x N x OH x OW x K
@@ -24,6 +35,7 @@
 #if MG_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 
+#include "core/threadpool.h"
 #include "ops/cpu/conv2d_internal.h"
 
 typedef struct shape {
@@ -205,12 +217,137 @@ done:
     return rc;
 }
 
+
+/* --trunk: ResNet-50's stage convolutions at batch 1 (see the top of the file). */
+typedef struct tlayer {
+    shape s;
+    int wino, nslice;
+    conv *part; /* nslice convolutions (whole: one) */
+    float *x, *y;
+} tlayer;
+
+typedef struct trunk_job {
+    tlayer *l;
+    dnnl_stream_t *st; /* one stream per pool thread */
+} trunk_job;
+
+static void trunk_task(void *ctx, int task, int thread) {
+    trunk_job *j = ctx;
+    mg_omp_set_threads(1); /* the OpenMP count is per thread: a slice runs on its pool thread alone */
+    if (conv_run(&j->l->part[task], j->st[thread])) abort(); /* oneDNN refused a primitive it created */
+}
+
+static int trunk_build(tlayer *l, int nl, int k1, int kw, int threads, dnnl_engine_t eng, dnnl_stream_t st,
+                       const float *w, const float *b) {
+    for (int i = 0; i < nl; i++) {
+        shape *s = &l[i].s;
+        l[i].wino = s->r == 3 && s->stride == 1;
+        int k = k1 ? (l[i].wino ? kw : k1) : 1;
+        while (k > 1 && (s->k % k || (s->k / k) % 16)) k--;
+        l[i].nslice = k;
+        l[i].part = calloc((size_t)k, sizeof *l[i].part);
+        size_t ny = (size_t)s->k * s->oh * s->oh;
+        l[i].y = malloc(ny * sizeof *l[i].y);
+        if (!l[i].part || !l[i].y) return 1;
+        mg_omp_set_threads(k1 ? 1 : threads); /* a primitive keeps the count current at its creation */
+        for (int j = 0, ks = s->k / k; j < k; j++) {
+            dnnl_convolution_desc_t cd;
+            dnnl_primitive_attr_t attr;
+            dnnl_primitive_desc_t pd;
+            dnnl_alg_kind_t alg = l[i].wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
+            if (conv_desc(s, ks, alg, &cd, &attr)) return 1;
+            if (dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) != dnnl_success) return 1;
+            dnnl_primitive_attr_destroy(attr);
+            size_t off = (size_t)j * ks;
+            if (conv_init(&l[i].part[j], eng, st, pd, w, l[i].y + off * s->oh * s->oh, w + off, b)) return 1;
+        }
+    }
+    mg_omp_set_threads(threads);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int run_trunk(int threads, int reps, int k1, int kw) {
+    tlayer whole[64], sliced[64];
+    memset(whole, 0, sizeof whole);
+    memset(sliced, 0, sizeof sliced);
+    int nl = 0, width[4] = {64, 128, 256, 512}, blocks[4] = {3, 4, 6, 3}, h = 56, c = 64;
+    for (int st = 0; st < 4; st++)
+        for (int bl = 0; bl < blocks[st]; bl++) {
+            int stride = bl == 0 && st > 0 ? 2 : 1, w = width[st], ho = h / stride;
+            shape one[4] = {{1, c, w, h, 1, 1, 0, h, dnnl_nChw16c},
+                            {1, w, w, h, 3, stride, 1, ho, dnnl_nChw16c},
+                            {1, w, 4 * w, ho, 1, 1, 0, ho, dnnl_nChw16c},
+                            {1, c, 4 * w, h, 1, stride, 0, ho, dnnl_nChw16c}};
+            for (int u = 0; u < (bl == 0 ? 4 : 3); u++) whole[nl].s = sliced[nl].s = one[u], nl++;
+            c = 4 * w, h = ho;
+        }
+    /* weights and inputs: one pseudo-random array, large enough for any layer (weights 2048 x 1024 x
+     * 1 x 1 or 512 x 512 x 3 x 3, inputs at most 256 x 56 x 56), its values in [-1, 1] scaled for the
+     * weights' fan-in as ReLU layers would see; the input of every layer reads it too */
+    size_t nw = (size_t)512 * 512 * 9 + 2048; /* the largest weights, plus the largest slice offset */
+    float *w = malloc(nw * sizeof *w), *b = calloc(2048, sizeof *b);
+    if (!w || !b) return 1;
+    unsigned long long z = 88172645463325252ULL;
+    for (size_t i = 0; i < nw; i++) {
+        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+        w[i] = (float)((z >> 40) * (2.0 / 16777216.0) - 1.0) / 1024.0f;
+    }
+    dnnl_engine_t eng;
+    dnnl_stream_t st[64];
+    mg_pool *pool = NULL;
+    CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    for (int t = 0; t < threads; t++) CHECK(dnnl_stream_create(&st[t], eng, dnnl_stream_default_flags));
+    if (mg_pool_init(&pool, threads) != MG_OK) {
+        fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+        return 1;
+    }
+    if (trunk_build(whole, nl, 0, 0, threads, eng, st[0], w, b) || trunk_build(sliced, nl, k1, kw, threads, eng, st[0], w, b)) {
+        fprintf(stderr, "bench_dnnl_conv: could not build the trunk's convolutions\n");
+        return 1;
+    }
+    double *tw = malloc((size_t)reps * sizeof *tw), *ts = malloc((size_t)reps * sizeof *ts);
+    if (!tw || !ts) return 1;
+    for (int rep = -1; rep < reps; rep++) {
+        double t0 = now_s();
+        mg_omp_set_threads(threads);
+        for (int i = 0; i < nl; i++)
+            if (conv_run(&whole[i].part[0], st[0])) return 1;
+        double t1 = now_s();
+        for (int i = 0; i < nl; i++) {
+            trunk_job j = {&sliced[i], st};
+            mg_pool_run(pool, sliced[i].nslice, trunk_task, &j);
+        }
+        double t2 = now_s();
+        if (rep >= 0) tw[rep] = t1 - t0, ts[rep] = t2 - t1;
+    }
+    qsort(tw, (size_t)reps, sizeof *tw, cmp_double);
+    qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
+    printf("resnet50 stage convolutions (%d, batch 1), %d threads, %d rounds:\n", nl, threads, reps);
+    printf("  whole  (oneDNN's split)                     median %7.2f ms, best %7.2f ms\n", tw[reps / 2] * 1e3,
+           tw[0] * 1e3);
+    printf("  slices (%d per layer, %d per Winograd layer)  median %7.2f ms, best %7.2f ms (median %.3fx whole)\n", k1,
+           kw, ts[reps / 2] * 1e3, ts[0] * 1e3, ts[reps / 2] / tw[reps / 2]);
+    free(tw);
+    free(ts);
+    mg_pool_free(pool);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     mg_runtime_init(argc, argv, MG_WAIT_SPIN);
     shape s = {.n = 1, .r = 1, .stride = 1, .tag = dnnl_nChw16c};
-    int threads = 1, reps = 20, slices = 0;
+    int threads = 1, reps = 20, slices = 0, wino_slices = 2, trunk = 0;
     const char *layout = "blocked";
     for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--trunk")) {
+            trunk = 1, i--;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "bench_dnnl_conv: option '%s' needs a value\n", argv[i]);
             return 2;
@@ -225,11 +362,26 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--threads")) threads = atoi(v);
         else if (!strcmp(o, "--reps")) reps = atoi(v);
         else if (!strcmp(o, "--slices")) slices = atoi(v);
+        else if (!strcmp(o, "--wino-slices")) wino_slices = atoi(v);
         else if (!strcmp(o, "--layout")) layout = v;
         else {
             fprintf(stderr, "bench_dnnl_conv: unknown option '%s'\n", o);
             return 2;
         }
+    }
+    if (trunk) {
+        if (!slices) slices = 8;
+        if (threads < 1 || threads > 64 || reps < 1 || slices < 1 || wino_slices < 1) {
+            fprintf(stderr, "bench_dnnl_conv: --trunk needs --threads 1..64, --reps >= 1, --slices >= 1 and "
+                            "--wino-slices >= 1; found %d, %d, %d, %d\n",
+                    threads, reps, slices, wino_slices);
+            return 2;
+        }
+        if (mg_ops_set_threads(threads) != MG_OK) {
+            fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+            return 2;
+        }
+        return run_trunk(threads, reps, slices, wino_slices);
     }
     if (!strcmp(layout, "blocked")) s.tag = dnnl_nChw16c;
     else if (!strcmp(layout, "nhwc")) s.tag = dnnl_nhwc;
