@@ -1,6 +1,7 @@
 /* bench_infer.c: images/s of one eval-mode forward (backbone, GeM, classifier, L2 embedding) on
  * random images, for an architecture, batch and size; prints the peak RSS (getrusage). The timed
- * iteration is src/bench's (as `multigrain bench model --mode infer`).
+ * iteration is src/bench's (as `multigrain bench model --mode infer`), and how many forwards ran on
+ * fewer threads than asked because other processes kept cores busy (mg_model_infer_threads).
  * Usage: bench_infer [--arch resnet50] [--batch 1] [--size 224] [--reps 10] [--threads N]
  *        [--classes 1000] */
 #include <stdio.h>
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     double best = 1e30, total = 0.0, checksum = 0.0;
+    int shed = 0; /* timed forwards that ran on fewer threads than asked (load from other processes) */
     for (int s = 0; s < reps; s++) {
         if (mg_bench_model_run(b, &dt) != MG_OK) {
             fprintf(stderr, "bench_infer: %s\n", mg_error_message());
@@ -55,13 +57,15 @@ int main(int argc, char **argv) {
         total += dt;
         if (dt < best) best = dt;
         checksum += mg_bench_model_last_value(b);
+        shed += mg_model_infer_threads(mg_bench_model_network(b)) < mg_ops_get_threads();
     }
     double mean = total / reps;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%s batch %d at %dx%d, %d threads: %.4f s/batch (best %.4f), %.2f images/s, peak RSS %.1f MiB "
-           "(checksum %.3g)\n",
-           arch, n, size, size, mg_ops_get_threads(), mean, best, n / mean, ru.ru_maxrss / 1024.0, checksum);
+           "(checksum %.3g), %d of %d forwards on fewer threads (load)\n",
+           arch, n, size, size, mg_ops_get_threads(), mean, best, n / mean, ru.ru_maxrss / 1024.0, checksum, shed,
+           reps);
     mg_bench_model_free(b);
     return 0;
 }

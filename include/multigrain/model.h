@@ -80,6 +80,10 @@ void mg_model_set_fused_winograd(mg_model *m, bool on);
 /* Whether the last MG_MODE_INFER forward ran fused, and how many of its convolutions ran Winograd. */
 bool mg_model_fused_active(const mg_model *m);
 int mg_model_fused_winograd_count(const mg_model *m);
+/* The thread count the last MG_MODE_INFER forward ran on: mg_ops_get_threads(), or fewer when it
+ * was one network (no streams) and other processes kept cores busy (it sheds threads under load;
+ * MG_ADAPT_THREADS=0 turns that off); 0 before any inference forward. For benchmarks and logs. */
+int mg_model_infer_threads(const mg_model *m);
 /* The fused trunk holds a BN-folded copy of the weights, rebuilt on the next inference forward
  * whenever they may have changed: every call handing out a writable pointer (mg_model_params,
  * mg_model_tensor, mg_model_tensor_data) counts as a change, as does a training forward. Code that

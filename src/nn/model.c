@@ -1131,6 +1131,8 @@ void mg_model_set_fused_winograd(mg_model *m, bool on) {
     free_plans(m);
 }
 
+int mg_model_infer_threads(const mg_model *m) { return m ? m->infer_threads_now : 0; }
+
 bool mg_model_fused_active(const mg_model *m) { return m->fentry != NULL && m->planned_infer == 2; }
 int mg_model_fused_winograd_count(const mg_model *m) {
     return m->fentry ? mg_fnet_winograd_count(m->fentry->net[0]) : 0;

@@ -42,8 +42,11 @@ static void test_shed_under_load(void **state) {
     for (int i = 0; i < N * 3 * H * W; i++) x[i] = 0.5f * (float)((i * 7919) % 101) / 101.0f - 0.2f;
 
     float loaded_p[N * D], loaded_f[D], ref_p[N * D], ref_f[D];
+    assert_int_equal(mg_model_infer_threads(fused), 0); /* no inference forward yet */
     forward(per_op, x, N, loaded_p);  /* per op, a batch of 2 */
     forward(fused, x, 1, loaded_f);   /* one fused network, batch 1 */
+    assert_int_equal(mg_model_infer_threads(per_op), 1); /* both shed to the one free core */
+    assert_int_equal(mg_model_infer_threads(fused), 1);
     assert_false(mg_model_fused_active(per_op));
     assert_true(mg_model_fused_active(fused) || !mg_fnet_available());
     if (before > 0) assert_int_equal(mg_test_count_threads(), before);
@@ -56,6 +59,13 @@ static void test_shed_under_load(void **state) {
     forward(fused, x, 1, ref_f);
     assert_memory_equal(loaded_p, ref_p, sizeof ref_p);
     assert_memory_equal(loaded_f, ref_f, sizeof ref_f);
+
+    /* no load: the two threads asked for */
+    setenv("MG_TEST_OTHER_LOAD", "0", 1);
+    mg_assert_ok(mg_ops_set_threads(2));
+    forward(fused, x, 1, ref_f);
+    assert_int_equal(mg_model_infer_threads(fused), 2);
+    unsetenv("MG_TEST_OTHER_LOAD");
     mg_model_free(per_op);
     mg_model_free(fused);
     free(x);
