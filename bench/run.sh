@@ -8,7 +8,8 @@
 #   4. embedding extraction, rect mode, max side 500, batch 1, generated 500x375 JPEGs: multigrain embed
 #      (whole command: checkpoint load + decode + forward) vs PyTorch (PIL + forward, loop only)
 # Prints median and min-max images/s and peak RSS (/usr/bin/time) per contender, the ratio
-# multigrain / peer of the medians, and achieved GFLOP/s as a fraction of the measured FMA peak.
+# multigrain / peer of the medians (and, "by round", the median and range of the ratios within each
+# round), and achieved GFLOP/s as a fraction of the measured FMA peak.
 #
 # Usage: bench/run.sh [--build DIR] [--rounds N] [--threads N] [--work DIR] [--full] [--sleep]
 #   --rounds N  repetitions of every measurement (default 3; ~6 min on 2 cores); --full: 5 rounds,
@@ -129,39 +130,6 @@ echo
 echo "bench/run.sh, $start, $rounds rounds, $threads threads, $(( T1 - T0 )) s; load average before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); torch/torchvision $torchv; onnxruntime-node $ortv; FMA peak ($threads threads, bench_ops) ${peak:-?} GFLOP/s"
 echo
-"$py" - "$res" "${peak:-0}" <<'PY'
-import statistics, sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-peak = float(sys.argv[2])
-# forward GFLOP per image (2 x multiply-adds); a training step counts 3x forward
-gflop = {"r50_infer_b1": 8.18, "r50_infer_b8": 8.18, "r50_train_b16": 3 * 8.18,
-         "r18_train_64": 3 * 3.64 * (64 / 224) ** 2, "embed": 8.18 * 500 * 375 / 224 ** 2}
-names = {"r50_infer_b1": "ResNet-50 inference 224, batch 1", "r50_infer_b8": "ResNet-50 inference 224, batch 8",
-         "r50_train_b16": "ResNet-50 train step 224, batch 16", "r18_train_64": "ResNet-18 train step 64, batch 96",
-         "embed": "embed rect max side 500, batch 1"}
-print("| benchmark | contender | images/s median (min-max) | GFLOP/s (% peak) | peak RSS MiB median (min-max) | multigrain / peer (speed, RSS) |")
-print("|---|---|---|---|---|---|")
-for b in names:
-    who = []
-    for r in rows:
-        if r[0] == b and r[1] not in who:
-            who.append(r[1])
-    med = {}
-    for w in who:
-        ips = [float(r[3]) for r in rows if r[0] == b and r[1] == w and r[3]]
-        rss = [float(r[4]) / 1024 for r in rows if r[0] == b and r[1] == w and r[4]]
-        if not ips:
-            continue
-        med[w] = (statistics.median(ips), statistics.median(rss))
-        g = med[w][0] * gflop[b]
-        ratio = ""
-        if w != "multigrain" and "multigrain" in med:
-            ratio = "%.2fx, %.2fx" % (med["multigrain"][0] / med[w][0], med["multigrain"][1] / med[w][1])
-            if "multigrain_sleep" in med and w != "multigrain_sleep":
-                ratio += "; sleep %.2fx" % (med["multigrain_sleep"][0] / med[w][0])
-        print("| %s | %s | %.2f (%.2f-%.2f) | %.0f (%.0f %%) | %.0f (%.0f-%.0f) | %s |" % (
-            names[b], w, med[w][0], min(ips), max(ips), g, 100 * g / peak if peak else 0,
-            med[w][1], min(rss), max(rss), ratio))
-PY
+"$py" "$here/e2e_table.py" "$res" "${peak:-0}"
 echo
 echo "raw results: $res; program output: $log"
