@@ -23,6 +23,7 @@ out=$("$bench" --trunk --threads 2 --reps 1)
 echo "$out"
 echo "$out" | grep -Eq '^resnet50 stage convolutions \(52, batch 1\), 2 threads, 1 rounds:$'
 echo "$out" | grep -Eq '^  slices \(8 per layer, 2 per Winograd layer\) +median +[0-9.]+ ms'
+echo "$out" | grep -Eq '^  whole, each layer hot \(sum of second runs\) +median +[0-9.]+ ms'
 for bad in "--layout nchw8" "--slices 3 --ic 16 --oc 32 --size 8" "--ic 0 --oc 16 --size 8" "--bogus 1" "--trunk --threads 65"; do
   set +e
   msg=$("$bench" --ic 16 --oc 16 --size 8 $bad 2>&1)
