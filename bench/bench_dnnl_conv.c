@@ -177,7 +177,7 @@ static int run_slices(const shape *s, int slices, dnnl_alg_kind_t alg, dnnl_engi
     size_t ny = (size_t)s->k * s->oh * s->oh;
     float *y1 = malloc(ny * sizeof *y1), *y2 = malloc(ny * sizeof *y2);
     conv *parts = calloc((size_t)slices, sizeof *parts);
-    conv whole;
+    conv whole = {0};
     int rc = 1, ks = s->k / slices;
     if (!y1 || !y2 || !parts) goto done;
     dnnl_convolution_desc_t cd;
@@ -208,9 +208,9 @@ static int run_slices(const shape *s, int slices, dnnl_alg_kind_t alg, dnnl_engi
     printf("  %-28s whole %8.3f ms, %d slices of %d channels %8.3f ms (%.3fx), outputs %s (max |diff| %.3g)\n",
            impl ? impl : "?", tw * 1e3, slices, ks, ts * 1e3, ts / tw, maxdiff == 0.0 ? "bitwise equal" : "differ",
            maxdiff);
-    conv_free(&whole);
     rc = 0;
 done:
+    conv_free(&whole);
     if (parts)
         for (int i = 0; i < slices; i++) conv_free(&parts[i]);
     free(parts);
