@@ -268,6 +268,14 @@ static int trunk_build(tlayer *l, int nl, int k1, int kw, int threads, dnnl_engi
     return 0;
 }
 
+static void trunk_free(tlayer *l, int nl) {
+    for (int i = 0; i < nl; i++) {
+        for (int j = 0; l[i].part && j < l[i].nslice; j++) conv_free(&l[i].part[j]);
+        free(l[i].part);
+        free(l[i].y);
+    }
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -352,6 +360,12 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     free(tw);
     free(ts);
     mg_pool_free(pool);
+    trunk_free(whole, nl);
+    trunk_free(sliced, nl);
+    for (int t = 0; t < threads; t++) dnnl_stream_destroy(st[t]);
+    dnnl_engine_destroy(eng);
+    free(w);
+    free(b);
     return 0;
 }
 
