@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "multigrain/ops.h"
 #include "multigrain/runtime.h"
@@ -37,6 +36,8 @@
 #if MG_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 
+#include "core/progress.h"
+#include "core/rng.h"
 #include "core/threadpool.h"
 #include "ops/cpu/conv2d_internal.h"
 
@@ -51,10 +52,9 @@ typedef struct conv {
     dnnl_memory_t x, w, b, y, scratch;
 } conv;
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+/* v[i] uniform in [-scale, scale], from the library's generator (one fixed seed: the same data every run) */
+static void fill_uniform(mg_rng *r, float *v, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) v[i] = scale * (float)mg_rng_uniform_range(r, -1.0, 1.0);
 }
 
 #define CHECK(call)                                                                                          \
@@ -156,10 +156,10 @@ static void conv_free(conv *cv) {
 static int time_convs(conv *cv, int n, dnnl_stream_t st, int reps, double *best) {
     *best = 1e30;
     for (int rep = -1; rep < reps; rep++) {
-        double t0 = now_s();
+        double t0 = mg_time_now();
         for (int i = 0; i < n; i++)
             if (conv_run(&cv[i], st)) return 1;
-        double dt = now_s() - t0;
+        double dt = mg_time_now() - t0;
         if (rep >= 0 && dt < *best) *best = dt;
     }
     return 0;
@@ -302,15 +302,16 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     size_t nw = (size_t)512 * 512 * 9 + 2048; /* the largest weights, plus the largest slice offset */
     float *w = malloc(nw * sizeof *w), *b = calloc(2048, sizeof *b);
     if (!w || !b) return 1;
-    unsigned long long z = 88172645463325252ULL;
-    for (size_t i = 0; i < nw; i++) {
-        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
-        w[i] = (float)((z >> 40) * (2.0 / 16777216.0) - 1.0) / 1024.0f;
-    }
+    mg_rng rng;
+    mg_rng_init(&rng, 1, 2, 3, 4);
+    fill_uniform(&rng, w, nw, 1.0f / 1024.0f);
     dnnl_engine_t eng;
     dnnl_stream_t st[64];
     mg_pool *pool = NULL;
-    CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    if (mg_dnnl_engine(&eng) != MG_OK) {
+        fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+        return 1;
+    }
     for (int t = 0; t < threads; t++) CHECK(dnnl_stream_create(&st[t], eng, dnnl_stream_default_flags));
     if (mg_pool_init(&pool, threads) != MG_OK) {
         fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
@@ -324,25 +325,25 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
            *th = malloc((size_t)reps * sizeof *th);
     if (!tw || !ts || !th) return 1;
     for (int rep = -1; rep < reps; rep++) {
-        double t0 = now_s();
+        double t0 = mg_time_now();
         mg_omp_set_threads(threads);
         for (int i = 0; i < nl; i++)
             if (conv_run(&whole[i].part[0], st[0])) return 1;
-        double t1 = now_s();
+        double t1 = mg_time_now();
         for (int i = 0; i < nl; i++) {
             trunk_job j = {&sliced[i], st};
             mg_pool_run(pool, sliced[i].nslice, trunk_task, &j);
         }
-        double t2 = now_s(), hot = 0.0;
+        double t2 = mg_time_now(), hot = 0.0;
         /* hot: each layer run twice in a row and the second run timed, so that its weights and
          * input are in the caches as in a single-layer benchmark; the sum against the pass above
          * is what streaming each layer's weights and activations in costs the pass */
         mg_omp_set_threads(threads);
         for (int i = 0; i < nl; i++) {
             if (conv_run(&whole[i].part[0], st[0])) return 1;
-            double h0 = now_s();
+            double h0 = mg_time_now();
             if (conv_run(&whole[i].part[0], st[0])) return 1;
-            hot += now_s() - h0;
+            hot += mg_time_now() - h0;
         }
         if (rep >= 0) tw[rep] = t1 - t0, ts[rep] = t2 - t1, th[rep] = hot;
     }
@@ -363,7 +364,6 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     trunk_free(whole, nl);
     trunk_free(sliced, nl);
     for (int t = 0; t < threads; t++) dnnl_stream_destroy(st[t]);
-    dnnl_engine_destroy(eng);
     free(w);
     free(b);
     return 0;
@@ -445,7 +445,10 @@ int main(int argc, char **argv) {
 
     dnnl_engine_t eng;
     dnnl_stream_t st;
-    CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    if (mg_dnnl_engine(&eng) != MG_OK) {
+        fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+        return 1;
+    }
     CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
     /* deterministic pseudo-random data in [-1, 1] (weights scaled down): ReLU keeps about half */
     size_t nx = (size_t)s.n * s.c * s.h * s.h, nw = (size_t)s.k * s.c * s.r * s.r;
@@ -454,14 +457,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_dnnl_conv: out of memory\n");
         return 1;
     }
-    unsigned long long z = 88172645463325252ULL;
-    for (size_t i = 0; i < nx + nw + (size_t)s.k; i++) {
-        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
-        float v = (float)((z >> 40) * (2.0 / 16777216.0) - 1.0);
-        if (i < nx) x[i] = v;
-        else if (i < nx + nw) w[i - nx] = v / (float)(s.c * s.r * s.r);
-        else b[i - nx - nw] = 0.1f * v;
-    }
+    mg_rng rng;
+    mg_rng_init(&rng, 1, 2, 3, 4);
+    fill_uniform(&rng, x, nx, 1.0f);
+    fill_uniform(&rng, w, nw, 1.0f / (float)(s.c * s.r * s.r));
+    fill_uniform(&rng, b, (size_t)s.k, 0.1f);
     double flop = 2.0 * s.n * s.oh * s.oh * s.k * s.c * s.r * s.r;
     printf("convolution batch %d, %d -> %d channels, %dx%d input, %dx%d kernel, stride %d, layout %s, %d threads "
            "(%.3f GFLOP)\n",
@@ -512,8 +512,7 @@ int main(int argc, char **argv) {
     free(x);
     free(w);
     free(b);
-    dnnl_stream_destroy(st);
-    dnnl_engine_destroy(eng);
+    dnnl_stream_destroy(st); /* the engine is the library's (mg_dnnl_engine) */
     return 0;
 }
 #else

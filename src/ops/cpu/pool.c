@@ -51,7 +51,6 @@ typedef struct pool_ctx {
     const int32_t *argmax_in;
 } pool_ctx;
 
-/* Plane pl of a buffer of planes of `size` elements, in the context's layout (mg_layers_plane_at). */
 /* The input rows (or columns) [*lo, *hi) under output position o of a window of size ks, stride st
  * and padding pad, clamped to [0, lim). */
 static inline void win_span(int o, int st, int pad, int ks, int lim, int *lo, int *hi) {
@@ -60,6 +59,7 @@ static inline void win_span(int o, int st, int pad, int ks, int lim, int *lo, in
     *hi = b > lim ? lim : b;
 }
 
+/* Plane pl of a buffer of planes of `size` elements, in the context's layout (mg_layers_plane_at). */
 static inline size_t plane_at(const pool_ctx *t, size_t pl, size_t size, size_t *stride) {
     return mg_layers_plane_at(pl, (size_t)t->c, size, t->block, stride);
 }
