@@ -42,6 +42,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)/multigrain $(BUILD)/demo
 
 bench: build
+	@scripts/install-deps.sh --bench
 	bench/run.sh --build $(BUILD)
 	@echo "per-module benchmarks: bench/README.md (bench_ops, bench_layers, run_data.sh, run_search.sh)"
 

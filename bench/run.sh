@@ -19,7 +19,8 @@
 #   --sleep     also run multigrain's inference with OMP_WAIT_POLICY=PASSIVE (contender
 #               multigrain_sleep): idle OpenMP threads sleep at once instead of spinning briefly
 #               (GOMP_SPINCOUNT=10000, what inference programs set: runtime.h, docs/PERFORMANCE.md)
-# Needs /usr/bin/python3 with torch + torchvision (Debian python3-torch), node + npm, /usr/bin/time.
+# Needs /usr/bin/python3 with torch + torchvision (Debian python3-torch), node + npm, /usr/bin/time;
+# it installs the missing ones first (scripts/install-deps.sh --bench: root or sudo, apt-get).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$here/../build"
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
         --work) work="$2"; shift 2 ;;
         --full) full=1; rounds=5; shift ;;
         --sleep) sleep=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -45,10 +46,14 @@ py=/usr/bin/python3
 for p in bench_infer bench_train_step bench_ops multigrain; do
     [ -x "$build/$p" ] || { echo "run.sh: $build/$p missing (cmake --build $build)" >&2; exit 1; }
 done
-if [ ! -x /usr/bin/time ]; then
-    echo "run.sh: installing GNU time" >&2
-    apt-get install -y time >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
-fi
+# the packages it needs (PyTorch, GNU time, node + npm): installs only what is missing
+"$here/../scripts/install-deps.sh" --bench
+[ -x /usr/bin/time ] || { echo "run.sh: /usr/bin/time not found (Debian package time: scripts/install-deps.sh --bench)" >&2; exit 1; }
+"$py" -c 'import torch, torchvision' 2>/dev/null ||
+    { echo "run.sh: $py cannot import torch and torchvision (Debian python3-torch python3-torchvision: scripts/install-deps.sh --bench)" >&2; exit 1; }
+for c in node npm; do
+    command -v "$c" >/dev/null || { echo "run.sh: '$c' not found on PATH, needed for ONNX Runtime (scripts/install-deps.sh --bench)" >&2; exit 1; }
+done
 mkdir -p "$work"
 if [ ! -d "$work/ort/node_modules/onnxruntime-node" ]; then
     echo "run.sh: npm install onnxruntime-node into $work/ort" >&2

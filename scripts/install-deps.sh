@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs every Debian package multigrain needs, and only the missing ones.
 # Idempotent: when everything is present it does nothing (no apt-get update, no network).
-# Usage: scripts/install-deps.sh [--all|--build|--test]   (default --all)
+# Usage: scripts/install-deps.sh [--all|--build|--test|--demo|--bench] [--print]   (default --all)
+#   --bench   what bench/run.sh (make bench) needs: the build and test packages, GNU time, and
+#             node + npm for ONNX Runtime (Debian's nodejs and npm; a node already on PATH, from
+#             any source, counts)
+#   --print   print the missing packages, one per line, and install nothing
 set -euo pipefail
 
 build_pkgs=(
@@ -17,14 +21,25 @@ test_pkgs=(
 demo_pkgs=(
   dataset-fashion-mnist
 )
+bench_pkgs=(
+  time
+)
 
-mode=${1:---all}
+mode=--all
+print=0
+for a in "$@"; do
+  case "$a" in
+    --all|--build|--test|--demo|--bench) mode=$a ;;
+    --print) print=1 ;;
+    *) echo "install-deps.sh: unknown option '$a' (expected --all, --build, --test, --demo, --bench or --print)" >&2; exit 2 ;;
+  esac
+done
 case "$mode" in
   --build) want=("${build_pkgs[@]}") ;;
   --test)  want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   --demo)  want=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
+  --bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   --all)   want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${demo_pkgs[@]}") ;;
-  *) echo "install-deps.sh: unknown option '$mode' (expected --all, --build, --test or --demo)" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -33,6 +48,16 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
+# node and npm by command, not by package: NodeSource's nodejs package carries its own npm and
+# conflicts with Debian's npm package.
+if [ "$mode" = --bench ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+if [ "$print" = 1 ]; then
+  [ ${#missing[@]} -eq 0 ] || printf '%s\n' "${missing[@]}"
+  exit 0
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}"
