@@ -551,9 +551,10 @@ mg_status mg_model_init_weights(mg_model *m, uint64_t seed, bool zero_init_last_
 /* The activation layout of the per-op plans (training, eval, and per-op inference, which must stay
  * bit-identical to eval: the chain of convolutions, batch norms, ReLUs and sums): oneDNN's
  * channel-blocked nChw<B>c when its blocked kernels are available, so that no convolution reorders
- * its activations (docs/PERFORMANCE.md, "Training layout"); NCHW for SE networks (their gates run on
- * NCHW), the reference implementation, and with MG_TRAIN_LAYOUT=nchw. The stem's input (the image)
- * and the stage outputs handed out by mg_model_activation are NCHW either way. */
+ * its activations (docs/PERFORMANCE.md, "The training chain in the blocked layout"); NCHW for SE
+ * networks (their gates run on NCHW), the reference implementation, and with MG_TRAIN_LAYOUT=nchw.
+ * The stem's input (the image) and the stage outputs handed out by mg_model_activation are NCHW
+ * either way. */
 static int chain_block(const mg_model *m) {
     const char *e = getenv("MG_TRAIN_LAYOUT");
     if ((e && !strcmp(e, "nchw")) || mg_ops_get_impl() == MG_OPS_REFERENCE) return 0;
