@@ -10,6 +10,10 @@ table: per benchmark and contender the median and min-max images/s, the GFLOP/s 
 PEAK_GFLOPS (0: not measured), the median and min-max peak RSS, and for every peer the ratios
 multigrain / peer of the medians (speed, RSS), of multigrain_sleep's median when that contender
 ran, and "by round": the median and range of the speed ratios within each round.
+Then, for the benchmarks that ran, issue 9's goals against these ratios: inference at batch 1 and
+8 >= 2x PyTorch (its faster contender, NCHW or channels_last, by median) and >= 1.2x ONNX Runtime;
+the training step >= 1.5x PyTorch at <= 0.6x its peak RSS. A goal is "met" when the ratio of the
+medians reaches it; the by-round range shows how far single rounds strayed.
 """
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -20,6 +24,18 @@ gflop = {"r50_infer_b1": 8.18, "r50_infer_b8": 8.18, "r50_train_b16": 3 * 8.18,
 names = {"r50_infer_b1": "ResNet-50 inference 224, batch 1", "r50_infer_b8": "ResNet-50 inference 224, batch 8",
          "r50_train_b16": "ResNet-50 train step 224, batch 16", "r18_train_64": "ResNet-18 train step 64, batch 96",
          "embed": "embed rect max side 500, batch 1"}
+def speeds(b, w):
+    return [float(r[3]) for r in rows if r[0] == b and r[1] == w and r[3]]
+
+
+def rsses(b, w):
+    return [float(r[4]) / 1024 for r in rows if r[0] == b and r[1] == w and r[4]]
+
+
+def by_round(b, c):
+    return {r[2]: float(r[3]) for r in rows if r[0] == b and r[1] == c and r[3]}
+
+
 print("| benchmark | contender | images/s median (min-max) | GFLOP/s (% peak) | peak RSS MiB median (min-max) | multigrain / peer (speed, RSS) |")
 print("|---|---|---|---|---|---|")
 for b in names:
@@ -29,8 +45,7 @@ for b in names:
             who.append(r[1])
     med = {}
     for w in who:
-        ips = [float(r[3]) for r in rows if r[0] == b and r[1] == w and r[3]]
-        rss = [float(r[4]) / 1024 for r in rows if r[0] == b and r[1] == w and r[4]]
+        ips, rss = speeds(b, w), rsses(b, w)
         if not ips:
             continue
         med[w] = (statistics.median(ips), statistics.median(rss))
@@ -42,11 +57,44 @@ for b in names:
                 ratio += "; sleep %.2fx" % (med["multigrain_sleep"][0] / med[w][0])
             # paired: the speed ratio within each round (the contenders ran minutes apart at most),
             # which a slow drift of the machine's speed over the run does not move
-            by_round = lambda c: {r[2]: float(r[3]) for r in rows if r[0] == b and r[1] == c and r[3]}
-            mg, peer = by_round("multigrain"), by_round(w)
+            mg, peer = by_round(b, "multigrain"), by_round(b, w)
             pr = [mg[k] / peer[k] for k in mg if k in peer and peer[k] > 0]
             if len(pr) > 1:
                 ratio += "; by round %.2fx (%.2f-%.2f)" % (statistics.median(pr), min(pr), max(pr))
         print("| %s | %s | %.2f (%.2f-%.2f) | %.0f (%.0f %%) | %.0f (%.0f-%.0f) | %s |" % (
             names[b], w, med[w][0], min(ips), max(ips), g, 100 * g / peak if peak else 0,
             med[w][1], min(rss), max(rss), ratio))
+
+# issue 9's goals: (benchmark, peer contenders (the fastest by median is taken), what, target, label)
+goals = [("r50_infer_b1", ["pytorch_nchw", "pytorch_cl"], "speed", 2.0, "inference batch 1 >= 2x PyTorch"),
+         ("r50_infer_b1", ["onnxruntime"], "speed", 1.2, "inference batch 1 >= 1.2x ONNX Runtime"),
+         ("r50_infer_b8", ["pytorch_nchw", "pytorch_cl"], "speed", 2.0, "inference batch 8 >= 2x PyTorch"),
+         ("r50_infer_b8", ["onnxruntime"], "speed", 1.2, "inference batch 8 >= 1.2x ONNX Runtime"),
+         ("r50_train_b16", ["pytorch_nchw"], "speed", 1.5, "training step >= 1.5x PyTorch"),
+         ("r50_train_b16", ["pytorch_nchw"], "rss", 0.6, "training peak RSS <= 0.6x PyTorch")]
+lines = []
+for b, peers, what, target, label in goals:
+    mg = speeds(b, "multigrain") if what == "speed" else rsses(b, "multigrain")
+    cand = [(statistics.median(speeds(b, w)), w) for w in peers if speeds(b, w)]
+    if not mg or not cand:
+        continue
+    peer = max(cand)[1]
+    if what == "speed":
+        ratio = statistics.median(mg) / statistics.median(speeds(b, peer))
+        ok = ratio >= target
+        mr, pr = by_round(b, "multigrain"), by_round(b, peer)
+        rr = [mr[k] / pr[k] for k in mr if k in pr and pr[k] > 0]
+        rounds = "%.2f-%.2f" % (min(rr), max(rr)) if len(rr) > 1 else ""
+    else:
+        pss = rsses(b, peer)
+        if not pss:
+            continue
+        ratio = statistics.median(mg) / statistics.median(pss)
+        ok = ratio <= target
+        rounds = ""
+    lines.append("| %s | %s | %.2fx | %s | %s |" % (label, peer, ratio, rounds, "met" if ok else "not met"))
+if lines:
+    print()
+    print("| goal (issue 9) | peer | multigrain / peer (medians) | by round (min-max) | |")
+    print("|---|---|---|---|---|")
+    print("\n".join(lines))
