@@ -29,7 +29,7 @@ for round in $(seq "${ROUNDS:-3}"); do
     fi
   done
 done
-median() { sort -n | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) } }'; }
 echo "medians over ${ROUNDS:-3} rounds (images/s):"
 for k in infer-b1 infer-b8 train-b16; do
   a=$(awk -v k=$k '$1 == k && $2 == 1 { print $3 }' "$OUT" | median)
