@@ -3,7 +3,9 @@
  * iteration is src/bench's (as `multigrain bench model --mode infer`), and how many forwards ran on
  * fewer threads than asked because other processes kept cores busy (mg_model_infer_threads).
  * Usage: bench_infer [--arch resnet50] [--batch 1] [--size 224] [--reps 10] [--threads N]
- *        [--classes 1000] */
+ *        [--classes 1000] [--trace]
+ * --trace: also each timed forward's milliseconds on stderr, in order, with an 's' after those that
+ * ran on fewer threads (a run's mean hides whether a few forwards or a whole stretch were slow). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,16 +18,26 @@
 int main(int argc, char **argv) {
     mg_runtime_init(argc, argv, MG_WAIT_SPIN);
     const char *arch = "resnet50";
-    int n = 1, size = 224, reps = 10, threads = 0, classes = 1000;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--arch")) arch = argv[i + 1];
-        else if (!strcmp(argv[i], "--batch")) n = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--size")) size = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--classes")) classes = atoi(argv[i + 1]);
+    int n = 1, size = 224, reps = 10, threads = 0, classes = 1000, trace = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *opt = argv[i];
+        if (!strcmp(opt, "--trace")) {
+            trace = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_infer: option '%s' needs a value\n", opt);
+            return 2;
+        }
+        const char *val = argv[++i];
+        if (!strcmp(opt, "--arch")) arch = val;
+        else if (!strcmp(opt, "--batch")) n = atoi(val);
+        else if (!strcmp(opt, "--size")) size = atoi(val);
+        else if (!strcmp(opt, "--reps")) reps = atoi(val);
+        else if (!strcmp(opt, "--threads")) threads = atoi(val);
+        else if (!strcmp(opt, "--classes")) classes = atoi(val);
         else {
-            fprintf(stderr, "bench_infer: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "bench_infer: unknown option '%s'\n", opt);
             return 2;
         }
     }
@@ -57,7 +69,9 @@ int main(int argc, char **argv) {
         total += dt;
         if (dt < best) best = dt;
         checksum += mg_bench_model_last_value(b);
-        shed += mg_model_infer_threads(mg_bench_model_network(b)) < mg_ops_get_threads();
+        int fewer = mg_model_infer_threads(mg_bench_model_network(b)) < mg_ops_get_threads();
+        shed += fewer;
+        if (trace) fprintf(stderr, "%.1f%s%s", dt * 1e3, fewer ? "s" : "", s + 1 < reps ? " " : "\n");
     }
     double mean = total / reps;
     struct rusage ru;
