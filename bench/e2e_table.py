@@ -24,6 +24,8 @@ gflop = {"r50_infer_b1": 8.18, "r50_infer_b8": 8.18, "r50_train_b16": 3 * 8.18,
 names = {"r50_infer_b1": "ResNet-50 inference 224, batch 1", "r50_infer_b8": "ResNet-50 inference 224, batch 8",
          "r50_train_b16": "ResNet-50 train step 224, batch 16", "r18_train_64": "ResNet-18 train step 64, batch 96",
          "embed": "embed rect max side 500, batch 1"}
+
+
 def speeds(b, w):
     return [float(r[3]) for r in rows if r[0] == b and r[1] == w and r[3]]
 
@@ -32,8 +34,12 @@ def rsses(b, w):
     return [float(r[4]) / 1024 for r in rows if r[0] == b and r[1] == w and r[4]]
 
 
-def by_round(b, c):
-    return {r[2]: float(r[3]) for r in rows if r[0] == b and r[1] == c and r[3]}
+def round_ratios(b, w):
+    """multigrain / w within each round both ran in (the contenders ran minutes apart at most), which
+    a slow drift of the machine's speed over the run does not move"""
+    mg = {r[2]: float(r[3]) for r in rows if r[0] == b and r[1] == "multigrain" and r[3]}
+    peer = {r[2]: float(r[3]) for r in rows if r[0] == b and r[1] == w and r[3]}
+    return [mg[k] / peer[k] for k in mg if k in peer and peer[k] > 0]
 
 
 print("| benchmark | contender | images/s median (min-max) | GFLOP/s (% peak) | peak RSS MiB median (min-max) | multigrain / peer (speed, RSS) |")
@@ -55,10 +61,7 @@ for b in names:
             ratio = "%.2fx, %.2fx" % (med["multigrain"][0] / med[w][0], med["multigrain"][1] / med[w][1])
             if "multigrain_sleep" in med and w != "multigrain_sleep":
                 ratio += "; sleep %.2fx" % (med["multigrain_sleep"][0] / med[w][0])
-            # paired: the speed ratio within each round (the contenders ran minutes apart at most),
-            # which a slow drift of the machine's speed over the run does not move
-            mg, peer = by_round(b, "multigrain"), by_round(b, w)
-            pr = [mg[k] / peer[k] for k in mg if k in peer and peer[k] > 0]
+            pr = round_ratios(b, w)
             if len(pr) > 1:
                 ratio += "; by round %.2fx (%.2f-%.2f)" % (statistics.median(pr), min(pr), max(pr))
         print("| %s | %s | %.2f (%.2f-%.2f) | %.0f (%.0f %%) | %.0f (%.0f-%.0f) | %s |" % (
@@ -82,8 +85,7 @@ for b, peers, what, target, label in goals:
     if what == "speed":
         ratio = statistics.median(mg) / statistics.median(speeds(b, peer))
         ok = ratio >= target
-        mr, pr = by_round(b, "multigrain"), by_round(b, peer)
-        rr = [mr[k] / pr[k] for k in mr if k in pr and pr[k] > 0]
+        rr = round_ratios(b, peer)
         rounds = "%.2f-%.2f" % (min(rr), max(rr)) if len(rr) > 1 else ""
     else:
         pss = rsses(b, peer)
