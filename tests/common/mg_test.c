@@ -90,6 +90,11 @@ int mg_test_cpu_avx512_core(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+int mg_test_cpu_avx2_fma(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 int mg_test_count_threads(void) {
     DIR *d = opendir("/proc/self/task");
     if (!d) return -1;

@@ -42,6 +42,8 @@ float *mg_test_rand_buf(uint64_t *state, size_t n);
 /* Whether this CPU has AVX-512 F/BW/VL/DQ (oneDNN's avx512_core): its Winograd kernels need it, so
  * tests expect Winograd convolutions only there. */
 int mg_test_cpu_avx512_core(void);
+/* Whether the CPU has AVX2 and FMA (our Winograd kernel for AVX2, src/ops/cpu/wino_avx2.c). */
+int mg_test_cpu_avx2_fma(void);
 
 /* Asserts that expr returns MG_ERR_INVALID_ARG with a message (more than a few words). */
 #define MG_EXPECT_INVALID(expr)                                                                    \

@@ -16,6 +16,7 @@
 
 #include "multigrain/ops_fused.h"
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/wino_avx2.h"
 
 #define ALIGN 64
 
@@ -56,6 +57,8 @@ typedef struct fop {
     dnnl_memory_t w_mem, b_mem; /* convolutions: weights and bias */
     fweights *wt;
     int winograd;
+    mg_wino4 *own;  /* our Winograd F(4x4) kernel in place of the primitive (AVX2: see own_wino_tiles) */
+    int sum, relu;  /* its post-ops */
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
 } fop;
 
@@ -250,6 +253,7 @@ void mg_fnet_free(mg_fnet *net) {
         if (op->pd) dnnl_primitive_desc_destroy(op->pd);
         if (op->w_mem) dnnl_memory_destroy(op->w_mem);
         if (op->b_mem) dnnl_memory_destroy(op->b_mem);
+        mg_wino4_free(op->own);
         if (op->wt && --op->wt->refs == 0) {
             free(op->wt->w);
             free(op->wt->b);
@@ -390,6 +394,7 @@ static fweights *donor_weights(const mg_fnet *net, int k, int c, int r, int stri
         if (d->op[i].kind != OP_CONV) continue;
         if (j++ != net->nconv) continue;
         fweights *wt = d->op[i].wt;
+        if (!wt) return NULL; /* our Winograd kernel there */
         if (wt->k == k && wt->c == c && wt->r == r && wt->stride == stride && wt->pad == pad &&
             dnnl_memory_desc_equal(&wt->w_md, w_md) && dnnl_memory_desc_equal(&wt->b_md, b_md))
             return wt;
@@ -399,6 +404,77 @@ static fweights *donor_weights(const mg_fnet *net, int k, int c, int r, int stri
 }
 
 typedef mg_status (*weights_fn)(void *ctx, float *w, float *bias);
+
+/* oneDNN 2.6's Winograd kernels are AVX-512 only: on AVX2 (nChw8c activations) the 3x3 stride-1
+ * convolutions of at least this many 4x4 output tiles run our F(4x4, 3x3) kernel (wino_avx2.c)
+ * instead of oneDNN's direct one. Fewer tiles (ResNet-50's 7x7 maps at batch 1-2) lose: the
+ * transformed weights, 4x the direct ones, are then read from memory for too little work
+ * (docs/PERFORMANCE.md, "Winograd on AVX2"). MG_FNET_OWN_WINO=0 turns it off (for comparison). */
+#define OWN_WINO_MIN_TILES 12
+
+static int own_wino_enabled(void) {
+    const char *e = getenv("MG_FNET_OWN_WINO");
+    if (e && e[0] == '0') return 0;
+    static int cpu = -1;
+    if (cpu < 0) cpu = mg_wino4_cpu_ok();
+    return cpu;
+}
+
+/* Whether the convolution's primitive reads and writes nChw8c, the layout our kernel runs on. */
+static int pd_is_nchw8c(const_dnnl_primitive_desc_t pd, const int xd[4], int k, int p, int q) {
+    dnnl_memory_desc_t bx, by;
+    dnnl_dims_t xdims = {xd[0], xd[1], xd[2], xd[3]}, ydims = {xd[0], k, p, q};
+    if (dnnl_memory_desc_init_by_tag(&bx, 4, xdims, dnnl_f32, dnnl_nChw8c) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&by, 4, ydims, dnnl_f32, dnnl_nChw8c) != dnnl_success)
+        return 0;
+    return dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &bx) &&
+           dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &by);
+}
+
+/* The donor's j-th convolution's Winograd plan when it is ours with the same channels. */
+static const mg_wino4 *donor_wino(const mg_fnet *net, int c, int k) {
+    const mg_fnet *d = net->donor;
+    if (!d) return NULL;
+    for (int i = 0, j = 0; i < d->nop; i++) {
+        if (d->op[i].kind != OP_CONV) continue;
+        if (j++ != net->nconv) continue;
+        const mg_wino4 *w = d->op[i].own;
+        return w && mg_wino4_channels_match(w, c, k) ? w : NULL;
+    }
+    return NULL;
+}
+
+/* The rest of add_conv for a convolution run by our Winograd kernel: its plan (weights transformed
+ * once, or shared with the donor's) and its scratch (it shares oneDNN's scratchpad buffer). */
+static mg_status add_own_wino(mg_fnet *net, fop *op, const int xd[4], int k, const float *w_plain,
+                              const float *b_plain, weights_fn get, void *ctx, int sum, int relu, int id, int *out) {
+    op->sum = sum;
+    op->relu = relu;
+    const mg_wino4 *dw = donor_wino(net, xd[1], k);
+    net->nconv++;
+    if (dw) {
+        MG_TRY(mg_wino4_init_like(&op->own, dw, xd[0], xd[2], xd[3]));
+    } else {
+        const float *wp = w_plain, *bp = b_plain;
+        float *wbuf = NULL, *bbuf = NULL;
+        mg_status ws = MG_OK;
+        if (!w_plain) {
+            wbuf = malloc((size_t)k * xd[1] * 9 * sizeof *wbuf);
+            bbuf = malloc((size_t)k * sizeof *bbuf);
+            ws = wbuf && bbuf ? get(ctx, wbuf, bbuf) : MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
+            wp = wbuf, bp = bbuf;
+        }
+        if (ws == MG_OK) ws = mg_wino4_init(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
+        free(wbuf);
+        free(bbuf);
+        MG_TRY(ws);
+        net->weight_bytes += mg_wino4_weight_bytes(op->own);
+    }
+    size_t sb = mg_wino4_scratch_bytes(op->own, net->threads);
+    if (sb > net->scratch_bytes) net->scratch_bytes = sb;
+    *out = id;
+    return MG_OK;
+}
 
 static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pad, const float *w_plain,
                           const float *b_plain, weights_fn get, void *ctx, int residual, int flags, int *out) {
@@ -460,6 +536,10 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     if (!pd)
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
+    int own = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p == xd[2] &&
+              q == xd[3] && act_block() == 8 && mg_wino4_shape_ok(xd[1], k) &&
+              xd[0] * ((p + 3) / 4) * ((q + 3) / 4) >= OWN_WINO_MIN_TILES && own_wino_enabled() &&
+              pd_is_nchw8c(pd, xd, k, p, q);
     mg_status s = MG_OK;
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -483,12 +563,13 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     op->pd = pd;
     op->in = src;
     op->out = id;
-    op->winograd = wino;
+    op->winograd = wino || own;
     note_use(net, src);
     if (res >= 0) {
         note_use(net, res);
         net->v[res].consumed = 1;
     }
+    if (own) return add_own_wino(net, op, xd, k, w_plain, b_plain, get, ctx, sum, relu, id, out);
     DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
     MG_TRY(track_scratch(net, pd));
     fweights *wt = donor_weights(net, k, xd[1], r, stride, pad, wt_md, bi_md);
@@ -689,6 +770,13 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
+        if (op->own) {
+            void *xp = NULL, *yp = NULL;
+            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
+            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
+            mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
+            continue;
+        }
         dnnl_exec_arg_t a[6];
         int na = 0;
         if (op->kind == OP_REORDER) {

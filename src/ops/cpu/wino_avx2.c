@@ -1,0 +1,366 @@
+/* wino_avx2.c: Winograd F(4x4, 3x3) forward-inference convolution (Lavin & Gray 2016) with AVX2+FMA
+ * on nChw8c activations: 6x6 input tiles with stride 4, 36 transformed products per tile, so 36
+ * multiplications per 16 outputs against 144 for the direct convolution. Three phases per run:
+ *   1. input transform B^T d B of every 6x6 tile, 8 channels per vector: V[xi][tile][c]
+ *   2. 36 matrix products M[xi] = V[xi] U[xi] (tiles x c times c x k), a 6-tile x 16-channel register
+ *      kernel with the transformed weights U packed per 16 output channels at plan time
+ *   3. output transform A^T m A of every tile, bias, optional residual sum and ReLU, into nChw8c.
+ * The points are 0, +-1, +-2 (the matrices below), as in oneDNN's F(4x4) kernels; the transformed
+ * input is exact up to rounding, the error bound is that of Winograd F(4x4) (docs/ops.md). The
+ * weights are transformed in double. OpenMP parallel loops when compiled with OpenMP. */
+#include "ops/cpu/wino_avx2.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KB 16 /* output channels per register block */
+#define TB 6  /* tiles per register block */
+#define NXI 36
+
+#ifdef _OPENMP
+#define OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nthr) schedule(static) if (nthr > 1)")
+#else
+#define OMP_PARALLEL_FOR
+#endif
+
+typedef struct wino_weights {
+    int refs;
+    int c, k;
+    float *u;    /* [NXI][k / KB][c][KB] */
+    float *bias; /* [k] */
+} wino_weights;
+
+struct mg_wino4 {
+    int n, c, k, h, w;
+    int th, tw;   /* tiles per column and row */
+    int tiles;    /* n * th * tw */
+    int tiles_pad; /* rounded up to TB */
+    wino_weights *ww;
+};
+
+bool mg_wino4_cpu_ok(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+bool mg_wino4_shape_ok(int c, int k) { return c > 0 && k > 0 && c % 8 == 0 && k % KB == 0; }
+
+/* U = G g G^T for one 3x3 kernel g (row-major), in double. */
+static void weight_transform(const float g[9], double u[36]) {
+    static const double G[6][3] = {{1.0 / 4, 0, 0},
+                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                   {0, 0, 1}};
+    double t[6][3];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0 * 3 + j] + G[i][1] * g[1 * 3 + j] + G[i][2] * g[2 * 3 + j];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++) u[i * 6 + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+}
+
+static mg_status plan_new(mg_wino4 **plan, int n, int c, int k, int h, int w) {
+    if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null plan");
+    *plan = NULL;
+    if (n < 1 || h < 1 || w < 1 || !mg_wino4_shape_ok(c, k))
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "winograd: expected n, h, w >= 1, c a multiple of 8 and k of 16; found n=%d c=%d k=%d %dx%d",
+                       n, c, k, h, w);
+    mg_wino4 *p = calloc(1, sizeof *p);
+    if (!p) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
+    p->n = n, p->c = c, p->k = k, p->h = h, p->w = w;
+    p->th = (h + 3) / 4, p->tw = (w + 3) / 4;
+    p->tiles = n * p->th * p->tw;
+    p->tiles_pad = (p->tiles + TB - 1) / TB * TB;
+    *plan = p;
+    return MG_OK;
+}
+
+mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
+                        const float *bias) {
+    if (!weights || !bias) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null weights or bias");
+    MG_TRY(plan_new(plan, n, c, k, h, w));
+    mg_wino4 *p = *plan;
+    wino_weights *ww = calloc(1, sizeof *ww);
+    if (!ww) {
+        mg_wino4_free(p);
+        *plan = NULL;
+        return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
+    }
+    p->ww = ww;
+    ww->refs = 1, ww->c = c, ww->k = k;
+    size_t un = (size_t)NXI * c * k;
+    if (posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
+    if (posix_memalign((void **)&ww->bias, 64, (size_t)k * sizeof(float)) != 0) ww->bias = NULL;
+    if (!ww->u || !ww->bias) {
+        mg_wino4_free(p);
+        *plan = NULL;
+        return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory for %zu transformed weights", un);
+    }
+    memcpy(ww->bias, bias, (size_t)k * sizeof(float));
+    const int nkb = k / KB;
+    for (int o = 0; o < k; o++)
+        for (int i = 0; i < c; i++) {
+            double u[36];
+            weight_transform(weights + ((size_t)o * c + i) * 9, u);
+            for (int xi = 0; xi < NXI; xi++)
+                ww->u[(((size_t)xi * nkb + o / KB) * c + i) * KB + o % KB] = (float)u[xi];
+        }
+    return MG_OK;
+}
+
+mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w) {
+    if (!donor) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null donor plan");
+    MG_TRY(plan_new(plan, n, donor->c, donor->k, h, w));
+    (*plan)->ww = donor->ww;
+    donor->ww->refs++;
+    return MG_OK;
+}
+
+void mg_wino4_free(mg_wino4 *plan) {
+    if (!plan) return;
+    wino_weights *ww = plan->ww;
+    if (ww && --ww->refs == 0) {
+        free(ww->u);
+        free(ww->bias);
+        free(ww);
+    }
+    free(plan);
+}
+
+bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k) { return plan && plan->c == c && plan->k == k; }
+
+size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
+    return plan ? ((size_t)NXI * plan->c * plan->k + (size_t)plan->k) * sizeof(float) : 0;
+}
+
+#define TGT __attribute__((target("avx2,fma")))
+
+/* out = B^T d along one dimension, on 8 channels */
+TGT static inline void bt6(const __m256 d[6], __m256 o[6]) {
+    const __m256 c4 = _mm256_set1_ps(4.0f), c5 = _mm256_set1_ps(5.0f), c2 = _mm256_set1_ps(2.0f);
+    o[0] = _mm256_fmadd_ps(c4, d[0], _mm256_fnmadd_ps(c5, d[2], d[4]));
+    o[1] = _mm256_fnmadd_ps(c4, _mm256_add_ps(d[1], d[2]), _mm256_add_ps(d[3], d[4]));
+    o[2] = _mm256_fmadd_ps(c4, _mm256_sub_ps(d[1], d[2]), _mm256_sub_ps(d[4], d[3]));
+    o[3] = _mm256_fmadd_ps(c2, _mm256_sub_ps(d[3], d[1]), _mm256_sub_ps(d[4], d[2]));
+    o[4] = _mm256_fmadd_ps(c2, _mm256_sub_ps(d[1], d[3]), _mm256_sub_ps(d[4], d[2]));
+    o[5] = _mm256_fmadd_ps(c4, d[1], _mm256_fnmadd_ps(c5, d[3], d[5]));
+}
+
+/* out = A^T m along one dimension (6 -> 4), on 8 channels */
+TGT static inline void at6(const __m256 m[6], __m256 o[4]) {
+    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+    __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+    __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+    o[1] = _mm256_fmadd_ps(c2, d34, d12);
+    o[2] = _mm256_fmadd_ps(c4, s34, s12);
+    o[3] = _mm256_add_ps(_mm256_fmadd_ps(c8, d34, d12), m[5]);
+}
+
+/* Phase 1 for tiles t0 .. t0+nt-1 (numbered n, tile row, tile column), every channel block, into V
+ * (tile t0 at row 0; vxi floats between the 36 matrices). */
+TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
+    const int H = p->h, W = p->w, C = p->c, CB = C / 8;
+    for (int tt = 0; tt < nt; tt++) {
+        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
+        const int y0 = 4 * i - 1, x0 = 4 * j - 1;
+        const int inside = y0 >= 0 && y0 + 6 <= H && x0 >= 0 && x0 + 6 <= W;
+        for (int cb = 0; cb < CB; cb++) {
+            const float *xp = x + ((size_t)n * CB + cb) * H * W * 8;
+            __m256 d[6][6];
+            if (inside) {
+                for (int a = 0; a < 6; a++)
+                    for (int b = 0; b < 6; b++) d[a][b] = _mm256_loadu_ps(xp + ((size_t)(y0 + a) * W + x0 + b) * 8);
+            } else {
+                for (int a = 0; a < 6; a++)
+                    for (int b = 0; b < 6; b++) {
+                        int yy = y0 + a, xx = x0 + b;
+                        d[a][b] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                                      ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * 8)
+                                      : _mm256_setzero_ps();
+                    }
+            }
+            __m256 t6[6][6], col[6], o[6];
+            for (int b = 0; b < 6; b++) { /* along rows (a) for every column b */
+                for (int a = 0; a < 6; a++) col[a] = d[a][b];
+                bt6(col, o);
+                for (int a = 0; a < 6; a++) t6[a][b] = o[a];
+            }
+            float *vt = v + (size_t)tt * C + (size_t)cb * 8;
+            for (int a = 0; a < 6; a++) { /* along columns */
+                bt6(t6[a], o);
+                for (int b = 0; b < 6; b++) _mm256_storeu_ps(vt + (size_t)(a * 6 + b) * vxi, o[b]);
+            }
+        }
+    }
+}
+
+/* Phase 2 register kernel: m[6 tiles][16] = v[6 tiles][c] u[c][16] */
+TGT static void kernel_6x16(int C, const float *v, const float *u, float *m, size_t ldm) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *v0 = v, *v1 = v + C, *v2 = v + 2 * (size_t)C, *v3 = v + 3 * (size_t)C, *v4 = v + 4 * (size_t)C,
+                *v5 = v + 5 * (size_t)C;
+    for (int i = 0; i < C; i++) {
+        __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8), a;
+        u += KB;
+        a = _mm256_broadcast_ss(v0 + i);
+        c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(v1 + i);
+        c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(v2 + i);
+        c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(v3 + i);
+        c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(v4 + i);
+        c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(v5 + i);
+        c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    _mm256_store_ps(m, c00), _mm256_store_ps(m + 8, c01), m += ldm;
+    _mm256_store_ps(m, c10), _mm256_store_ps(m + 8, c11), m += ldm;
+    _mm256_store_ps(m, c20), _mm256_store_ps(m + 8, c21), m += ldm;
+    _mm256_store_ps(m, c30), _mm256_store_ps(m + 8, c31), m += ldm;
+    _mm256_store_ps(m, c40), _mm256_store_ps(m + 8, c41), m += ldm;
+    _mm256_store_ps(m, c50), _mm256_store_ps(m + 8, c51);
+}
+
+/* Phase 3 for tiles t0 .. t0+nt-1 from M (tile t0 at row 0; mxi floats between the 36 matrices). */
+TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt, int sum,
+                             int relu) {
+    const int H = p->h, W = p->w, K = p->k, KB8 = K / 8;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int tt = 0; tt < nt; tt++) {
+        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
+        const int y0 = 4 * i, x0 = 4 * j;
+        for (int kb8 = 0; kb8 < KB8; kb8++) {
+            const float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
+            float *yp = y + ((size_t)n * KB8 + kb8) * H * W * 8;
+            const __m256 bias = _mm256_loadu_ps(p->ww->bias + (size_t)kb8 * 8);
+            __m256 t4[4][6], row[6], o[4];
+            for (int b = 0; b < 6; b++) { /* along rows */
+                for (int a = 0; a < 6; a++) row[a] = _mm256_load_ps(mt + (size_t)(a * 6 + b) * mxi);
+                at6(row, o);
+                for (int a = 0; a < 4; a++) t4[a][b] = o[a];
+            }
+            for (int a = 0; a < 4 && y0 + a < H; a++) {
+                at6(t4[a], o);
+                float *yr = yp + ((size_t)(y0 + a) * W + x0) * 8;
+                for (int b = 0; b < 4 && x0 + b < W; b++) {
+                    __m256 r = _mm256_add_ps(o[b], bias);
+                    if (sum) r = _mm256_add_ps(r, _mm256_loadu_ps(yr + b * 8));
+                    if (relu) r = _mm256_max_ps(r, zero);
+                    _mm256_storeu_ps(yr + b * 8, r);
+                }
+            }
+        }
+    }
+}
+
+/* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
+TGT static void products(const mg_wino4 *p, const float *v, size_t vxi, float *m, size_t mxi, int nt_pad, int xi,
+                         int kb0, int kb1) {
+    const int C = p->c, K = p->k, nkb = K / KB;
+    const float *vx = v + xi * vxi;
+    for (int kb = kb0; kb < kb1; kb++) {
+        const float *u = p->ww->u + ((size_t)xi * nkb + kb) * C * KB;
+        float *mx = m + xi * mxi + (size_t)kb * KB;
+        for (int tb = 0; tb < nt_pad; tb += TB) kernel_6x16(C, vx + (size_t)tb * C, u, mx + (size_t)tb * K, K);
+    }
+}
+
+/* Zeroes V's rows nt .. nt_pad-1 (padding tiles: their products are computed and never read). */
+static void zero_pad_rows(const mg_wino4 *p, float *v, size_t vxi, int nt, int nt_pad) {
+    if (nt_pad > nt)
+        for (int xi = 0; xi < NXI; xi++)
+            memset(v + xi * vxi + (size_t)nt * p->c, 0, (size_t)(nt_pad - nt) * p->c * sizeof(float));
+}
+
+/* Tiles per chunk: V and M of a chunk in about half the L2 (1 MiB a core on the machines measured),
+ * at least 48 so that the transformed weights, streamed once per chunk, are used often enough. */
+static int chunk_tiles(const mg_wino4 *p) {
+    int t = (int)((512u << 10) / ((size_t)NXI * (p->c + p->k) * sizeof(float)));
+    t = t / TB * TB;
+    return t < 48 ? 48 : t;
+}
+
+/* One chunk of tiles, all three phases, on the calling thread; scr holds V and M for `cap` tiles. */
+static void run_chunk(const mg_wino4 *p, const float *x, float *y, int sum, int relu, float *scr, int cap, int t0,
+                      int nt) {
+    const int nt_pad = (nt + TB - 1) / TB * TB;
+    const size_t vxi = (size_t)cap * p->c, mxi = (size_t)cap * p->k;
+    float *v = scr, *m = scr + NXI * vxi;
+    zero_pad_rows(p, v, vxi, nt, nt_pad);
+    input_tiles(p, x, v, vxi, t0, nt);
+    for (int xi = 0; xi < NXI; xi++) products(p, v, vxi, m, mxi, nt_pad, xi, 0, p->k / KB);
+    output_tiles(p, m, mxi, y, t0, nt, sum, relu);
+}
+
+/* How a run is split: chunks of `cap` tiles, each run whole by one thread (their own V and M), or,
+ * when there are too few chunks for the threads, one chunk of every tile with each phase split
+ * between the threads (`whole`). */
+typedef struct run_split {
+    int cap, nchunks, whole, regions;
+} run_split;
+
+static run_split split_for(const mg_wino4 *p, int threads) {
+    run_split r = {.cap = chunk_tiles(p)};
+    if (r.cap > p->tiles_pad) r.cap = p->tiles_pad;
+    r.nchunks = (p->tiles + r.cap - 1) / r.cap;
+    r.whole = threads > 1 && r.nchunks < 2 * threads;
+    if (r.whole) r.cap = p->tiles_pad, r.nchunks = 1;
+    r.regions = r.whole ? 1 : (r.nchunks < threads ? r.nchunks : threads);
+    return r;
+}
+
+static size_t region_floats(const mg_wino4 *p, int cap) { return (size_t)NXI * cap * (p->c + p->k); }
+
+size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads) {
+    if (!plan) return 0;
+    run_split r = split_for(plan, threads > 0 ? threads : 1);
+    return (size_t)r.regions * region_floats(plan, r.cap) * sizeof(float);
+}
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_NUM omp_get_thread_num()
+#else
+#define THREAD_NUM 0
+#endif
+
+void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int relu, void *scratch, int threads) {
+    const int nthr = threads > 0 ? threads : 1;
+    run_split r = split_for(p, nthr);
+    float *scr = scratch;
+    if (!r.whole) {
+        const int nch = r.nchunks, cap = r.cap;
+        OMP_PARALLEL_FOR
+        for (int ch = 0; ch < nch; ch++) {
+            int t0 = ch * cap, nt = p->tiles - t0 < cap ? p->tiles - t0 : cap;
+            run_chunk(p, x, y, sum, relu, scr + (size_t)THREAD_NUM * region_floats(p, cap), cap, t0, nt);
+        }
+        return;
+    }
+    /* one chunk of every tile, each phase split between the threads */
+    const int cap = r.cap, nkb = p->k / KB, tiles = p->tiles;
+    const size_t vxi = (size_t)cap * p->c, mxi = (size_t)cap * p->k;
+    float *v = scr, *m = scr + NXI * vxi;
+    zero_pad_rows(p, v, vxi, tiles, cap);
+    OMP_PARALLEL_FOR
+    for (int th = 0; th < nthr; th++) {
+        int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);
+        input_tiles(p, x, v + (size_t)a * p->c, vxi, a, b - a);
+    }
+    const int jobs = NXI * nkb;
+    OMP_PARALLEL_FOR
+    for (int job = 0; job < jobs; job++) products(p, v, vxi, m, mxi, cap, job / nkb, job % nkb, job % nkb + 1);
+    OMP_PARALLEL_FOR
+    for (int th = 0; th < nthr; th++) {
+        int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);
+        output_tiles(p, m + (size_t)a * p->k, mxi, y, a, b - a, sum, relu);
+    }
+}

@@ -1,0 +1,38 @@
+/* wino_avx2.h: Winograd F(4x4, 3x3) forward-inference convolution for AVX2+FMA CPUs on the nChw8c
+ * activation layout (wino_avx2.c), for the 3x3 stride-1 pad-1 layers of the fused inference network
+ * where oneDNN 2.6 has no Winograd kernel (its Winograd is AVX-512 only). */
+#ifndef MG_OPS_CPU_WINO_AVX2_H
+#define MG_OPS_CPU_WINO_AVX2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "multigrain/status.h"
+
+typedef struct mg_wino4 mg_wino4;
+
+/* Whether this CPU runs the kernels (AVX2 and FMA). */
+bool mg_wino4_cpu_ok(void);
+/* Whether a convolution of c -> k channels fits the kernels: c a multiple of 8, k of 16. */
+bool mg_wino4_shape_ok(int c, int k);
+/* A plan for input n x c x h x w (nChw8c), k output channels, 3x3 kernel, stride 1, padding 1 (output
+ * n x k x h x w, nChw8c). w: OIHW weights (k x c x 3 x 3), bias: k values; both transformed and copied
+ * (the plan does not keep the pointers). */
+mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
+                        const float *bias);
+/* A plan for another batch size sharing `donor`'s transformed weights (reference counted). */
+mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w);
+void mg_wino4_free(mg_wino4 *plan);
+/* Whether the plan convolves c -> k channels (a donor's weights fit). */
+bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k);
+/* Bytes of the transformed weights (shared by plans made with init_like) and of the scratch a run
+ * on `threads` threads needs (transformed input and products; give it a 64-byte aligned buffer). */
+size_t mg_wino4_weight_bytes(const mg_wino4 *plan);
+size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads);
+/* y = conv(x) + bias, then y += (the values y held) when sum, then max(y, 0) when relu. x and y are
+ * nChw8c and must not overlap; runs on `threads` OpenMP threads when the library has OpenMP (else one
+ * thread). */
+void mg_wino4_forward(const mg_wino4 *plan, const float *x, float *y, int sum, int relu, void *scratch,
+                      int threads);
+
+#endif

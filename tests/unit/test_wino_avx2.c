@@ -1,0 +1,159 @@
+/* test_wino_avx2.c: our Winograd F(4x4, 3x3) kernel for AVX2 (src/ops/cpu/wino_avx2.c) against a
+ * direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data): map sizes that
+ * are and are not multiples of the 4x4 tile, batch > 1, bias with and without the residual sum and
+ * ReLU, one and two threads, both ways a run is split (chunks of tiles per thread, or every tile with
+ * each phase shared), a plan sharing another's weights, and bad arguments. Skips without AVX2+FMA. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mg_test.h"
+#include "ops/cpu/wino_avx2.h"
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+
+/* y[n][k][h][w] (nChw8c) = sum_c,a,b w[k][c][a][b] x[n][c][h+a-1][w+b-1] + bias (+ res, relu) */
+static double *ref_conv(const float *x, const float *wt, const float *bias, const float *res, int relu, int n, int c,
+                        int k, int h, int w) {
+    double *y = malloc((size_t)n * k * h * w * sizeof *y);
+    for (int in = 0; in < n; in++)
+        for (int o = 0; o < k; o++)
+            for (int yy = 0; yy < h; yy++)
+                for (int xx = 0; xx < w; xx++) {
+                    double acc = bias[o];
+                    for (int i = 0; i < c; i++)
+                        for (int a = 0; a < 3; a++)
+                            for (int b = 0; b < 3; b++) {
+                                int iy = yy + a - 1, ix = xx + b - 1;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                acc += (double)wt[((size_t)o * c + i) * 9 + a * 3 + b] *
+                                       x[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)iy * w + ix) * 8 + i % 8];
+                            }
+                    size_t at = (((size_t)in * (k / 8) + o / 8) * h * w + (size_t)yy * w + xx) * 8 + o % 8;
+                    if (res) acc += res[at];
+                    if (relu && acc < 0) acc = 0;
+                    y[at] = acc;
+                }
+    return y;
+}
+
+/* Winograd F(4x4) rounds through its transforms (points 0, +-1, +-2; the output transform scales by
+ * up to 8x8): its error grows with the reduction length c*9 and the values' scale. With inputs and
+ * weights in [-1, 1] and c <= 64, 2e-5 of the output's scale holds with margin (measured 1-6e-6 at
+ * c = 64, 2e-5 at c = 512 with weights of 0.1 in tools: docs/ops.md); a wrong transform or index is
+ * off by O(1). */
+static void check(const char *what, const float *got, const double *want, size_t count) {
+    double scale = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < count; i++) {
+        double d = fabs(got[i] - want[i]);
+        if (!(d <= worst)) worst = d, at = i;
+    }
+    if (!(worst <= 2e-5 * scale)) {
+        fprintf(stderr, "%s: |diff| %.3g at %zu (got %.7g, want %.7g), scale %.3g\n", what, worst, at, got[at],
+                want[at], scale);
+        fail();
+    }
+}
+
+static void run_case(int n, int c, int k, int h, int w, int sum, int relu, int threads) {
+    size_t nx = (size_t)n * c * h * w, ny = (size_t)n * k * h * w;
+    float *x = mg_test_rand_buf(&g_rng, nx), *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
+    float *bias = mg_test_rand_buf(&g_rng, k), *res = mg_test_rand_buf(&g_rng, ny);
+    double *want = ref_conv(x, wt, bias, sum ? res : NULL, relu, n, c, k, h, w);
+    mg_wino4 *plan;
+    mg_assert_ok(mg_wino4_init(&plan, n, c, k, h, w, wt, bias));
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads) + 64), 0);
+    float *y = malloc(ny * sizeof *y);
+    for (int rep = 0; rep < 2; rep++) { /* twice: nothing may depend on what the scratch held */
+        memcpy(y, res, ny * sizeof *y);
+        mg_wino4_forward(plan, x, y, sum, relu, scratch, threads);
+        char what[128];
+        snprintf(what, sizeof what, "n%d c%d k%d %dx%d sum %d relu %d threads %d", n, c, k, h, w, sum, relu, threads);
+        check(what, y, want, ny);
+    }
+    mg_wino4_free(plan);
+    free(scratch), free(x), free(wt), free(bias), free(res), free(want), free(y);
+}
+
+static int skip_without_avx2(void) {
+    if (mg_wino4_cpu_ok()) return 0;
+    fprintf(stderr, "test_wino_avx2: no AVX2+FMA on this CPU, skipped\n");
+    return 1;
+}
+
+/* Sizes around the 4x4 tile: exact (8, 16), one over (5, 9, 13), odd (7), one tile (4), under (3). */
+static void test_map_sizes(void **state) {
+    (void)state;
+    const int sizes[][2] = {{8, 8}, {16, 16}, {5, 5}, {7, 7}, {9, 13}, {13, 9}, {4, 4}, {3, 6}, {14, 14}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) run_case(2, 16, 16, sizes[i][0], sizes[i][1], 0, 0, 1);
+}
+
+static void test_epilogue(void **state) {
+    (void)state;
+    run_case(1, 8, 32, 11, 10, 0, 1, 1);
+    run_case(1, 24, 16, 12, 12, 1, 0, 1);
+    run_case(3, 32, 48, 7, 9, 1, 1, 1);
+}
+
+/* How a run is split (wino_avx2.c, split_for): with 64 channels each way a chunk is 48 tiles. Four
+ * 30x30 maps (8x8 tiles each, 256) are 6 chunks, the last one partial, shared out between the threads;
+ * one 16x16 map (16 tiles) or four 12x12 ones (36) are one chunk, which two threads split phase by
+ * phase. */
+static void test_threads_and_splits(void **state) {
+    (void)state;
+    for (int t = 1; t <= 2; t++) {
+        run_case(4, 64, 64, 30, 30, 1, 1, t);
+        run_case(1, 64, 64, 16, 16, 0, 1, t);
+        run_case(4, 64, 32, 12, 12, 0, 0, t);
+    }
+}
+
+/* A plan for another batch and map size sharing the first plan's transformed weights. */
+static void test_init_like(void **state) {
+    (void)state;
+    const int c = 16, k = 32;
+    float *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9), *bias = mg_test_rand_buf(&g_rng, k);
+    mg_wino4 *a, *b;
+    mg_assert_ok(mg_wino4_init(&a, 1, c, k, 8, 8, wt, bias));
+    mg_assert_ok(mg_wino4_init_like(&b, a, 3, 10, 6));
+    assert_true(mg_wino4_channels_match(b, c, k));
+    assert_false(mg_wino4_channels_match(b, k, c));
+    mg_wino4_free(a); /* b keeps the weights */
+    size_t nx = (size_t)3 * c * 10 * 6, ny = (size_t)3 * k * 10 * 6;
+    float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y);
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(b, 1)), 0);
+    mg_wino4_forward(b, x, y, 0, 0, scratch, 1);
+    double *want = ref_conv(x, wt, bias, NULL, 0, 3, c, k, 10, 6);
+    check("init_like", y, want, ny);
+    mg_wino4_free(b);
+    free(scratch), free(x), free(y), free(want), free(wt), free(bias);
+}
+
+static void test_bad_args(void **state) {
+    (void)state;
+    float wt[16 * 8 * 9] = {0}, bias[16] = {0};
+    mg_wino4 *p = (mg_wino4 *)&p;
+    assert_int_equal(mg_wino4_init(&p, 1, 12, 16, 8, 8, wt, bias), MG_ERR_INVALID_ARG); /* c not a multiple of 8 */
+    assert_null(p);
+    assert_int_equal(mg_wino4_init(&p, 1, 8, 24, 8, 8, wt, bias), MG_ERR_INVALID_ARG); /* k not of 16 */
+    assert_int_equal(mg_wino4_init(&p, 0, 8, 16, 8, 8, wt, bias), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_wino4_init(&p, 1, 8, 16, 8, 8, NULL, bias), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_wino4_init_like(&p, NULL, 1, 8, 8), MG_ERR_INVALID_ARG);
+    assert_false(mg_wino4_shape_ok(8, 8));
+    assert_true(mg_wino4_shape_ok(8, 16));
+    mg_wino4_free(NULL);
+}
+
+int main(void) {
+    if (skip_without_avx2()) return 77;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_map_sizes),       cmocka_unit_test(test_epilogue), cmocka_unit_test(test_threads_and_splits),
+        cmocka_unit_test(test_init_like),       cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
