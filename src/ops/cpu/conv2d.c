@@ -391,6 +391,11 @@ mg_status mg_conv2d_plan_init_blocked(mg_conv2d_plan *plan, const mg_conv2d_desc
     return plan_init(plan, d, MG_CONV2D_DNNL, MG_CONV2D_LAYOUT_AUTO, x_block, y_block);
 }
 
+#if !MG_HAVE_ONEDNN
+/* Without oneDNN there is no blocked chain (conv2d_dnnl.c has the oneDNN answer). */
+int mg_conv2d_blocked_channels(void) { return 0; }
+#endif
+
 void mg_conv2d_plan_free(mg_conv2d_plan *plan) {
     if (!plan) return;
     if (plan->trim) {
