@@ -7,7 +7,7 @@
  * slices' output with the whole convolution's, bit for bit.
  *
  *   bench_dnnl_conv --ic C --oc K --size H [--kernel R] [--stride S] [--batch N]
- *                   [--layout blocked|nhwc|any] [--threads T] [--reps N] [--slices K]
+ *                   [--layout blocked|blocked8|nhwc|any] [--threads T] [--reps N] [--slices K]
  *   bench_dnnl_conv --trunk [--threads T] [--reps N] [--slices K] [--wino-slices KW]   (K 8, KW 2)
  *
  * --trunk runs the 52 convolutions of ResNet-50's stages at batch 1 (224 input; bias and ReLU, no
@@ -25,7 +25,10 @@
  * Defaults: --kernel 1 --stride 1 --batch 1 --layout blocked (nChw16c) --threads 1 --reps 20, padding
  * R/2. Each time is the best of --reps runs after one warm-up run. GFLOP/s counts 2 x N x OH x OW x K
  * x C x R x R (Winograd and padding-skipping kernels do less work than counted). oneDNN's reference
- * and SSE4.1 implementations are skipped. */
+ * and SSE4.1 implementations are skipped. --layout blocked8 is nChw8c (AVX2's block). For 3x3 stride-1
+ * shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2 and FMA it also times our
+ * Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network runs where oneDNN has no
+ * Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,7 @@
 #include "core/rng.h"
 #include "core/threadpool.h"
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/wino_avx2.h"
 
 typedef struct shape {
     int n, c, k, h, r, stride, pad, oh;
@@ -369,6 +373,37 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     return 0;
 }
 
+/* Our Winograd F(4x4, 3x3) kernel for AVX2 (src/ops/cpu/wino_avx2.c, what the fused network runs
+ * where oneDNN has no Winograd) on the same values taken as nChw8c, with bias and ReLU, best of reps
+ * after one warm-up run. */
+static int time_own_wino(const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
+                         double flop) {
+    mg_wino4 *plan;
+    if (mg_wino4_init(&plan, s->n, s->c, s->k, s->h, s->h, w, b) != MG_OK) {
+        fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+        return 1;
+    }
+    void *scratch = NULL;
+    float *y = malloc((size_t)s->n * s->k * s->h * s->h * sizeof *y);
+    if (posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)) != 0 || !y) {
+        fprintf(stderr, "bench_dnnl_conv: out of memory\n");
+        return 1;
+    }
+    double best = 1e30;
+    for (int rep = -1; rep < reps; rep++) {
+        double t0 = mg_time_now();
+        mg_wino4_forward(plan, x, y, 0, 1, scratch, threads);
+        double t = mg_time_now() - t0;
+        if (rep >= 0 && t < best) best = t;
+    }
+    printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", "winograd", "ours:wino_avx2 F(4x4), nChw8c", best * 1e3,
+           flop / best * 1e-9);
+    mg_wino4_free(plan);
+    free(scratch);
+    free(y);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     mg_runtime_init(argc, argv, MG_WAIT_SPIN);
     shape s = {.n = 1, .r = 1, .stride = 1, .tag = dnnl_nChw16c};
@@ -415,10 +450,11 @@ int main(int argc, char **argv) {
         return run_trunk(threads, reps, slices, wino_slices);
     }
     if (!strcmp(layout, "blocked")) s.tag = dnnl_nChw16c;
+    else if (!strcmp(layout, "blocked8")) s.tag = dnnl_nChw8c;
     else if (!strcmp(layout, "nhwc")) s.tag = dnnl_nhwc;
     else if (!strcmp(layout, "any")) s.tag = dnnl_format_tag_any;
     else {
-        fprintf(stderr, "bench_dnnl_conv: --layout: expected blocked, nhwc or any, found '%s'\n", layout);
+        fprintf(stderr, "bench_dnnl_conv: --layout: expected blocked, blocked8, nhwc or any, found '%s'\n", layout);
         return 2;
     }
     if (s.c < 1 || s.k < 1 || s.h < 1 || s.r < 1 || s.stride < 1 || s.n < 1 || threads < 1 || reps < 1 ||
@@ -498,6 +534,10 @@ int main(int argc, char **argv) {
             if (first_alg < 0) first_alg = a;
         } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
         dnnl_primitive_desc_iterator_destroy(it);
+    }
+    if (s.r == 3 && s.stride == 1 && mg_wino4_shape_ok(s.c, s.k) && mg_wino4_cpu_ok()) {
+        if (time_own_wino(&s, x, w, b, reps, threads, flop)) return 1;
+        if (first_alg < 0) first_alg = 1;
     }
     if (first_alg < 0) {
         fprintf(stderr, "bench_dnnl_conv: oneDNN has no optimised implementation of this convolution\n");

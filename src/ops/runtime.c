@@ -1,7 +1,8 @@
 /* runtime.c: start-up settings for the OpenMP runtime under oneDNN (runtime.h), the per-call
  * OpenMP thread count of the ops, OpenBLAS's thread count, and the load other processes put on the
- * machine. The OpenMP entry point is looked up at run time (dlsym), so the
- * library does not link libgomp itself: it is present exactly when oneDNN loaded it. */
+ * machine. The OpenMP entry point is looked up at run time (dlsym): libgomp is in the process
+ * exactly when oneDNN loaded it (the library itself links it only in builds with oneDNN, for
+ * ops/cpu/wino_avx2.c). */
 #include "multigrain/runtime.h"
 
 #include <cblas.h>
