@@ -1,17 +1,20 @@
 # Makefile: the thin wrapper a person types. It installs missing Debian packages, configures
 # CMake and builds; all real build logic lives in CMakeLists.txt.
 #   make            build (build/multigrain)
-#   make test       build and run every test, then the sanitizer build of the unit/oracle tests
+#   make test       build and run every test, then the sanitizer build of the unit/oracle tests and
+#                   the unit/oracle tests of a build without oneDNN (the reference paths)
 #   make demo       the main job on the embedded default dataset (Fashion-MNIST)
 #   make test-asan  AddressSanitizer + UBSan build of the unit and oracle tests only
+#   make test-nodnnl  the unit and oracle tests built with MG_ONEDNN=OFF
 #   make bench      end-to-end speed and memory against PyTorch and ONNX Runtime (bench/run.sh, ~4 min)
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_NODNNL ?= build-nodnnl
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan demo bench clean
+.PHONY: all deps build test test-fast test-asan test-nodnnl demo bench clean
 
 all: build
 
@@ -28,7 +31,7 @@ test-fast: build
 	@scripts/install-deps.sh --test
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
-test: test-fast test-asan
+test: test-fast test-asan test-nodnnl
 
 test-asan:
 	@scripts/install-deps.sh --test
@@ -36,6 +39,14 @@ test-asan:
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j $(JOBS) -L 'unit|oracle' -LE slow $(CTEST_FLAGS)
+
+# MG_ONEDNN=OFF is a supported configuration (no fused network; reference and OpenBLAS kernels):
+# its build and tests once more, so that it keeps building.
+test-nodnnl:
+	@scripts/install-deps.sh --test
+	cmake -S . -B $(BUILD_NODNNL) -DCMAKE_BUILD_TYPE=Release -DMG_ONEDNN=OFF $(CMAKE_FLAGS)
+	cmake --build $(BUILD_NODNNL) -j $(JOBS)
+	cd $(BUILD_NODNNL) && ctest --output-on-failure -j $(JOBS) -L 'unit|oracle' -LE slow $(CTEST_FLAGS)
 
 demo: build
 	@scripts/install-deps.sh --demo
@@ -47,4 +58,4 @@ bench: build
 	@echo "per-module benchmarks: bench/README.md (bench_ops, bench_layers, run_data.sh, run_search.sh)"
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_NODNNL)
