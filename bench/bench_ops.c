@@ -7,13 +7,16 @@
  * the goals of the ops issue: forward >= 75% of peak, backward (data + weights) >= 60%.
  *
  *   bench_ops [--threads N[,M...]] [--batch N] [--size S] [--layers SUBSTR] [--repeat N]
- *             [--layout auto|plain|blocked|both] [--impl fast|reference|im2col] [--stat best|median]
+ *             [--layout auto|plain|blocked|both|chain] [--impl fast|reference|im2col] [--stat best|median]
  *             [--clock wall|cpu] [--no-peak]
  *
  * Defaults: --threads 1,2 --batch 8 --size 224 --repeat 5 --layout auto --impl fast --stat best.
  * Each number is the best (or the median) of --repeat timed runs after one warm-up run; on a
  * machine shared with other jobs the best run is the one closest to the machine's real speed.
  * --layout both times oneDNN's plain and blocked layouts interleaved (same load for both).
+ * --layout chain: plans on blocked caller buffers (mg_conv2d_plan_init_blocked, this CPU's block), as
+ * the training chain runs them (no reorders of x and y; on AVX2 the 3x3 stride-1 backward data runs
+ * our Winograd kernel, src/ops/cpu/wino_avx2.c; MG_CONV_OWN_WINO=0 for oneDNN's direct one).
  * --clock cpu times with CPU time instead of elapsed time (see now_s).
  * --no-peak skips the peak measurement (the fractions print as nan): for quick timing runs. */
 #include <math.h>
@@ -109,7 +112,7 @@ static const char *layout_name(mg_conv2d_layout l) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_ops [--threads N[,M...]] [--batch N] [--size S] [--layers SUBSTR] [--repeat N]\n"
-               "                 [--layout auto|plain|blocked|both] [--impl fast|reference|im2col] [--stat "
+               "                 [--layout auto|plain|blocked|both|chain] [--impl fast|reference|im2col] [--stat "
                "best|median]\n"
                "                 [--clock wall|cpu] [--no-peak]\n");
 }
@@ -158,7 +161,8 @@ int main(int argc, char **argv) {
             filter = v, i++;
         } else if (!strcmp(a, "--layout") && v) {
             layout_arg = v, i++;
-            ok = !strcmp(v, "auto") || !strcmp(v, "plain") || !strcmp(v, "blocked") || !strcmp(v, "both");
+            ok = !strcmp(v, "auto") || !strcmp(v, "plain") || !strcmp(v, "blocked") || !strcmp(v, "both") ||
+                 !strcmp(v, "chain");
         } else if (!strcmp(a, "--impl") && v) {
             impl_arg = v, i++;
             ok = !strcmp(v, "fast") || !strcmp(v, "reference") || !strcmp(v, "im2col");
@@ -181,6 +185,12 @@ int main(int argc, char **argv) {
     if (!strcmp(layout_arg, "blocked")) layouts[0] = MG_CONV2D_LAYOUT_BLOCKED;
     if (!strcmp(layout_arg, "both"))
         layouts[0] = MG_CONV2D_LAYOUT_PLAIN, layouts[1] = MG_CONV2D_LAYOUT_BLOCKED, n_layouts = 2;
+    const int chain = !strcmp(layout_arg, "chain");
+    const int chain_block = chain ? mg_conv2d_blocked_channels() : 0;
+    if (chain && (!chain_block || backend != MG_CONV2D_AUTO)) {
+        fprintf(stderr, "bench_ops: --layout chain needs oneDNN's blocked kernels (--impl fast, AVX2 or AVX-512)\n");
+        return 2;
+    }
 
     const char *wp = getenv("OMP_WAIT_POLICY");
     printf("bench_ops: conv2d on ResNet-50 shapes, batch %d, %dx%d input, %s of %d runs, %s clock, "
@@ -247,7 +257,9 @@ int main(int argc, char **argv) {
                                 .has_bias = 0};
             mg_conv2d_plan plans[2];
             for (int li = 0; li < n_layouts; li++)
-                if (mg_conv2d_plan_init_ex(&plans[li], &d, backend, layouts[li]) != MG_OK) {
+                if ((chain ? mg_conv2d_plan_init_blocked(&plans[li], &d, d.c % chain_block ? 0 : chain_block,
+                                                         d.k % chain_block ? 0 : chain_block)
+                           : mg_conv2d_plan_init_ex(&plans[li], &d, backend, layouts[li])) != MG_OK) {
                     fprintf(stderr, "bench_ops: %s: %s\n", L->name, mg_error_message());
                     return 1;
                 }
@@ -280,7 +292,7 @@ int main(int argc, char **argv) {
                     "ResNet-50 convs (weighted by use, threads %d, layout %s): forward %.1f GFLOP/s = %.0f%% "
                     "of "
                     "peak (goal 75%%), %.3f s; backward %.1f GFLOP/s = %.0f%% of peak (goal 60%%), %.3f s\n",
-                    T, layout_name(layouts[li]), tot_fwd_f[li] / tot_fwd_t[li] * 1e-9,
+                    T, chain ? "chain (blocked buffers)" : layout_name(layouts[li]), tot_fwd_f[li] / tot_fwd_t[li] * 1e-9,
                     100 * tot_fwd_f[li] / tot_fwd_t[li] * 1e-9 / peak, tot_fwd_t[li],
                     tot_bwd_f[li] / tot_bwd_t[li] * 1e-9, 100 * tot_bwd_f[li] / tot_bwd_t[li] * 1e-9 / peak,
                     tot_bwd_t[li]);

@@ -2,7 +2,8 @@
  * direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data): map sizes that
  * are and are not multiples of the 4x4 tile, batch > 1, bias with and without the residual sum and
  * ReLU, one and two threads, both ways a run is split (chunks of tiles per thread, or every tile with
- * each phase shared), a plan sharing another's weights, and bad arguments. Skips without AVX2+FMA. */
+ * each phase shared), a plan sharing another's weights, backward data (the adjoint convolution, with
+ * weights set per call), and bad arguments. Skips without AVX2+FMA. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,55 @@ static void test_init_like(void **state) {
     free(scratch), free(x), free(y), free(want), free(wt), free(bias);
 }
 
+/* Backward data of a forward layer c -> k: dx[c][y][x] = sum_k,a,b w[k][c][a][b] dy[k][y-a+1][x-b+1]
+ * (the adjoint of the forward convolution, summed in double here), through a plan whose weights are
+ * set from the forward ones, twice with different weights (they change every training step). */
+static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
+    size_t ndy = (size_t)n * k * h * w, ndx = (size_t)n * c * h * w;
+    float *dy = mg_test_rand_buf(&g_rng, ndy), *dx = malloc(ndx * sizeof *dx);
+    double *want = malloc(ndx * sizeof *want);
+    mg_wino4 *plan;
+    mg_assert_ok(mg_wino4_init_bwd_data(&plan, n, c, k, h, w));
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
+    for (int rep = 0; rep < 2; rep++) {
+        float *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
+        for (int in = 0; in < n; in++)
+            for (int i = 0; i < c; i++)
+                for (int yy = 0; yy < h; yy++)
+                    for (int xx = 0; xx < w; xx++) {
+                        double acc = 0;
+                        for (int o = 0; o < k; o++)
+                            for (int a = 0; a < 3; a++)
+                                for (int b = 0; b < 3; b++) {
+                                    int oy = yy - a + 1, ox = xx - b + 1;
+                                    if (oy < 0 || oy >= h || ox < 0 || ox >= w) continue;
+                                    acc += (double)wt[((size_t)o * c + i) * 9 + a * 3 + b] *
+                                           dy[(((size_t)in * (k / 8) + o / 8) * h * w + (size_t)oy * w + ox) * 8 + o % 8];
+                                }
+                        want[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)yy * w + xx) * 8 + i % 8] = acc;
+                    }
+        mg_wino4_set_weights_bwd_data(plan, wt, scratch, threads);
+        mg_wino4_forward(plan, dy, dx, 0, 0, scratch, threads);
+        char what[128];
+        snprintf(what, sizeof what, "backward data n%d c%d k%d %dx%d threads %d, weights %d", n, c, k, h, w, threads, rep);
+        check(what, dx, want, ndx);
+        free(wt);
+    }
+    mg_wino4_free(plan);
+    free(scratch), free(dy), free(dx), free(want);
+}
+
+static void test_backward_data(void **state) {
+    (void)state;
+    run_bwd_data(2, 16, 8, 9, 7, 1);   /* k 8 -> c 16: the smallest channel counts it takes */
+    run_bwd_data(1, 32, 64, 14, 14, 2);
+    run_bwd_data(3, 48, 24, 5, 11, 2);
+    mg_wino4 *p = (mg_wino4 *)&p;
+    assert_int_equal(mg_wino4_init_bwd_data(&p, 1, 8, 16, 8, 8), MG_ERR_INVALID_ARG); /* c_fwd 8: not of 16 */
+    assert_null(p);
+}
+
 static void test_bad_args(void **state) {
     (void)state;
     float wt[16 * 8 * 9] = {0}, bias[16] = {0};
@@ -153,7 +203,7 @@ int main(void) {
     if (skip_without_avx2()) return 77;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_sizes),       cmocka_unit_test(test_epilogue), cmocka_unit_test(test_threads_and_splits),
-        cmocka_unit_test(test_init_like),       cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_init_like),       cmocka_unit_test(test_backward_data), cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

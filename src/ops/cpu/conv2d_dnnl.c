@@ -26,6 +26,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/wino_avx2.h"
 
 #define MG_WS_ALIGN 64
 
@@ -61,6 +62,8 @@ typedef struct mg_dnnl_state {
     mg_dnnl_op op[OP_COUNT];
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
+    mg_wino4 *own_bwd_data; /* our AVX2 Winograd in place of the direct backward-data primitive */
+    int threads;            /* the thread count the plan was made for */
 } mg_dnnl_state;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -375,6 +378,24 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 
 /* ---------------------------------------------------------------------------------------------- */
 
+/* Backward data of a 3x3 stride-1 convolution where Winograd was asked (choose_winograd) but oneDNN
+ * has none (AVX2): our F(4x4) kernel (wino_avx2.c) runs the adjoint convolution on the caller's nChw8c
+ * buffers, when it has at least 12 tiles of 4x4 (as the fused network's rule, ops_fused.h) and channels
+ * it takes. MG_CONV_OWN_WINO=0 keeps oneDNN's direct kernel (for comparison). */
+static int own_bwd_data_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st) {
+    const mg_conv2d_desc *d = &plan->d;
+    const char *e = getenv("MG_CONV_OWN_WINO");
+    if (e && e[0] == '0') return 0;
+    if (!choose_winograd(plan, st->op_layout[OP_BWD_DATA], OP_BWD_DATA) ||
+        st->op_alg[OP_BWD_DATA] == dnnl_convolution_winograd)
+        return 0;
+    if (plan->x_block != 8 || plan->y_block != 8 || d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h ||
+        plan->q != d->w || !mg_wino4_shape_ok(d->k, d->c))
+        return 0;
+    if ((long)d->n * ((d->h + 3) / 4) * ((d->w + 3) / 4) < 12) return 0;
+    return mg_wino4_cpu_ok();
+}
+
 mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
     dnnl_engine_t engine;
     MG_TRY(mg_dnnl_engine(&engine));
@@ -427,9 +448,16 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
         }
         if (s != MG_OK) return s; /* the caller frees the partial state */
     }
+    st->threads = mg_ops_get_threads();
     size_t ws = 0;
     for (int i = 0; i < OP_COUNT; i++)
         if (st->op[i].ws_bytes > ws) ws = st->op[i].ws_bytes;
+    if (own_bwd_data_wanted(plan, st)) {
+        MG_TRY(mg_wino4_init_bwd_data(&st->own_bwd_data, plan->d.n, plan->d.c, plan->d.k, plan->d.h, plan->d.w));
+        size_t ob = mg_wino4_scratch_bytes(st->own_bwd_data, st->threads);
+        if (ob > ws) ws = ob;
+        snprintf(st->op[OP_BWD_DATA].name, sizeof st->op[OP_BWD_DATA].name, "ours:wino_avx2");
+    }
     plan->ws_bytes = ws;
     return MG_OK;
 }
@@ -438,6 +466,7 @@ void mg_conv2d_dnnl_free(mg_conv2d_plan *plan) {
     mg_dnnl_state *st = plan->impl;
     if (!st) return;
     for (int i = 0; i < OP_COUNT; i++) op_free(&st->op[i]);
+    mg_wino4_free(st->own_bwd_data);
     if (st->stream) dnnl_stream_destroy(st->stream);
     free(st);
     plan->impl = NULL;
@@ -485,6 +514,11 @@ mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const flo
 
 mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, const float *w, float *dx) {
     mg_dnnl_state *st = plan->impl;
+    if (st->own_bwd_data) {
+        mg_wino4_set_weights_bwd_data(st->own_bwd_data, w, plan->ws, st->threads);
+        mg_wino4_forward(st->own_bwd_data, dy, dx, 0, 0, plan->ws, st->threads);
+        return MG_OK;
+    }
     void *ptr[3] = {(void *)dy, (void *)w, dx};
     return op_run(st, &st->op[OP_BWD_DATA], ptr);
 }

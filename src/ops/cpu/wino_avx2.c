@@ -37,6 +37,7 @@ struct mg_wino4 {
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
     int tiles_pad; /* rounded up to TB */
+    int u_in_scratch; /* backward data: U lives at the start of the caller's scratch (set per call) */
     wino_weights *ww;
 };
 
@@ -79,27 +80,32 @@ static mg_status plan_new(mg_wino4 **plan, int n, int c, int k, int h, int w) {
     return MG_OK;
 }
 
+/* The plan's weights: the bias, and U unless it lives in the scratch. */
+static mg_status weights_alloc(mg_wino4 *p) {
+    wino_weights *ww = calloc(1, sizeof *ww);
+    if (!ww) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
+    p->ww = ww;
+    ww->refs = 1, ww->c = p->c, ww->k = p->k;
+    size_t un = p->u_in_scratch ? 0 : (size_t)NXI * p->c * p->k;
+    if (un && posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
+    if (posix_memalign((void **)&ww->bias, 64, (size_t)p->k * sizeof(float)) != 0) ww->bias = NULL;
+    if ((un && !ww->u) || !ww->bias)
+        return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory for %zu transformed weights", un);
+    return MG_OK;
+}
+
 mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
                         const float *bias) {
     if (!weights || !bias) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null weights or bias");
     MG_TRY(plan_new(plan, n, c, k, h, w));
     mg_wino4 *p = *plan;
-    wino_weights *ww = calloc(1, sizeof *ww);
-    if (!ww) {
+    mg_status s = weights_alloc(p);
+    if (s != MG_OK) {
         mg_wino4_free(p);
         *plan = NULL;
-        return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
+        return s;
     }
-    p->ww = ww;
-    ww->refs = 1, ww->c = c, ww->k = k;
-    size_t un = (size_t)NXI * c * k;
-    if (posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
-    if (posix_memalign((void **)&ww->bias, 64, (size_t)k * sizeof(float)) != 0) ww->bias = NULL;
-    if (!ww->u || !ww->bias) {
-        mg_wino4_free(p);
-        *plan = NULL;
-        return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory for %zu transformed weights", un);
-    }
+    wino_weights *ww = p->ww;
     memcpy(ww->bias, bias, (size_t)k * sizeof(float));
     const int nkb = k / KB;
     for (int o = 0; o < k; o++)
@@ -109,6 +115,19 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
             for (int xi = 0; xi < NXI; xi++)
                 ww->u[(((size_t)xi * nkb + o / KB) * c + i) * KB + o % KB] = (float)u[xi];
         }
+    return MG_OK;
+}
+
+mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, int h, int w) {
+    MG_TRY(plan_new(plan, n, k_fwd, c_fwd, h, w));
+    (*plan)->u_in_scratch = 1;
+    mg_status s = weights_alloc(*plan);
+    if (s != MG_OK) {
+        mg_wino4_free(*plan);
+        *plan = NULL;
+        return s;
+    }
+    memset((*plan)->ww->bias, 0, (size_t)c_fwd * sizeof(float));
     return MG_OK;
 }
 
@@ -134,8 +153,12 @@ void mg_wino4_free(mg_wino4 *plan) {
 bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k) { return plan && plan->c == c && plan->k == k; }
 
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
-    return plan ? ((size_t)NXI * plan->c * plan->k + (size_t)plan->k) * sizeof(float) : 0;
+    if (!plan) return 0;
+    return ((plan->u_in_scratch ? 0 : (size_t)NXI * plan->c * plan->k) + (size_t)plan->k) * sizeof(float);
 }
+
+/* Floats of U at the start of the scratch (backward-data plans), a multiple of 16. */
+static size_t u_scratch_floats(const mg_wino4 *p) { return p->u_in_scratch ? (size_t)NXI * p->c * p->k : 0; }
 
 #define TGT __attribute__((target("avx2,fma")))
 
@@ -262,12 +285,12 @@ TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, floa
 }
 
 /* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
-TGT static void products(const mg_wino4 *p, const float *v, size_t vxi, float *m, size_t mxi, int nt_pad, int xi,
-                         int kb0, int kb1) {
+TGT static void products(const mg_wino4 *p, const float *ubase, const float *v, size_t vxi, float *m, size_t mxi,
+                         int nt_pad, int xi, int kb0, int kb1) {
     const int C = p->c, K = p->k, nkb = K / KB;
     const float *vx = v + xi * vxi;
     for (int kb = kb0; kb < kb1; kb++) {
-        const float *u = p->ww->u + ((size_t)xi * nkb + kb) * C * KB;
+        const float *u = ubase + ((size_t)xi * nkb + kb) * C * KB;
         float *mx = m + xi * mxi + (size_t)kb * KB;
         for (int tb = 0; tb < nt_pad; tb += TB) kernel_6x16(C, vx + (size_t)tb * C, u, mx + (size_t)tb * K, K);
     }
@@ -289,14 +312,14 @@ static int chunk_tiles(const mg_wino4 *p) {
 }
 
 /* One chunk of tiles, all three phases, on the calling thread; scr holds V and M for `cap` tiles. */
-static void run_chunk(const mg_wino4 *p, const float *x, float *y, int sum, int relu, float *scr, int cap, int t0,
-                      int nt) {
+static void run_chunk(const mg_wino4 *p, const float *u, const float *x, float *y, int sum, int relu, float *scr,
+                      int cap, int t0, int nt) {
     const int nt_pad = (nt + TB - 1) / TB * TB;
     const size_t vxi = (size_t)cap * p->c, mxi = (size_t)cap * p->k;
     float *v = scr, *m = scr + NXI * vxi;
     zero_pad_rows(p, v, vxi, nt, nt_pad);
     input_tiles(p, x, v, vxi, t0, nt);
-    for (int xi = 0; xi < NXI; xi++) products(p, v, vxi, m, mxi, nt_pad, xi, 0, p->k / KB);
+    for (int xi = 0; xi < NXI; xi++) products(p, u, v, vxi, m, mxi, nt_pad, xi, 0, p->k / KB);
     output_tiles(p, m, mxi, y, t0, nt, sum, relu);
 }
 
@@ -322,7 +345,44 @@ static size_t region_floats(const mg_wino4 *p, int cap) { return (size_t)NXI * c
 size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads) {
     if (!plan) return 0;
     run_split r = split_for(plan, threads > 0 ? threads : 1);
-    return (size_t)r.regions * region_floats(plan, r.cap) * sizeof(float);
+    return (u_scratch_floats(plan) + (size_t)r.regions * region_floats(plan, r.cap)) * sizeof(float);
+}
+
+/* G x for the three taps x0, x1, x2 of 8 lanes (the rows of G as in weight_transform) */
+TGT static inline void g6(__m256 x0, __m256 x1, __m256 x2, __m256 o[6]) {
+    const __m256 q = _mm256_set1_ps(0.25f), s6 = _mm256_set1_ps(1.0f / 6), s12 = _mm256_set1_ps(1.0f / 12),
+                 s24 = _mm256_set1_ps(1.0f / 24);
+    __m256 s02 = _mm256_add_ps(x0, x2);
+    o[0] = _mm256_mul_ps(q, x0);
+    o[1] = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), s6), _mm256_add_ps(s02, x1));
+    o[2] = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), s6), _mm256_sub_ps(s02, x1));
+    __m256 e = _mm256_fmadd_ps(s24, x0, _mm256_mul_ps(s6, x2)), f = _mm256_mul_ps(s12, x1);
+    o[3] = _mm256_add_ps(e, f);
+    o[4] = _mm256_sub_ps(e, f);
+    o[5] = x2;
+}
+
+TGT static void set_bwd_data_rows(const mg_wino4 *p, const float *w_fwd, float *u, int i0, int i1) {
+    /* plan input channel i = forward output channel; plan output channel o = forward input channel:
+     * g[a][b] = w_fwd[i][o][2-a][2-b], 8 consecutive o per vector (a stride of 9 floats) */
+    const int C = p->c, K = p->k, nkb = K / KB;
+    const __m256i idx = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+    for (int i = i0; i < i1; i++)
+        for (int o0 = 0; o0 < K; o0 += 8) {
+            const float *src = w_fwd + ((size_t)i * K + o0) * 9;
+            __m256 g[3][3], t[6][3], r[6];
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++) g[a][b] = _mm256_i32gather_ps(src + (2 - a) * 3 + (2 - b), idx, 4);
+            for (int b = 0; b < 3; b++) {
+                g6(g[0][b], g[1][b], g[2][b], r);
+                for (int a = 0; a < 6; a++) t[a][b] = r[a];
+            }
+            float *dst = u + ((size_t)(o0 / KB) * C + i) * KB + o0 % KB;
+            for (int a = 0; a < 6; a++) {
+                g6(t[a][0], t[a][1], t[a][2], r);
+                for (int b = 0; b < 6; b++) _mm256_storeu_ps(dst + (size_t)(a * 6 + b) * nkb * C * KB, r[b]);
+            }
+        }
 }
 
 #ifdef _OPENMP
@@ -332,16 +392,27 @@ size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads) {
 #define THREAD_NUM 0
 #endif
 
+void mg_wino4_set_weights_bwd_data(const mg_wino4 *p, const float *w_fwd, void *scratch, int threads) {
+    const int nthr = threads > 0 ? threads : 1, C = p->c;
+#ifndef _OPENMP
+    (void)nthr;
+#endif
+    OMP_PARALLEL_FOR
+    for (int th = 0; th < nthr; th++)
+        set_bwd_data_rows(p, w_fwd, scratch, (int)((long)C * th / nthr), (int)((long)C * (th + 1) / nthr));
+}
+
 void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int relu, void *scratch, int threads) {
     const int nthr = threads > 0 ? threads : 1;
     run_split r = split_for(p, nthr);
-    float *scr = scratch;
+    const float *u = p->u_in_scratch ? (const float *)scratch : p->ww->u;
+    float *scr = (float *)scratch + u_scratch_floats(p);
     if (!r.whole) {
         const int nch = r.nchunks, cap = r.cap;
         OMP_PARALLEL_FOR
         for (int ch = 0; ch < nch; ch++) {
             int t0 = ch * cap, nt = p->tiles - t0 < cap ? p->tiles - t0 : cap;
-            run_chunk(p, x, y, sum, relu, scr + (size_t)THREAD_NUM * region_floats(p, cap), cap, t0, nt);
+            run_chunk(p, u, x, y, sum, relu, scr + (size_t)THREAD_NUM * region_floats(p, cap), cap, t0, nt);
         }
         return;
     }
@@ -357,7 +428,7 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
     }
     const int jobs = NXI * nkb;
     OMP_PARALLEL_FOR
-    for (int job = 0; job < jobs; job++) products(p, v, vxi, m, mxi, cap, job / nkb, job % nkb, job % nkb + 1);
+    for (int job = 0; job < jobs; job++) products(p, u, v, vxi, m, mxi, cap, job / nkb, job % nkb, job % nkb + 1);
     OMP_PARALLEL_FOR
     for (int th = 0; th < nthr; th++) {
         int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);
