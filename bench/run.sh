@@ -11,7 +11,7 @@
 # multigrain / peer of the medians (and, "by round", the median and range of the ratios within each
 # round), and achieved GFLOP/s as a fraction of the measured FMA peak.
 #
-# Usage: bench/run.sh [--build DIR] [--rounds N] [--threads N] [--work DIR] [--full] [--sleep]
+# Usage: bench/run.sh [--build DIR] [--rounds N] [--threads N] [--work DIR] [--full] [--sleep] [--isa avx2]
 #   --rounds N  repetitions of every measurement (default 3; ~6 min on 2 cores); --full: 5 rounds,
 #               more timed iterations per process, and PyTorch channels_last at batch 8 too (slow)
 #   --work DIR  scratch folder (default /tmp/multigrain_bench_e2e): onnxruntime-node is npm-installed
@@ -19,6 +19,9 @@
 #   --sleep     also run multigrain's inference with OMP_WAIT_POLICY=PASSIVE (contender
 #               multigrain_sleep): idle OpenMP threads sleep at once instead of spinning briefly
 #               (GOMP_SPINCOUNT=10000, what inference programs set: runtime.h, docs/PERFORMANCE.md)
+#   --isa avx2  an AVX2 machine on an AVX-512 one: ONEDNN_MAX_CPU_ISA=AVX2 for multigrain's and
+#               PyTorch's oneDNN, OPENBLAS_CORETYPE=Haswell for both OpenBLAS; ONNX Runtime cannot be
+#               capped (its MLAS picks the CPU's widest ISA itself), so its numbers stay AVX-512 ones
 # Needs /usr/bin/python3 with torch + torchvision (Debian python3-torch), node + npm, /usr/bin/time;
 # it installs the missing ones first (scripts/install-deps.sh --bench: root or sudo, apt-get).
 set -euo pipefail
@@ -29,6 +32,7 @@ threads=2
 work=/tmp/multigrain_bench_e2e
 full=0
 sleep=
+isa=
 while [ $# -gt 0 ]; do
     case "$1" in
         --build) build="$2"; shift 2 ;;
@@ -37,11 +41,17 @@ while [ $# -gt 0 ]; do
         --work) work="$2"; shift 2 ;;
         --full) full=1; rounds=5; shift ;;
         --sleep) sleep=1; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --isa) isa="$2"; shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 build="$(cd "$build" && pwd)"
+case "$isa" in
+    "") ;;
+    avx2) export ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell ;;
+    *) echo "run.sh: --isa: expected avx2, found '$isa'" >&2; exit 2 ;;
+esac
 py=/usr/bin/python3
 for p in bench_infer bench_train_step bench_ops multigrain; do
     [ -x "$build/$p" ] || { echo "run.sh: $build/$p missing (cmake --build $build)" >&2; exit 1; }
@@ -132,6 +142,7 @@ T1=$(date +%s)
 echo
 echo "bench/run.sh, $start, $rounds rounds, $threads threads, $(( T1 - T0 )) s; load average before $load0, after $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); torch/torchvision $torchv; onnxruntime-node $ortv; FMA peak ($threads threads, bench_ops) ${peak:-?} GFLOP/s"
+[ -n "$isa" ] && echo "ISA cap: $isa for multigrain and PyTorch (ONEDNN_MAX_CPU_ISA, OPENBLAS_CORETYPE); ONNX Runtime uncapped"
 echo
 "$py" "$here/e2e_table.py" "$res" "${peak:-0}"
 echo
