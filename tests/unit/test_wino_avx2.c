@@ -184,6 +184,57 @@ static void test_backward_data(void **state) {
     assert_null(p);
 }
 
+/* Backward weights: dw[k][c][a][b] += sum_n,y,x dy[k][y][x] x[c][y+a-1][x+b-1] (summed in double),
+ * accumulated onto what dw held. Summing over n*h*w positions, the error grows with the count; the
+ * tolerance is 2e-5 of the gradient's scale as above (measured ~3e-6). */
+static void run_bwd_weights(int n, int c, int k, int h, int w, int threads) {
+    size_t nx = (size_t)n * c * h * w, ndy = (size_t)n * k * h * w, nw = (size_t)k * c * 9;
+    float *x = mg_test_rand_buf(&g_rng, nx), *dy = mg_test_rand_buf(&g_rng, ndy), *dw = mg_test_rand_buf(&g_rng, nw);
+    double *want = malloc(nw * sizeof *want);
+    for (size_t i = 0; i < nw; i++) want[i] = dw[i];
+    for (int o = 0; o < k; o++)
+        for (int i = 0; i < c; i++)
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++) {
+                    double acc = 0;
+                    for (int in = 0; in < n; in++)
+                        for (int yy = 0; yy < h; yy++)
+                            for (int xx = 0; xx < w; xx++) {
+                                int iy = yy + a - 1, ix = xx + b - 1;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                acc += (double)dy[(((size_t)in * (k / 8) + o / 8) * h * w + (size_t)yy * w + xx) * 8 + o % 8] *
+                                       x[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)iy * w + ix) * 8 + i % 8];
+                            }
+                    want[((size_t)o * c + i) * 9 + a * 3 + b] += acc;
+                }
+    mg_wino4 *plan;
+    mg_assert_ok(mg_wino4_init_bwd_weights(&plan, n, c, k, h, w));
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_bwd_weights_scratch_bytes(plan)), 0);
+    mg_wino4_backward_weights(plan, x, dy, dw, scratch, threads);
+    char what[128];
+    snprintf(what, sizeof what, "backward weights n%d c%d k%d %dx%d threads %d", n, c, k, h, w, threads);
+    check(what, dw, want, nw);
+    mg_wino4_free(plan);
+    free(scratch), free(x), free(dy), free(dw), free(want);
+}
+
+static void test_backward_weights(void **state) {
+    (void)state;
+    run_bwd_weights(2, 8, 16, 9, 7, 1);
+    run_bwd_weights(1, 24, 32, 14, 14, 2);
+    run_bwd_weights(3, 16, 16, 5, 11, 2);
+    run_bwd_weights(4, 64, 64, 30, 30, 2);
+    /* dU summed over chunks of tiles: 256 tiles in chunks of 7 (the last one of 4) */
+    setenv("MG_WINO_BWDW_TILES", "7", 1);
+    run_bwd_weights(4, 64, 64, 30, 30, 1);
+    run_bwd_weights(4, 64, 64, 30, 30, 2);
+    unsetenv("MG_WINO_BWDW_TILES");
+    mg_wino4 *p = (mg_wino4 *)&p;
+    assert_int_equal(mg_wino4_init_bwd_weights(&p, 1, 8, 8, 8, 8), MG_ERR_INVALID_ARG); /* k 8: not of 16 */
+    assert_null(p);
+}
+
 static void test_bad_args(void **state) {
     (void)state;
     float wt[16 * 8 * 9] = {0}, bias[16] = {0};
@@ -203,7 +254,8 @@ int main(void) {
     if (skip_without_avx2()) return 77;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_sizes),       cmocka_unit_test(test_epilogue), cmocka_unit_test(test_threads_and_splits),
-        cmocka_unit_test(test_init_like),       cmocka_unit_test(test_backward_data), cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_init_like),       cmocka_unit_test(test_backward_data), cmocka_unit_test(test_backward_weights),
+        cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,7 +62,8 @@ typedef struct mg_dnnl_state {
     mg_dnnl_op op[OP_COUNT];
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
-    mg_wino4 *own_bwd_data; /* our AVX2 Winograd in place of the direct backward-data primitive */
+    mg_wino4 *own_bwd_data;    /* our AVX2 Winograd in place of the direct backward-data primitive */
+    mg_wino4 *own_bwd_weights; /* ... and of the backward-weights one */
     int threads;            /* the thread count the plan was made for */
 } mg_dnnl_state;
 
@@ -378,19 +379,21 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 
 /* ---------------------------------------------------------------------------------------------- */
 
-/* Backward data of a 3x3 stride-1 convolution where Winograd was asked (choose_winograd) but oneDNN
- * has none (AVX2): our F(4x4) kernel (wino_avx2.c) runs the adjoint convolution on the caller's nChw8c
- * buffers, when it has at least 12 tiles of 4x4 (as the fused network's rule, ops_fused.h) and channels
- * it takes. MG_CONV_OWN_WINO=0 keeps oneDNN's direct kernel (for comparison). */
-static int own_bwd_data_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st) {
+/* Backward data and backward weights of a 3x3 stride-1 convolution where Winograd was asked
+ * (choose_winograd) but oneDNN has none (AVX2): our F(4x4) kernels (wino_avx2.c) on the caller's
+ * nChw8c buffers, when the layer has at least 12 tiles of 4x4 (as the fused network's rule,
+ * ops_fused.h), channels they take and (backward weights) no bias. MG_CONV_OWN_WINO=0 keeps oneDNN's
+ * direct kernels (for comparison). */
+static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");
     if (e && e[0] == '0') return 0;
-    if (!choose_winograd(plan, st->op_layout[OP_BWD_DATA], OP_BWD_DATA) ||
-        st->op_alg[OP_BWD_DATA] == dnnl_convolution_winograd)
+    if (!choose_winograd(plan, st->op_layout[which], which) || st->op_alg[which] == dnnl_convolution_winograd)
         return 0;
     if (plan->x_block != 8 || plan->y_block != 8 || d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h ||
-        plan->q != d->w || !mg_wino4_shape_ok(d->k, d->c))
+        plan->q != d->w)
+        return 0;
+    if (which == OP_BWD_DATA ? !mg_wino4_shape_ok(d->k, d->c) : (d->has_bias || !mg_wino4_shape_ok(d->c, d->k)))
         return 0;
     if ((long)d->n * ((d->h + 3) / 4) * ((d->w + 3) / 4) < 12) return 0;
     return mg_wino4_cpu_ok();
@@ -452,11 +455,18 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
     size_t ws = 0;
     for (int i = 0; i < OP_COUNT; i++)
         if (st->op[i].ws_bytes > ws) ws = st->op[i].ws_bytes;
-    if (own_bwd_data_wanted(plan, st)) {
+    if (own_wino_wanted(plan, st, OP_BWD_DATA)) {
         MG_TRY(mg_wino4_init_bwd_data(&st->own_bwd_data, plan->d.n, plan->d.c, plan->d.k, plan->d.h, plan->d.w));
         size_t ob = mg_wino4_scratch_bytes(st->own_bwd_data, st->threads);
         if (ob > ws) ws = ob;
         snprintf(st->op[OP_BWD_DATA].name, sizeof st->op[OP_BWD_DATA].name, "ours:wino_avx2");
+    }
+    if (own_wino_wanted(plan, st, OP_BWD_WEIGHTS)) {
+        MG_TRY(mg_wino4_init_bwd_weights(&st->own_bwd_weights, plan->d.n, plan->d.c, plan->d.k, plan->d.h,
+                                         plan->d.w));
+        size_t ob = mg_wino4_bwd_weights_scratch_bytes(st->own_bwd_weights);
+        if (ob > ws) ws = ob;
+        snprintf(st->op[OP_BWD_WEIGHTS].name, sizeof st->op[OP_BWD_WEIGHTS].name, "ours:wino_avx2");
     }
     plan->ws_bytes = ws;
     return MG_OK;
@@ -467,6 +477,7 @@ void mg_conv2d_dnnl_free(mg_conv2d_plan *plan) {
     if (!st) return;
     for (int i = 0; i < OP_COUNT; i++) op_free(&st->op[i]);
     mg_wino4_free(st->own_bwd_data);
+    mg_wino4_free(st->own_bwd_weights);
     if (st->stream) dnnl_stream_destroy(st->stream);
     free(st);
     plan->impl = NULL;
@@ -526,6 +537,10 @@ mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, co
 mg_status mg_conv2d_dnnl_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw,
                                           float *db) {
     mg_dnnl_state *st = plan->impl;
+    if (st->own_bwd_weights) { /* no bias (own_wino_wanted) */
+        mg_wino4_backward_weights(st->own_bwd_weights, x, dy, dw, plan->ws, st->threads);
+        return MG_OK;
+    }
     void *ptr[4] = {(void *)x, (void *)dy, dw, db};
     return op_run(st, &st->op[OP_BWD_WEIGHTS], ptr);
 }

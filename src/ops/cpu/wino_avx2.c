@@ -435,3 +435,180 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
         output_tiles(p, m + (size_t)a * p->k, mxi, y, a, b - a, sum, relu);
     }
 }
+
+/* ---- backward weights ------------------------------------------------------------------------
+ * dL/dU[xi] = sum over tiles of V[xi][t]^T dM[xi][t], with V the input transform of x (as forward)
+ * and dM = A dY A^T the adjoint of the output transform applied to each 4x4 tile of dy (zero beyond
+ * the map); then dL/dg = G^T dL/dU G per kernel, accumulated into dw. Tiles in chunks (V and dM of a
+ * chunk in BWDW_CHUNK_BYTES), dU summed over the chunks in the scratch. */
+
+#define BWDW_CHUNK_BYTES (16u << 20)
+#ifndef BWDW_TBLK
+#define BWDW_TBLK 32
+#endif
+
+mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w) {
+    if (n < 1 || h < 1 || w < 1 || c < 8 || k < 16 || c % 8 || k % KB) {
+        if (plan) *plan = NULL;
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "winograd backward weights: expected n, h, w >= 1, c a multiple of 8 and k of 16; found "
+                       "n=%d c=%d k=%d %dx%d",
+                       n, c, k, h, w);
+    }
+    MG_TRY(plan_new(plan, n, c, k, h, w));
+    (*plan)->u_in_scratch = 1; /* dU */
+    mg_status s = weights_alloc(*plan);
+    if (s != MG_OK) {
+        mg_wino4_free(*plan);
+        *plan = NULL;
+    }
+    return s;
+}
+
+/* MG_WINO_BWDW_TILES=N: chunks of N tiles instead (experiments, and the tests' multi-chunk case) */
+static int bwdw_cap(const mg_wino4 *p) {
+    const char *e = getenv("MG_WINO_BWDW_TILES");
+    if (e && atoi(e) > 0) return atoi(e) > p->tiles_pad ? p->tiles_pad : atoi(e);
+    int cap = (int)(BWDW_CHUNK_BYTES / ((size_t)NXI * (p->c + p->k) * sizeof(float)));
+    cap = cap / TB * TB;
+    if (cap < TB) cap = TB;
+    return cap > p->tiles_pad ? p->tiles_pad : cap;
+}
+
+size_t mg_wino4_bwd_weights_scratch_bytes(const mg_wino4 *p) {
+    if (!p) return 0;
+    return ((size_t)NXI * p->c * p->k + (size_t)NXI * bwdw_cap(p) * (p->c + p->k)) * sizeof(float);
+}
+
+/* dM for tiles t0 .. t0+nt-1 of dy (tile t0 at row 0; mxi floats between the 36 matrices) */
+TGT static void dy_tiles(const mg_wino4 *p, const float *dy, float *m, size_t mxi, int t0, int nt) {
+    const int H = p->h, W = p->w, K = p->k, KB8 = K / 8;
+    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+    for (int tt = 0; tt < nt; tt++) {
+        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
+        const int y0 = 4 * i, x0 = 4 * j;
+        for (int kb8 = 0; kb8 < KB8; kb8++) {
+            const float *yp = dy + ((size_t)n * KB8 + kb8) * H * W * 8;
+            __m256 d[4][4], r[6][4];
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                    d[a][b] = (y0 + a < H && x0 + b < W) ? _mm256_loadu_ps(yp + ((size_t)(y0 + a) * W + x0 + b) * 8)
+                                                         : _mm256_setzero_ps();
+            /* rows: m = A y, A = (A^T)^T: m0 = y0, m1 = y0+y1+y2+y3, m2 = y0-y1+y2-y3,
+             * m3 = y0+2y1+4y2+8y3, m4 = y0-2y1+4y2-8y3, m5 = y3 */
+            for (int b = 0; b < 4; b++) {
+                __m256 s02 = _mm256_add_ps(d[0][b], d[2][b]), s13 = _mm256_add_ps(d[1][b], d[3][b]);
+                __m256 e = _mm256_fmadd_ps(c4, d[2][b], d[0][b]), f = _mm256_fmadd_ps(c8, d[3][b], _mm256_mul_ps(c2, d[1][b]));
+                r[0][b] = d[0][b];
+                r[1][b] = _mm256_add_ps(s02, s13);
+                r[2][b] = _mm256_sub_ps(s02, s13);
+                r[3][b] = _mm256_add_ps(e, f);
+                r[4][b] = _mm256_sub_ps(e, f);
+                r[5][b] = d[3][b];
+            }
+            float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
+            for (int a = 0; a < 6; a++) { /* columns */
+                const __m256 *q = r[a];
+                __m256 s02 = _mm256_add_ps(q[0], q[2]), s13 = _mm256_add_ps(q[1], q[3]);
+                __m256 e = _mm256_fmadd_ps(c4, q[2], q[0]), f = _mm256_fmadd_ps(c8, q[3], _mm256_mul_ps(c2, q[1]));
+                __m256 o[6] = {q[0], _mm256_add_ps(s02, s13), _mm256_sub_ps(s02, s13), _mm256_add_ps(e, f),
+                               _mm256_sub_ps(e, f), q[3]};
+                for (int b = 0; b < 6; b++) _mm256_store_ps(mt + (size_t)(a * 6 + b) * mxi, o[b]);
+            }
+        }
+    }
+}
+
+/* dU rows c0..c0+3 of one 16-channel block (du, rows of 16) += (or, first, =) the sum over nt tiles of
+ * V[t][c] dM[t][k] */
+TGT static void kernel_4x16_acc(int nt, const float *v, size_t ldv, const float *m, size_t ldm, float *du, int first) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int t = 0; t < nt; t++) {
+        __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
+        x = _mm256_broadcast_ss(v + 0);
+        a00 = _mm256_fmadd_ps(x, b0, a00), a01 = _mm256_fmadd_ps(x, b1, a01);
+        x = _mm256_broadcast_ss(v + 1);
+        a10 = _mm256_fmadd_ps(x, b0, a10), a11 = _mm256_fmadd_ps(x, b1, a11);
+        x = _mm256_broadcast_ss(v + 2);
+        a20 = _mm256_fmadd_ps(x, b0, a20), a21 = _mm256_fmadd_ps(x, b1, a21);
+        x = _mm256_broadcast_ss(v + 3);
+        a30 = _mm256_fmadd_ps(x, b0, a30), a31 = _mm256_fmadd_ps(x, b1, a31);
+        v += ldv, m += ldm;
+    }
+    __m256 acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
+    for (int r = 0; r < 4; r++)
+        for (int h = 0; h < 2; h++) {
+            float *d = du + r * KB + h * 8;
+            _mm256_store_ps(d, first ? acc[r * 2 + h] : _mm256_add_ps(_mm256_load_ps(d), acc[r * 2 + h]));
+        }
+}
+
+/* dw[k][c][3][3] += G^T dU[c][k] G for k in k0 .. k0+7, every c (dU as [xi][k / 16][c][16]) */
+TGT static void dw_block(const mg_wino4 *p, const float *du, float *dw, int k0) {
+    const int C = p->c, K = p->k;
+    const size_t dxi = (size_t)C * K;
+    du += (size_t)(k0 / KB) * C * KB + k0 % KB;
+    /* G^T (3x6): rows of G's columns */
+    static const float GT[3][6] = {{0.25f, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0},
+                                   {0, -1.0f / 6, 1.0f / 6, 1.0f / 12, -1.0f / 12, 0},
+                                   {0, -1.0f / 6, -1.0f / 6, 1.0f / 6, 1.0f / 6, 1}};
+    for (int c = 0; c < C; c++) {
+        __m256 u[36], t[3][6];
+        for (int xi = 0; xi < NXI; xi++) u[xi] = _mm256_load_ps(du + xi * dxi + (size_t)c * KB);
+        for (int r = 0; r < 3; r++) /* t = G^T dU (3x6) */
+            for (int b = 0; b < 6; b++) {
+                __m256 s = _mm256_setzero_ps();
+                for (int a = 0; a < 6; a++)
+                    if (GT[r][a] != 0) s = _mm256_fmadd_ps(_mm256_set1_ps(GT[r][a]), u[a * 6 + b], s);
+                t[r][b] = s;
+            }
+        float out[9][8];
+        for (int r = 0; r < 3; r++) /* dg = t G (3x3) */
+            for (int q = 0; q < 3; q++) {
+                __m256 s = _mm256_setzero_ps();
+                for (int b = 0; b < 6; b++)
+                    if (GT[q][b] != 0) s = _mm256_fmadd_ps(_mm256_set1_ps(GT[q][b]), t[r][b], s);
+                _mm256_storeu_ps(out[r * 3 + q], s);
+            }
+        for (int l = 0; l < 8; l++) {
+            float *d = dw + ((size_t)(k0 + l) * C + c) * 9;
+            for (int e = 0; e < 9; e++) d[e] += out[e][l];
+        }
+    }
+}
+
+void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *dy, float *dw, void *scratch,
+                               int threads) {
+    const int nthr = threads > 0 ? threads : 1;
+#ifndef _OPENMP
+    (void)nthr;
+#endif
+    const int C = p->c, K = p->k, nkb = K / KB, cap = bwdw_cap(p);
+    float *du = scratch, *v = du + (size_t)NXI * C * K, *m = v + (size_t)NXI * cap * C;
+    const size_t vxi = (size_t)cap * C, mxi = (size_t)cap * K;
+    for (int t0 = 0; t0 < p->tiles; t0 += cap) {
+        const int nt = p->tiles - t0 < cap ? p->tiles - t0 : cap;
+        OMP_PARALLEL_FOR
+        for (int th = 0; th < nthr; th++) {
+            int a = (int)((long)nt * th / nthr), b = (int)((long)nt * (th + 1) / nthr);
+            input_tiles(p, x, v + (size_t)a * C, vxi, t0 + a, b - a);
+            dy_tiles(p, dy, m + (size_t)a * K, mxi, t0 + a, b - a);
+        }
+        const int jobs = NXI * nkb;
+        OMP_PARALLEL_FOR
+        for (int job = 0; job < jobs; job++) {
+            const int xi = job / nkb, kb = job % nkb;
+            /* blocks of BWDW_TBLK tiles: their dM columns (one line per tile) stay in L1 across c */
+            float *dblk = du + ((size_t)xi * nkb + kb) * C * KB;
+            for (int b0 = 0; b0 < nt; b0 += BWDW_TBLK) {
+                const int nb = nt - b0 < BWDW_TBLK ? nt - b0 : BWDW_TBLK;
+                for (int c0 = 0; c0 < C; c0 += 4)
+                    kernel_4x16_acc(nb, v + xi * vxi + (size_t)b0 * C + c0, C, m + xi * mxi + (size_t)b0 * K + (size_t)kb * KB,
+                                    K, dblk + (size_t)c0 * KB, t0 == 0 && b0 == 0);
+            }
+        }
+    }
+    const int nk8 = K / 8;
+    OMP_PARALLEL_FOR
+    for (int kb8 = 0; kb8 < nk8; kb8++) dw_block(p, du, dw, kb8 * 8);
+}

@@ -46,4 +46,14 @@ size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads);
 void mg_wino4_forward(const mg_wino4 *plan, const float *x, float *y, int sum, int relu, void *scratch,
                       int threads);
 
+/* Backward weights of a 3x3 stride-1 pad-1 convolution of c -> k channels on n x c x h x w inputs:
+ * dw (k x c x 3 x 3, OIHW) += the gradient from x (nChw8c) and dy (n x k x h x w, nChw8c), through
+ * Winograd F(4x4, 3x3): dU = sum over tiles of V^T dM (V = B^T x B, dM = A dy A^T per tile), then
+ * G^T dU G per kernel. Needs c a multiple of 8, k of 16. The scratch (64-byte aligned) holds dU and
+ * one chunk of tiles' V and dM. */
+mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w);
+size_t mg_wino4_bwd_weights_scratch_bytes(const mg_wino4 *plan);
+void mg_wino4_backward_weights(const mg_wino4 *plan, const float *x, const float *dy, float *dw, void *scratch,
+                               int threads);
+
 #endif
