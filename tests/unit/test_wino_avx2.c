@@ -245,6 +245,11 @@ static void test_bad_args(void **state) {
     assert_int_equal(mg_wino4_init(&p, 0, 8, 16, 8, 8, wt, bias), MG_ERR_INVALID_ARG);
     assert_int_equal(mg_wino4_init(&p, 1, 8, 16, 8, 8, NULL, bias), MG_ERR_INVALID_ARG);
     assert_int_equal(mg_wino4_init_like(&p, NULL, 1, 8, 8), MG_ERR_INVALID_ARG);
+    mg_wino4 *bwd;
+    mg_assert_ok(mg_wino4_init_bwd_data(&bwd, 1, 16, 8, 8, 8));
+    assert_int_equal(mg_wino4_init_like(&p, bwd, 1, 8, 8), MG_ERR_INVALID_ARG); /* its weights are per call */
+    assert_null(p);
+    mg_wino4_free(bwd);
     assert_false(mg_wino4_shape_ok(8, 8));
     assert_true(mg_wino4_shape_ok(8, 16));
     mg_wino4_free(NULL);

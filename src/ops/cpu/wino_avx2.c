@@ -1,13 +1,16 @@
-/* wino_avx2.c: Winograd F(4x4, 3x3) forward-inference convolution (Lavin & Gray 2016) with AVX2+FMA
- * on nChw8c activations: 6x6 input tiles with stride 4, 36 transformed products per tile, so 36
- * multiplications per 16 outputs against 144 for the direct convolution. Three phases per run:
+/* wino_avx2.c: Winograd F(4x4, 3x3) convolutions (Lavin & Gray 2016) with AVX2+FMA on nChw8c
+ * activations, for CPUs where oneDNN 2.6 has no Winograd (its kernels are AVX-512 only): the forward
+ * of the fused inference network, and the backward data and backward weights of the training chain.
+ * 6x6 input tiles with stride 4, 36 transformed products per tile, so 36 multiplications per 16
+ * outputs against 144 for the direct convolution. Three phases per forward run:
  *   1. input transform B^T d B of every 6x6 tile, 8 channels per vector: V[xi][tile][c]
  *   2. 36 matrix products M[xi] = V[xi] U[xi] (tiles x c times c x k), a 6-tile x 16-channel register
  *      kernel with the transformed weights U packed per 16 output channels at plan time
  *   3. output transform A^T m A of every tile, bias, optional residual sum and ReLU, into nChw8c.
- * The points are 0, +-1, +-2 (the matrices below), as in oneDNN's F(4x4) kernels; the transformed
- * input is exact up to rounding, the error bound is that of Winograd F(4x4) (docs/ops.md). The
- * weights are transformed in double. OpenMP parallel loops when compiled with OpenMP. */
+ * Backward data is the forward on dy with the kernel rotated and its channels swapped (weights
+ * transformed at every call); backward weights is at the end of the file. The points are 0, +-1, +-2
+ * (the matrices below), as in oneDNN's F(4x4) kernels; the error bound is that of Winograd F(4x4)
+ * (docs/ops.md). OpenMP parallel loops when compiled with OpenMP. */
 #include "ops/cpu/wino_avx2.h"
 
 #include <immintrin.h>
@@ -37,7 +40,7 @@ struct mg_wino4 {
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
     int tiles_pad; /* rounded up to TB */
-    int u_in_scratch; /* backward data: U lives at the start of the caller's scratch (set per call) */
+    int u_in_scratch; /* backward data: U, backward weights: dU, at the start of the caller's scratch */
     wino_weights *ww;
 };
 
@@ -132,7 +135,10 @@ mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, i
 }
 
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w) {
-    if (!donor) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null donor plan");
+    if (!donor || donor->u_in_scratch) {
+        if (plan) *plan = NULL;
+        return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: init_like needs a forward plan with weights");
+    }
     MG_TRY(plan_new(plan, n, donor->c, donor->k, h, w));
     (*plan)->ww = donor->ww;
     donor->ww->refs++;
@@ -448,13 +454,6 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
 #endif
 
 mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w) {
-    if (n < 1 || h < 1 || w < 1 || c < 8 || k < 16 || c % 8 || k % KB) {
-        if (plan) *plan = NULL;
-        return MG_FAIL(MG_ERR_INVALID_ARG,
-                       "winograd backward weights: expected n, h, w >= 1, c a multiple of 8 and k of 16; found "
-                       "n=%d c=%d k=%d %dx%d",
-                       n, c, k, h, w);
-    }
     MG_TRY(plan_new(plan, n, c, k, h, w));
     (*plan)->u_in_scratch = 1; /* dU */
     mg_status s = weights_alloc(*plan);
