@@ -24,8 +24,11 @@
 
 #ifdef _OPENMP
 #define OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nthr) schedule(static) if (nthr > 1)")
+/* chunks of tiles: to whichever thread is free (the results do not depend on which) */
+#define OMP_PARALLEL_FOR_DYNAMIC _Pragma("omp parallel for num_threads(nthr) schedule(dynamic, 1) if (nthr > 1)")
 #else
 #define OMP_PARALLEL_FOR
+#define OMP_PARALLEL_FOR_DYNAMIC
 #endif
 
 typedef struct wino_weights {
@@ -342,6 +345,13 @@ static run_split split_for(const mg_wino4 *p, int threads) {
     r.nchunks = (p->tiles + r.cap - 1) / r.cap;
     r.whole = threads > 1 && r.nchunks < 2 * threads;
     if (r.whole) r.cap = p->tiles_pad, r.nchunks = 1;
+    if (!r.whole && threads > 1) {
+        /* as many chunks per thread, of even size: 196 tiles on 2 threads are 6 chunks of 36 (the last
+         * 16), not 4 of 48 and one of 4 */
+        int nch = (r.nchunks + threads - 1) / threads * threads;
+        r.cap = ((p->tiles + nch - 1) / nch + TB - 1) / TB * TB;
+        r.nchunks = (p->tiles + r.cap - 1) / r.cap;
+    }
     r.regions = r.whole ? 1 : (r.nchunks < threads ? r.nchunks : threads);
     return r;
 }
@@ -415,7 +425,7 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
     float *scr = (float *)scratch + u_scratch_floats(p);
     if (!r.whole) {
         const int nch = r.nchunks, cap = r.cap;
-        OMP_PARALLEL_FOR
+        OMP_PARALLEL_FOR_DYNAMIC
         for (int ch = 0; ch < nch; ch++) {
             int t0 = ch * cap, nt = p->tiles - t0 < cap ? p->tiles - t0 : cap;
             run_chunk(p, u, x, y, sum, relu, scr + (size_t)THREAD_NUM * region_floats(p, cap), cap, t0, nt);
