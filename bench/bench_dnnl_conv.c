@@ -385,8 +385,12 @@ static int time_own_wino(const shape *s, const float *x, const float *w, const f
     }
     void *scratch = NULL;
     float *y = malloc((size_t)s->n * s->k * s->h * s->h * sizeof *y);
-    if (posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)) != 0 || !y) {
+    if (posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)) != 0) scratch = NULL;
+    if (!scratch || !y) {
         fprintf(stderr, "bench_dnnl_conv: out of memory\n");
+        mg_wino4_free(plan);
+        free(scratch);
+        free(y);
         return 1;
     }
     double best = 1e30;

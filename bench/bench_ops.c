@@ -15,8 +15,9 @@
  * machine shared with other jobs the best run is the one closest to the machine's real speed.
  * --layout both times oneDNN's plain and blocked layouts interleaved (same load for both).
  * --layout chain: plans on blocked caller buffers (mg_conv2d_plan_init_blocked, this CPU's block), as
- * the training chain runs them (no reorders of x and y; on AVX2 the 3x3 stride-1 backward data runs
- * our Winograd kernel, src/ops/cpu/wino_avx2.c; MG_CONV_OWN_WINO=0 for oneDNN's direct one).
+ * the training chain runs them (no reorders of x and y; on AVX2 the 3x3 stride-1 backward data and
+ * backward weights run our Winograd kernels, src/ops/cpu/wino_avx2.c; MG_CONV_OWN_WINO=0 for
+ * oneDNN's direct ones).
  * --clock cpu times with CPU time instead of elapsed time (see now_s).
  * --no-peak skips the peak measurement (the fractions print as nan): for quick timing runs. */
 #include <math.h>

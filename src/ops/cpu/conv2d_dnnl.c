@@ -62,9 +62,8 @@ typedef struct mg_dnnl_state {
     mg_dnnl_op op[OP_COUNT];
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
-    mg_wino4 *own_bwd_data;    /* our AVX2 Winograd in place of the direct backward-data primitive */
-    mg_wino4 *own_bwd_weights; /* ... and of the backward-weights one */
-    int threads;            /* the thread count the plan was made for */
+    mg_wino4 *own[OP_COUNT]; /* our AVX2 Winograd in place of a backward op's primitive (own_wino_wanted) */
+    int threads;             /* the thread count the plan was made for */
 } mg_dnnl_state;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -381,9 +380,8 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 
 /* Backward data and backward weights of a 3x3 stride-1 convolution where Winograd was asked
  * (choose_winograd) but oneDNN has none (AVX2): our F(4x4) kernels (wino_avx2.c) on the caller's
- * nChw8c buffers, when the layer has at least 12 tiles of 4x4 (as the fused network's rule,
- * ops_fused.h), channels they take and (backward weights) no bias. MG_CONV_OWN_WINO=0 keeps oneDNN's
- * direct kernels (for comparison). */
+ * nChw8c buffers, where mg_wino4_applies (the fused network's rule too) and, for backward weights,
+ * without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's direct kernels (for comparison). */
 static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");
@@ -393,10 +391,9 @@ static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, 
     if (plan->x_block != 8 || plan->y_block != 8 || d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h ||
         plan->q != d->w)
         return 0;
-    if (which == OP_BWD_DATA ? !mg_wino4_shape_ok(d->k, d->c) : (d->has_bias || !mg_wino4_shape_ok(d->c, d->k)))
-        return 0;
-    if ((long)d->n * ((d->h + 3) / 4) * ((d->w + 3) / 4) < 12) return 0;
-    return mg_wino4_cpu_ok();
+    if (which == OP_BWD_WEIGHTS && d->has_bias) return 0;
+    return which == OP_BWD_DATA ? mg_wino4_applies(d->n, d->k, d->c, d->h, d->w)
+                                : mg_wino4_applies(d->n, d->c, d->k, d->h, d->w);
 }
 
 mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
@@ -452,22 +449,19 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
         if (s != MG_OK) return s; /* the caller frees the partial state */
     }
     st->threads = mg_ops_get_threads();
+    /* our kernels in place of the direct backward primitives, which are freed unused */
+    const mg_conv2d_desc *d = &plan->d;
+    for (int i = OP_BWD_DATA; i <= OP_BWD_WEIGHTS; i++) {
+        if (!own_wino_wanted(plan, st, i)) continue;
+        MG_TRY((i == OP_BWD_DATA ? mg_wino4_init_bwd_data : mg_wino4_init_bwd_weights)(&st->own[i], d->n, d->c, d->k,
+                                                                                      d->h, d->w));
+        op_free(&st->op[i]);
+        st->op[i].ws_bytes = mg_wino4_scratch_bytes(st->own[i], st->threads);
+        snprintf(st->op[i].name, sizeof st->op[i].name, "ours:wino_avx2");
+    }
     size_t ws = 0;
     for (int i = 0; i < OP_COUNT; i++)
         if (st->op[i].ws_bytes > ws) ws = st->op[i].ws_bytes;
-    if (own_wino_wanted(plan, st, OP_BWD_DATA)) {
-        MG_TRY(mg_wino4_init_bwd_data(&st->own_bwd_data, plan->d.n, plan->d.c, plan->d.k, plan->d.h, plan->d.w));
-        size_t ob = mg_wino4_scratch_bytes(st->own_bwd_data, st->threads);
-        if (ob > ws) ws = ob;
-        snprintf(st->op[OP_BWD_DATA].name, sizeof st->op[OP_BWD_DATA].name, "ours:wino_avx2");
-    }
-    if (own_wino_wanted(plan, st, OP_BWD_WEIGHTS)) {
-        MG_TRY(mg_wino4_init_bwd_weights(&st->own_bwd_weights, plan->d.n, plan->d.c, plan->d.k, plan->d.h,
-                                         plan->d.w));
-        size_t ob = mg_wino4_bwd_weights_scratch_bytes(st->own_bwd_weights);
-        if (ob > ws) ws = ob;
-        snprintf(st->op[OP_BWD_WEIGHTS].name, sizeof st->op[OP_BWD_WEIGHTS].name, "ours:wino_avx2");
-    }
     plan->ws_bytes = ws;
     return MG_OK;
 }
@@ -475,9 +469,10 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
 void mg_conv2d_dnnl_free(mg_conv2d_plan *plan) {
     mg_dnnl_state *st = plan->impl;
     if (!st) return;
-    for (int i = 0; i < OP_COUNT; i++) op_free(&st->op[i]);
-    mg_wino4_free(st->own_bwd_data);
-    mg_wino4_free(st->own_bwd_weights);
+    for (int i = 0; i < OP_COUNT; i++) {
+        op_free(&st->op[i]);
+        mg_wino4_free(st->own[i]);
+    }
     if (st->stream) dnnl_stream_destroy(st->stream);
     free(st);
     plan->impl = NULL;
@@ -525,9 +520,9 @@ mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const flo
 
 mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, const float *w, float *dx) {
     mg_dnnl_state *st = plan->impl;
-    if (st->own_bwd_data) {
-        mg_wino4_set_weights_bwd_data(st->own_bwd_data, w, plan->ws, st->threads);
-        mg_wino4_forward(st->own_bwd_data, dy, dx, 0, 0, plan->ws, st->threads);
+    if (st->own[OP_BWD_DATA]) {
+        mg_wino4_set_weights_bwd_data(st->own[OP_BWD_DATA], w, plan->ws, st->threads);
+        mg_wino4_forward(st->own[OP_BWD_DATA], dy, dx, 0, 0, plan->ws, st->threads);
         return MG_OK;
     }
     void *ptr[3] = {(void *)dy, (void *)w, dx};
@@ -537,8 +532,8 @@ mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, co
 mg_status mg_conv2d_dnnl_backward_weights(mg_conv2d_plan *plan, const float *x, const float *dy, float *dw,
                                           float *db) {
     mg_dnnl_state *st = plan->impl;
-    if (st->own_bwd_weights) { /* no bias (own_wino_wanted) */
-        mg_wino4_backward_weights(st->own_bwd_weights, x, dy, dw, plan->ws, st->threads);
+    if (st->own[OP_BWD_WEIGHTS]) { /* no bias (own_wino_wanted) */
+        mg_wino4_backward_weights(st->own[OP_BWD_WEIGHTS], x, dy, dw, plan->ws, st->threads);
         return MG_OK;
     }
     void *ptr[4] = {(void *)x, (void *)dy, dw, db};

@@ -57,7 +57,7 @@ typedef struct fop {
     dnnl_memory_t w_mem, b_mem; /* convolutions: weights and bias */
     fweights *wt;
     int winograd;
-    mg_wino4 *own;  /* our Winograd F(4x4) kernel in place of the primitive (AVX2: see own_wino_tiles) */
+    mg_wino4 *own;  /* our Winograd F(4x4) kernel in place of the primitive (AVX2: see own_wino_enabled) */
     int sum, relu;  /* its post-ops */
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
 } fop;
@@ -405,19 +405,32 @@ static fweights *donor_weights(const mg_fnet *net, int k, int c, int r, int stri
 
 typedef mg_status (*weights_fn)(void *ctx, float *w, float *bias);
 
-/* oneDNN 2.6's Winograd kernels are AVX-512 only: on AVX2 (nChw8c activations) the 3x3 stride-1
- * convolutions of at least this many 4x4 output tiles run our F(4x4, 3x3) kernel (wino_avx2.c)
- * instead of oneDNN's direct one. Fewer tiles (ResNet-50's 7x7 maps at batch 1-2) lose: the
- * transformed weights, 4x the direct ones, are then read from memory for too little work
- * (docs/PERFORMANCE.md, "Winograd on AVX2"). MG_FNET_OWN_WINO=0 turns it off (for comparison). */
-#define OWN_WINO_MIN_TILES 12
+/* A convolution's plain OIHW weights (wn floats) and bias (k): the caller's arrays, or, without them,
+ * fetched through `get` into one new buffer, *owned, which the caller frees after use. */
+static mg_status fetch_weights(const float *w_plain, const float *b_plain, weights_fn get, void *ctx, size_t wn,
+                               int k, const float **wp, const float **bp, float **owned) {
+    *owned = NULL;
+    *wp = w_plain, *bp = b_plain;
+    if (w_plain) return MG_OK;
+    float *buf = malloc((wn + (size_t)k) * sizeof *buf);
+    if (!buf) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
+    mg_status s = get(ctx, buf, buf + wn);
+    if (s != MG_OK) {
+        free(buf);
+        return s;
+    }
+    *owned = buf;
+    *wp = buf, *bp = buf + wn;
+    return MG_OK;
+}
 
+/* oneDNN 2.6's Winograd kernels are AVX-512 only: on AVX2 (nChw8c activations) the 3x3 stride-1
+ * convolutions where mg_wino4_applies (enough 4x4 output tiles, channels that fit) run our F(4x4, 3x3)
+ * kernel (wino_avx2.c) instead of oneDNN's direct one. MG_FNET_OWN_WINO=0 turns it off (for
+ * comparison). */
 static int own_wino_enabled(void) {
     const char *e = getenv("MG_FNET_OWN_WINO");
-    if (e && e[0] == '0') return 0;
-    static int cpu = -1;
-    if (cpu < 0) cpu = mg_wino4_cpu_ok();
-    return cpu;
+    return !(e && e[0] == '0');
 }
 
 /* Whether the convolution's primitive reads and writes nChw8c, the layout our kernel runs on. */
@@ -455,18 +468,11 @@ static mg_status add_own_wino(mg_fnet *net, fop *op, const int xd[4], int k, con
     if (dw) {
         MG_TRY(mg_wino4_init_like(&op->own, dw, xd[0], xd[2], xd[3]));
     } else {
-        const float *wp = w_plain, *bp = b_plain;
-        float *wbuf = NULL, *bbuf = NULL;
-        mg_status ws = MG_OK;
-        if (!w_plain) {
-            wbuf = malloc((size_t)k * xd[1] * 9 * sizeof *wbuf);
-            bbuf = malloc((size_t)k * sizeof *bbuf);
-            ws = wbuf && bbuf ? get(ctx, wbuf, bbuf) : MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
-            wp = wbuf, bp = bbuf;
-        }
-        if (ws == MG_OK) ws = mg_wino4_init(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
-        free(wbuf);
-        free(bbuf);
+        const float *wp, *bp;
+        float *owned;
+        MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * 9, k, &wp, &bp, &owned));
+        mg_status ws = mg_wino4_init(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
+        free(owned);
         MG_TRY(ws);
         net->weight_bytes += mg_wino4_weight_bytes(op->own);
     }
@@ -537,8 +543,7 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
     int own = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p == xd[2] &&
-              q == xd[3] && act_block() == 8 && mg_wino4_shape_ok(xd[1], k) &&
-              xd[0] * ((p + 3) / 4) * ((q + 3) / 4) >= OWN_WINO_MIN_TILES && own_wino_enabled() &&
+              q == xd[3] && act_block() == 8 && own_wino_enabled() && mg_wino4_applies(xd[0], xd[1], k, p, q) &&
               pd_is_nchw8c(pd, xd, k, p, q);
     mg_status s = MG_OK;
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
@@ -589,20 +594,12 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         op->wt = wt; /* owned by the network from here on, also on the error paths below */
         if (!wt->w || !wt->b) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
         net->weight_bytes += wb + bb;
-        float *wp = (float *)w_plain, *bp = (float *)b_plain;
-        size_t wn = (size_t)k * xd[1] * r * r;
-        if (!w_plain) {
-            wp = malloc(wn * sizeof *wp);
-            bp = malloc((size_t)k * sizeof *bp);
-        }
-        mg_status ws = wp && bp ? MG_OK : MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
-        if (ws == MG_OK && !w_plain) ws = get(ctx, wp, bp);
-        if (ws == MG_OK) ws = reorder_once(net, &w_user, wp, wt_md, wt->w);
+        const float *wp, *bp;
+        float *owned;
+        MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
+        mg_status ws = reorder_once(net, &w_user, wp, wt_md, wt->w);
         if (ws == MG_OK) ws = reorder_once(net, &b_md, bp, bi_md, wt->b);
-        if (!w_plain) {
-            free(wp);
-            free(bp);
-        }
+        free(owned);
         MG_TRY(ws);
     }
     DNNL_TRY(dnnl_memory_create(&op->w_mem, wt_md, net->engine, wt->w));

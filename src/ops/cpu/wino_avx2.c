@@ -33,17 +33,19 @@
 
 typedef struct wino_weights {
     int refs;
-    int c, k;
     float *u;    /* [NXI][k / KB][c][KB] */
     float *bias; /* [k] */
 } wino_weights;
+
+enum { PLAN_FWD, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 
 struct mg_wino4 {
     int n, c, k, h, w;
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
     int tiles_pad; /* rounded up to TB */
-    int u_in_scratch; /* backward data: U, backward weights: dU, at the start of the caller's scratch */
+    int kind; /* PLAN_FWD; PLAN_BWD_DATA and PLAN_BWD_WEIGHTS keep U (dU) at the start of the scratch */
+    int bwdw_cap; /* backward weights: tiles per chunk (bwdw_cap) */
     wino_weights *ww;
 };
 
@@ -53,6 +55,11 @@ bool mg_wino4_cpu_ok(void) {
 }
 
 bool mg_wino4_shape_ok(int c, int k) { return c > 0 && k > 0 && c % 8 == 0 && k % KB == 0; }
+
+bool mg_wino4_applies(int n, int c, int k, int h, int w) {
+    return mg_wino4_shape_ok(c, k) && (long)n * ((h + 3) / 4) * ((w + 3) / 4) >= MG_WINO4_MIN_TILES &&
+           mg_wino4_cpu_ok();
+}
 
 /* U = G g G^T for one 3x3 kernel g (row-major), in double. */
 static void weight_transform(const float g[9], double u[36]) {
@@ -91,8 +98,8 @@ static mg_status weights_alloc(mg_wino4 *p) {
     wino_weights *ww = calloc(1, sizeof *ww);
     if (!ww) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->ww = ww;
-    ww->refs = 1, ww->c = p->c, ww->k = p->k;
-    size_t un = p->u_in_scratch ? 0 : (size_t)NXI * p->c * p->k;
+    ww->refs = 1;
+    size_t un = p->kind != PLAN_FWD ? 0 : (size_t)NXI * p->c * p->k;
     if (un && posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
     if (posix_memalign((void **)&ww->bias, 64, (size_t)p->k * sizeof(float)) != 0) ww->bias = NULL;
     if ((un && !ww->u) || !ww->bias)
@@ -126,7 +133,7 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
 
 mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, int h, int w) {
     MG_TRY(plan_new(plan, n, k_fwd, c_fwd, h, w));
-    (*plan)->u_in_scratch = 1;
+    (*plan)->kind = PLAN_BWD_DATA;
     mg_status s = weights_alloc(*plan);
     if (s != MG_OK) {
         mg_wino4_free(*plan);
@@ -138,7 +145,7 @@ mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, i
 }
 
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w) {
-    if (!donor || donor->u_in_scratch) {
+    if (!donor || donor->kind != PLAN_FWD) {
         if (plan) *plan = NULL;
         return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: init_like needs a forward plan with weights");
     }
@@ -162,12 +169,12 @@ void mg_wino4_free(mg_wino4 *plan) {
 bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k) { return plan && plan->c == c && plan->k == k; }
 
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
-    if (!plan) return 0;
-    return ((plan->u_in_scratch ? 0 : (size_t)NXI * plan->c * plan->k) + (size_t)plan->k) * sizeof(float);
+    if (!plan || !plan->ww) return 0;
+    return ((plan->kind != PLAN_FWD ? 0 : (size_t)NXI * plan->c * plan->k) + (size_t)plan->k) * sizeof(float);
 }
 
 /* Floats of U at the start of the scratch (backward-data plans), a multiple of 16. */
-static size_t u_scratch_floats(const mg_wino4 *p) { return p->u_in_scratch ? (size_t)NXI * p->c * p->k : 0; }
+static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? (size_t)NXI * p->c * p->k : 0; }
 
 #define TGT __attribute__((target("avx2,fma")))
 
@@ -360,6 +367,8 @@ static size_t region_floats(const mg_wino4 *p, int cap) { return (size_t)NXI * c
 
 size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads) {
     if (!plan) return 0;
+    if (plan->kind == PLAN_BWD_WEIGHTS) /* dU, then V and dM of one chunk (all threads share it) */
+        return (u_scratch_floats(plan) + (size_t)NXI * plan->bwdw_cap * (plan->c + plan->k)) * sizeof(float);
     run_split r = split_for(plan, threads > 0 ? threads : 1);
     return (u_scratch_floats(plan) + (size_t)r.regions * region_floats(plan, r.cap)) * sizeof(float);
 }
@@ -421,7 +430,7 @@ void mg_wino4_set_weights_bwd_data(const mg_wino4 *p, const float *w_fwd, void *
 void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int relu, void *scratch, int threads) {
     const int nthr = threads > 0 ? threads : 1;
     run_split r = split_for(p, nthr);
-    const float *u = p->u_in_scratch ? (const float *)scratch : p->ww->u;
+    const float *u = p->kind == PLAN_BWD_DATA ? (const float *)scratch : p->ww->u;
     float *scr = (float *)scratch + u_scratch_floats(p);
     if (!r.whole) {
         const int nch = r.nchunks, cap = r.cap;
@@ -459,22 +468,12 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
  * chunk in BWDW_CHUNK_BYTES), dU summed over the chunks in the scratch. */
 
 #define BWDW_CHUNK_BYTES (16u << 20)
-#ifndef BWDW_TBLK
+/* tiles per block of the dU products: their dM rows (one cache line per tile) stay in L1 across the
+ * input channels (32 of 32/64/128/whole measured best, bench_ops --layout chain) */
 #define BWDW_TBLK 32
-#endif
 
-mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w) {
-    MG_TRY(plan_new(plan, n, c, k, h, w));
-    (*plan)->u_in_scratch = 1; /* dU */
-    mg_status s = weights_alloc(*plan);
-    if (s != MG_OK) {
-        mg_wino4_free(*plan);
-        *plan = NULL;
-    }
-    return s;
-}
-
-/* MG_WINO_BWDW_TILES=N: chunks of N tiles instead (experiments, and the tests' multi-chunk case) */
+/* Tiles per chunk: V and dM of a chunk in BWDW_CHUNK_BYTES. MG_WINO_BWDW_TILES=N: chunks of N tiles
+ * instead (experiments, and the tests' multi-chunk case). */
 static int bwdw_cap(const mg_wino4 *p) {
     const char *e = getenv("MG_WINO_BWDW_TILES");
     if (e && atoi(e) > 0) return atoi(e) > p->tiles_pad ? p->tiles_pad : atoi(e);
@@ -484,9 +483,11 @@ static int bwdw_cap(const mg_wino4 *p) {
     return cap > p->tiles_pad ? p->tiles_pad : cap;
 }
 
-size_t mg_wino4_bwd_weights_scratch_bytes(const mg_wino4 *p) {
-    if (!p) return 0;
-    return ((size_t)NXI * p->c * p->k + (size_t)NXI * bwdw_cap(p) * (p->c + p->k)) * sizeof(float);
+mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w) {
+    MG_TRY(plan_new(plan, n, c, k, h, w));
+    (*plan)->kind = PLAN_BWD_WEIGHTS; /* no weights of its own: dU is in the scratch */
+    (*plan)->bwdw_cap = bwdw_cap(*plan);
+    return MG_OK;
 }
 
 /* dM for tiles t0 .. t0+nt-1 of dy (tile t0 at row 0; mxi floats between the 36 matrices) */
@@ -592,7 +593,7 @@ void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *d
 #ifndef _OPENMP
     (void)nthr;
 #endif
-    const int C = p->c, K = p->k, nkb = K / KB, cap = bwdw_cap(p);
+    const int C = p->c, K = p->k, nkb = K / KB, cap = p->bwdw_cap;
     float *du = scratch, *v = du + (size_t)NXI * C * K, *m = v + (size_t)NXI * cap * C;
     const size_t vxi = (size_t)cap * C, mxi = (size_t)cap * K;
     for (int t0 = 0; t0 < p->tiles; t0 += cap) {
@@ -607,7 +608,6 @@ void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *d
         OMP_PARALLEL_FOR
         for (int job = 0; job < jobs; job++) {
             const int xi = job / nkb, kb = job % nkb;
-            /* blocks of BWDW_TBLK tiles: their dM columns (one line per tile) stay in L1 across c */
             float *dblk = du + ((size_t)xi * nkb + kb) * C * KB;
             for (int b0 = 0; b0 < nt; b0 += BWDW_TBLK) {
                 const int nb = nt - b0 < BWDW_TBLK ? nt - b0 : BWDW_TBLK;

@@ -15,6 +15,14 @@ typedef struct mg_wino4 mg_wino4;
 bool mg_wino4_cpu_ok(void);
 /* Whether a convolution of c -> k channels fits the kernels: c a multiple of 8, k of 16. */
 bool mg_wino4_shape_ok(int c, int k);
+/* Layers with fewer 4x4 output tiles than this lose to oneDNN's direct kernel: the transformed weights,
+ * 4x the direct ones, are then read from memory for too little work (ResNet-50's 7x7 maps at batch
+ * 1-2; docs/PERFORMANCE.md, "AVX2 machines: our Winograd kernels"). */
+#define MG_WINO4_MIN_TILES 12
+/* The one rule for using these kernels on a 3x3 stride-1 pad-1 layer of n x c x h x w -> k channels
+ * (for backward data pass the channels swapped): channels that fit, at least MG_WINO4_MIN_TILES
+ * tiles, and a CPU with AVX2 and FMA. */
+bool mg_wino4_applies(int n, int c, int k, int h, int w);
 /* A plan for input n x c x h x w (nChw8c), k output channels, 3x3 kernel, stride 1, padding 1 (output
  * n x k x h x w, nChw8c). w: OIHW weights (k x c x 3 x 3), bias: k values; both transformed and copied
  * (the plan does not keep the pointers). */
@@ -37,7 +45,7 @@ void mg_wino4_free(mg_wino4 *plan);
 /* Whether the plan convolves c -> k channels (a donor's weights fit). */
 bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k);
 /* Bytes of the transformed weights (shared by plans made with init_like) and of the scratch a run
- * on `threads` threads needs (transformed input and products; give it a 64-byte aligned buffer). */
+ * on `threads` threads needs, for every kind of plan (give it a 64-byte aligned buffer). */
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan);
 size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads);
 /* y = conv(x) + bias, then y += (the values y held) when sum, then max(y, 0) when relu. x and y are
@@ -49,10 +57,9 @@ void mg_wino4_forward(const mg_wino4 *plan, const float *x, float *y, int sum, i
 /* Backward weights of a 3x3 stride-1 pad-1 convolution of c -> k channels on n x c x h x w inputs:
  * dw (k x c x 3 x 3, OIHW) += the gradient from x (nChw8c) and dy (n x k x h x w, nChw8c), through
  * Winograd F(4x4, 3x3): dU = sum over tiles of V^T dM (V = B^T x B, dM = A dy A^T per tile), then
- * G^T dU G per kernel. Needs c a multiple of 8, k of 16. The scratch (64-byte aligned) holds dU and
- * one chunk of tiles' V and dM. */
+ * G^T dU G per kernel. Needs c a multiple of 8, k of 16. The scratch (mg_wino4_scratch_bytes) holds
+ * dU and one chunk of tiles' V and dM. */
 mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w);
-size_t mg_wino4_bwd_weights_scratch_bytes(const mg_wino4 *plan);
 void mg_wino4_backward_weights(const mg_wino4 *plan, const float *x, const float *dy, float *dw, void *scratch,
                                int threads);
 
