@@ -21,6 +21,10 @@
 #define KB 16 /* output channels per register block */
 #define TB 6  /* tiles per register block */
 #define NXI 36
+/* floats of U the register kernel prefetches ahead (16 of its iterations, about 100 cycles): U comes
+ * from L3 once per chunk of tiles, and without it the kernel waited on those loads (the 512-channel
+ * 7x7 layer at batch 4 took 20 % longer; 64, 256 and 1024 floats measured alike or worse) */
+#define PF_DIST 256
 
 #ifdef _OPENMP
 #define OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nthr) schedule(static) if (nthr > 1)")
@@ -176,6 +180,16 @@ size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
 /* Floats of U at the start of the scratch (backward-data plans), a multiple of 16. */
 static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? (size_t)NXI * p->c * p->k : 0; }
 
+/* Floats between two of the 36 matrices of `rows` x `cols` (V, M, dM): rows * cols rounded up to a
+ * whole, odd number of 64-byte lines. The transforms touch all 36 matrices for each tile; a distance
+ * that is a multiple of 4 KiB (every chunk size here: 48 tiles x 64 channels x 4 bytes is 12 KiB) maps
+ * those 36 lines to one set of the 8-way L1, an odd number of lines to 36 different sets (about 7 %
+ * on the 64- and 128-channel layers, within the noise on the others). */
+static size_t xi_stride(int rows, int cols) {
+    size_t lines = ((size_t)rows * cols + 15) / 16;
+    return (lines | 1) * 16;
+}
+
 #define TGT __attribute__((target("avx2,fma")))
 
 /* out = B^T d along one dimension, on 8 channels */
@@ -246,6 +260,7 @@ TGT static void kernel_6x16(int C, const float *v, const float *u, float *m, siz
                 *v5 = v + 5 * (size_t)C;
     for (int i = 0; i < C; i++) {
         __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8), a;
+        _mm_prefetch((const char *)(u + PF_DIST), _MM_HINT_T0);
         u += KB;
         a = _mm256_broadcast_ss(v0 + i);
         c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
@@ -319,8 +334,10 @@ static void zero_pad_rows(const mg_wino4 *p, float *v, size_t vxi, int nt, int n
             memset(v + xi * vxi + (size_t)nt * p->c, 0, (size_t)(nt_pad - nt) * p->c * sizeof(float));
 }
 
-/* Tiles per chunk: V and M of a chunk in about half the L2 (1 MiB a core on the machines measured),
- * at least 48 so that the transformed weights, streamed once per chunk, are used often enough. */
+/* Tiles per chunk: V and M of a chunk in about half of a 1 MiB L2, but at least 48 so that the
+ * transformed weights, streamed once per chunk, are used often enough. For ResNet's layers (c + k >=
+ * 128) the minimum decides; chunks of 12 to 96 tiles measured alike within the noise (bench_dnnl_conv,
+ * batch 4, one thread), so the L2 size of the machine hardly matters. */
 static int chunk_tiles(const mg_wino4 *p) {
     int t = (int)((512u << 10) / ((size_t)NXI * (p->c + p->k) * sizeof(float)));
     t = t / TB * TB;
@@ -331,7 +348,7 @@ static int chunk_tiles(const mg_wino4 *p) {
 static void run_chunk(const mg_wino4 *p, const float *u, const float *x, float *y, int sum, int relu, float *scr,
                       int cap, int t0, int nt) {
     const int nt_pad = (nt + TB - 1) / TB * TB;
-    const size_t vxi = (size_t)cap * p->c, mxi = (size_t)cap * p->k;
+    const size_t vxi = xi_stride(cap, p->c), mxi = xi_stride(cap, p->k);
     float *v = scr, *m = scr + NXI * vxi;
     zero_pad_rows(p, v, vxi, nt, nt_pad);
     input_tiles(p, x, v, vxi, t0, nt);
@@ -363,12 +380,12 @@ static run_split split_for(const mg_wino4 *p, int threads) {
     return r;
 }
 
-static size_t region_floats(const mg_wino4 *p, int cap) { return (size_t)NXI * cap * (p->c + p->k); }
+static size_t region_floats(const mg_wino4 *p, int cap) { return NXI * (xi_stride(cap, p->c) + xi_stride(cap, p->k)); }
 
 size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads) {
     if (!plan) return 0;
     if (plan->kind == PLAN_BWD_WEIGHTS) /* dU, then V and dM of one chunk (all threads share it) */
-        return (u_scratch_floats(plan) + (size_t)NXI * plan->bwdw_cap * (plan->c + plan->k)) * sizeof(float);
+        return (u_scratch_floats(plan) + region_floats(plan, plan->bwdw_cap)) * sizeof(float);
     run_split r = split_for(plan, threads > 0 ? threads : 1);
     return (u_scratch_floats(plan) + (size_t)r.regions * region_floats(plan, r.cap)) * sizeof(float);
 }
@@ -443,7 +460,7 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
     }
     /* one chunk of every tile, each phase split between the threads */
     const int cap = r.cap, nkb = p->k / KB, tiles = p->tiles;
-    const size_t vxi = (size_t)cap * p->c, mxi = (size_t)cap * p->k;
+    const size_t vxi = xi_stride(cap, p->c), mxi = xi_stride(cap, p->k);
     float *v = scr, *m = scr + NXI * vxi;
     zero_pad_rows(p, v, vxi, tiles, cap);
     OMP_PARALLEL_FOR
@@ -594,8 +611,8 @@ void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *d
     (void)nthr;
 #endif
     const int C = p->c, K = p->k, nkb = K / KB, cap = p->bwdw_cap;
-    float *du = scratch, *v = du + (size_t)NXI * C * K, *m = v + (size_t)NXI * cap * C;
-    const size_t vxi = (size_t)cap * C, mxi = (size_t)cap * K;
+    const size_t vxi = xi_stride(cap, C), mxi = xi_stride(cap, K);
+    float *du = scratch, *v = du + (size_t)NXI * C * K, *m = v + NXI * vxi;
     for (int t0 = 0; t0 < p->tiles; t0 += cap) {
         const int nt = p->tiles - t0 < cap ? p->tiles - t0 : cap;
         OMP_PARALLEL_FOR
