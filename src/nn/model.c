@@ -241,6 +241,10 @@ mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float
     m->fused_flags = we && !strcmp(we, "0") ? 0 : MG_FNET_WINOGRAD;
     const char *ae = getenv("MG_ADAPT_THREADS");
     m->adapt_off = ae && !strcmp(ae, "0");
+    /* start the window of the load estimate now (its first call has no estimate), so that under load
+     * the first inference forward, after the weights are loaded, already runs and plans on fewer
+     * threads instead of building the network for all of them first (infer_threads) */
+    if (!m->adapt_off) (void)mg_runtime_other_load();
     const char *se = getenv("MG_STREAMS");
     m->streams_off = se && !strcmp(se, "0");
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -4,10 +4,18 @@
  * the per-op path (mg_model_set_fused(false), as SE networks run). Checked: the process gains no
  * thread (/proc/self/task; what a one-thread run starts: none), the outputs are the bits of a run
  * at one thread, and the caller's thread count is unchanged afterwards. On a 1-core machine the
- * thread check cannot fail (one thread is all there is to run). */
+ * thread check cannot fail (one thread is all there is to run).
+ * Then with real load, a child process spinning on one core: a model's first inference forward,
+ * 0.3 s after the model was made, already runs on fewer threads than asked (the load estimate's
+ * window starts when the model is made, so no network is built for all threads first). Needs 2 to
+ * 16 cores (threads asked: all of them); skipped otherwise. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mg_test.h"
@@ -72,7 +80,40 @@ static void test_shed_under_load(void **state) {
     mg_assert_ok(mg_ops_set_threads(0));
 }
 
+static void test_first_forward_sheds_under_real_load(void **state) {
+    (void)state;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 2 || ncpu > 16) skip();
+    unsetenv("MG_TEST_OTHER_LOAD");
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* one busy core; dies with the test process, and after 30 s in any case */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        alarm(30);
+        for (volatile unsigned long i = 0;; i++) {
+        }
+    }
+    mg_assert_ok(mg_ops_set_threads((int)ncpu));
+    mg_model *m;
+    mg_assert_ok(mg_model_init(&m, "resnet18", K, 3.0f));
+    mg_assert_ok(mg_model_init_weights(m, 22, false));
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    float *x = malloc((size_t)3 * H * W * sizeof *x), emb[D];
+    for (int i = 0; i < 3 * H * W; i++) x[i] = 0.3f * (float)((i * 7919) % 101) / 101.0f;
+    forward(m, x, 1, emb);
+    int ran = mg_model_infer_threads(m);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_true(ran >= 1);
+    assert_true(ran < ncpu); /* the first forward: without the early window it ran on all threads */
+    mg_model_free(m);
+    free(x);
+    mg_assert_ok(mg_ops_set_threads(0));
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_shed_under_load)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_shed_under_load),
+                                       cmocka_unit_test(test_first_forward_sheds_under_real_load)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
