@@ -222,6 +222,7 @@ static void run_bwd_weights(int n, int c, int k, int h, int w, int threads) {
 
 static void test_backward_weights(void **state) {
     (void)state;
+    /* c 8, 16, 24, 64: the 6-row kernel with a 2-row, a 4-row or no rest kernel */
     run_bwd_weights(2, 8, 16, 9, 7, 1);
     run_bwd_weights(1, 24, 32, 14, 14, 2);
     run_bwd_weights(3, 16, 16, 5, 11, 2);

@@ -546,29 +546,49 @@ TGT static void dy_tiles(const mg_wino4 *p, const float *dy, float *m, size_t mx
     }
 }
 
-/* dU rows c0..c0+3 of one 16-channel block (du, rows of 16) += (or, first, =) the sum over nt tiles of
- * V[t][c] dM[t][k] */
+/* dU rows c0 .. c0+R-1 of one 16-channel block (du, rows of 16) += (or, first, =) the sum over nt tiles
+ * of V[t][c] dM[t][k], for R = 6, 4 or 2 rows (6: 12 accumulators, as the forward's register kernel;
+ * 4 and 2 for the rest of the channels, c being a multiple of 8). One FMA chain per accumulator and
+ * tile: with 8 accumulators (4 rows) the chains' latency kept the kernel at about half the FMA peak. */
+#define ACC_ROW(r)                                                                                          \
+    x = _mm256_broadcast_ss(v + (r));                                                                       \
+    a##r##0 = _mm256_fmadd_ps(x, b0, a##r##0), a##r##1 = _mm256_fmadd_ps(x, b1, a##r##1);
+#define ACC_STORE(r)                                                                                        \
+    {                                                                                                       \
+        float *d = du + (r) * KB;                                                                           \
+        _mm256_store_ps(d, first ? a##r##0 : _mm256_add_ps(_mm256_load_ps(d), a##r##0));                   \
+        _mm256_store_ps(d + 8, first ? a##r##1 : _mm256_add_ps(_mm256_load_ps(d + 8), a##r##1));            \
+    }
+TGT static void kernel_6x16_acc(int nt, const float *v, size_t ldv, const float *m, size_t ldm, float *du, int first) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00,
+           a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int t = 0; t < nt; t++) {
+        __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
+        ACC_ROW(0) ACC_ROW(1) ACC_ROW(2) ACC_ROW(3) ACC_ROW(4) ACC_ROW(5)
+        v += ldv, m += ldm;
+    }
+    ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5)
+}
 TGT static void kernel_4x16_acc(int nt, const float *v, size_t ldv, const float *m, size_t ldm, float *du, int first) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     for (int t = 0; t < nt; t++) {
         __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
-        x = _mm256_broadcast_ss(v + 0);
-        a00 = _mm256_fmadd_ps(x, b0, a00), a01 = _mm256_fmadd_ps(x, b1, a01);
-        x = _mm256_broadcast_ss(v + 1);
-        a10 = _mm256_fmadd_ps(x, b0, a10), a11 = _mm256_fmadd_ps(x, b1, a11);
-        x = _mm256_broadcast_ss(v + 2);
-        a20 = _mm256_fmadd_ps(x, b0, a20), a21 = _mm256_fmadd_ps(x, b1, a21);
-        x = _mm256_broadcast_ss(v + 3);
-        a30 = _mm256_fmadd_ps(x, b0, a30), a31 = _mm256_fmadd_ps(x, b1, a31);
+        ACC_ROW(0) ACC_ROW(1) ACC_ROW(2) ACC_ROW(3)
         v += ldv, m += ldm;
     }
-    __m256 acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
-    for (int r = 0; r < 4; r++)
-        for (int h = 0; h < 2; h++) {
-            float *d = du + r * KB + h * 8;
-            _mm256_store_ps(d, first ? acc[r * 2 + h] : _mm256_add_ps(_mm256_load_ps(d), acc[r * 2 + h]));
-        }
+    ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3)
 }
+TGT static void kernel_2x16_acc(int nt, const float *v, size_t ldv, const float *m, size_t ldm, float *du, int first) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    for (int t = 0; t < nt; t++) {
+        __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
+        ACC_ROW(0) ACC_ROW(1)
+        v += ldv, m += ldm;
+    }
+    ACC_STORE(0) ACC_STORE(1)
+}
+#undef ACC_ROW
+#undef ACC_STORE
 
 /* dw[k][c][3][3] += G^T dU[c][k] G for k in k0 .. k0+7, every c (dU as [xi][k / 16][c][16]) */
 TGT static void dw_block(const mg_wino4 *p, const float *du, float *dw, int k0) {
@@ -628,9 +648,12 @@ void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *d
             float *dblk = du + ((size_t)xi * nkb + kb) * C * KB;
             for (int b0 = 0; b0 < nt; b0 += BWDW_TBLK) {
                 const int nb = nt - b0 < BWDW_TBLK ? nt - b0 : BWDW_TBLK;
-                for (int c0 = 0; c0 < C; c0 += 4)
-                    kernel_4x16_acc(nb, v + xi * vxi + (size_t)b0 * C + c0, C, m + xi * mxi + (size_t)b0 * K + (size_t)kb * KB,
-                                    K, dblk + (size_t)c0 * KB, t0 == 0 && b0 == 0);
+                const float *vb = v + xi * vxi + (size_t)b0 * C, *mb = m + xi * mxi + (size_t)b0 * K + (size_t)kb * KB;
+                const int first = t0 == 0 && b0 == 0;
+                int c0 = 0;
+                for (; c0 + 6 <= C; c0 += 6) kernel_6x16_acc(nb, vb + c0, C, mb, K, dblk + (size_t)c0 * KB, first);
+                if (C - c0 >= 4) kernel_4x16_acc(nb, vb + c0, C, mb, K, dblk + (size_t)c0 * KB, first), c0 += 4;
+                if (C - c0 >= 2) kernel_2x16_acc(nb, vb + c0, C, mb, K, dblk + (size_t)c0 * KB, first), c0 += 2;
             }
         }
     }
