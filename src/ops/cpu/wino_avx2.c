@@ -252,6 +252,12 @@ TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t 
     }
 }
 
+/* One row of a register kernel: x = the row's value broadcast, acc0/acc1 (the row's 16 outputs) += x
+ * times b0/b1. Shared by the forward's kernel below and backward weights' kernels. */
+#define FMA_ROW(acc, src)                                                                                   \
+    x = _mm256_broadcast_ss(src);                                                                           \
+    acc##0 = _mm256_fmadd_ps(x, b0, acc##0), acc##1 = _mm256_fmadd_ps(x, b1, acc##1);
+
 /* Phase 2 register kernel: m[6 tiles][16] = v[6 tiles][c] u[c][16] */
 TGT static void kernel_6x16(int C, const float *v, const float *u, float *m, size_t ldm) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -259,21 +265,11 @@ TGT static void kernel_6x16(int C, const float *v, const float *u, float *m, siz
     const float *v0 = v, *v1 = v + C, *v2 = v + 2 * (size_t)C, *v3 = v + 3 * (size_t)C, *v4 = v + 4 * (size_t)C,
                 *v5 = v + 5 * (size_t)C;
     for (int i = 0; i < C; i++) {
-        __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8), a;
+        __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8), x;
         _mm_prefetch((const char *)(u + PF_DIST), _MM_HINT_T0);
         u += KB;
-        a = _mm256_broadcast_ss(v0 + i);
-        c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(v1 + i);
-        c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(v2 + i);
-        c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(v3 + i);
-        c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(v4 + i);
-        c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(v5 + i);
-        c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
+        FMA_ROW(c0, v0 + i) FMA_ROW(c1, v1 + i) FMA_ROW(c2, v2 + i) FMA_ROW(c3, v3 + i) FMA_ROW(c4, v4 + i)
+        FMA_ROW(c5, v5 + i)
     }
     _mm256_store_ps(m, c00), _mm256_store_ps(m + 8, c01), m += ldm;
     _mm256_store_ps(m, c10), _mm256_store_ps(m + 8, c11), m += ldm;
@@ -550,9 +546,6 @@ TGT static void dy_tiles(const mg_wino4 *p, const float *dy, float *m, size_t mx
  * of V[t][c] dM[t][k], for R = 6, 4 or 2 rows (6: 12 accumulators, as the forward's register kernel;
  * 4 and 2 for the rest of the channels, c being a multiple of 8). One FMA chain per accumulator and
  * tile: with 8 accumulators (4 rows) the chains' latency kept the kernel at about half the FMA peak. */
-#define ACC_ROW(r)                                                                                          \
-    x = _mm256_broadcast_ss(v + (r));                                                                       \
-    a##r##0 = _mm256_fmadd_ps(x, b0, a##r##0), a##r##1 = _mm256_fmadd_ps(x, b1, a##r##1);
 #define ACC_STORE(r)                                                                                        \
     {                                                                                                       \
         float *d = du + (r) * KB;                                                                           \
@@ -564,7 +557,7 @@ TGT static void kernel_6x16_acc(int nt, const float *v, size_t ldv, const float 
            a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     for (int t = 0; t < nt; t++) {
         __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
-        ACC_ROW(0) ACC_ROW(1) ACC_ROW(2) ACC_ROW(3) ACC_ROW(4) ACC_ROW(5)
+        FMA_ROW(a0, v + 0) FMA_ROW(a1, v + 1) FMA_ROW(a2, v + 2) FMA_ROW(a3, v + 3) FMA_ROW(a4, v + 4) FMA_ROW(a5, v + 5)
         v += ldv, m += ldm;
     }
     ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5)
@@ -573,7 +566,7 @@ TGT static void kernel_4x16_acc(int nt, const float *v, size_t ldv, const float 
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     for (int t = 0; t < nt; t++) {
         __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
-        ACC_ROW(0) ACC_ROW(1) ACC_ROW(2) ACC_ROW(3)
+        FMA_ROW(a0, v + 0) FMA_ROW(a1, v + 1) FMA_ROW(a2, v + 2) FMA_ROW(a3, v + 3)
         v += ldv, m += ldm;
     }
     ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3)
@@ -582,12 +575,12 @@ TGT static void kernel_2x16_acc(int nt, const float *v, size_t ldv, const float 
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
     for (int t = 0; t < nt; t++) {
         __m256 b0 = _mm256_load_ps(m), b1 = _mm256_load_ps(m + 8), x;
-        ACC_ROW(0) ACC_ROW(1)
+        FMA_ROW(a0, v + 0) FMA_ROW(a1, v + 1)
         v += ldv, m += ldm;
     }
     ACC_STORE(0) ACC_STORE(1)
 }
-#undef ACC_ROW
+#undef FMA_ROW
 #undef ACC_STORE
 
 /* dw[k][c][3][3] += G^T dU[c][k] G for k in k0 .. k0+7, every c (dU as [xi][k / 16][c][16]) */
