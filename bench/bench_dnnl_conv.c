@@ -7,7 +7,7 @@
  * slices' output with the whole convolution's, bit for bit.
  *
  *   bench_dnnl_conv --ic C --oc K --size H [--kernel R] [--stride S] [--batch N]
- *                   [--layout blocked|blocked8|nhwc|any] [--threads T] [--reps N] [--slices K]
+ *                   [--layout blocked|blocked16|blocked8|nhwc|any] [--threads T] [--reps N] [--slices K]
  *   bench_dnnl_conv --trunk [--threads T] [--reps N] [--slices K] [--wino-slices KW]   (K 8, KW 2)
  *
  * --trunk runs the 52 convolutions of ResNet-50's stages at batch 1 (224 input; bias and ReLU, no
@@ -22,10 +22,12 @@
  * it answers: with another process on one core, can such a split keep the second core's share
  * working where oneDNN's static split waits for the slowed thread (docs/PERFORMANCE.md)?
  *
- * Defaults: --kernel 1 --stride 1 --batch 1 --layout blocked (nChw16c) --threads 1 --reps 20, padding
+ * Defaults: --kernel 1 --stride 1 --batch 1 --layout blocked --threads 1 --reps 20, padding
  * R/2. Each time is the best of --reps runs after one warm-up run. GFLOP/s counts 2 x N x OH x OW x K
  * x C x R x R (Winograd and padding-skipping kernels do less work than counted). oneDNN's reference
- * and SSE4.1 implementations are skipped. --layout blocked8 is nChw8c (AVX2's block). For 3x3 stride-1
+ * and SSE4.1 implementations are skipped. --layout blocked is this CPU's blocked layout, the one the
+ * fused network and the training chain run (mg_conv2d_blocked_channels: nChw16c with AVX-512, nChw8c
+ * with AVX2 only); blocked16 and blocked8 pick nChw16c or nChw8c (AVX2's block). For 3x3 stride-1
  * shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2 and FMA it also times our
  * Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network runs where oneDNN has no
  * Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2). */
@@ -243,13 +245,20 @@ static void trunk_task(void *ctx, int task, int thread) {
     if (conv_run(&j->l->part[task], j->st[thread])) abort(); /* oneDNN refused a primitive it created */
 }
 
+/* This CPU's blocked activation layout (nChw16c when oneDNN runs AVX-512, nChw8c on AVX2; nChw16c
+ * on older CPUs, where oneDNN has no optimised kernel for either) and its channels per block. */
+static dnnl_format_tag_t cpu_block_tag(void) {
+    return mg_conv2d_blocked_channels() == 8 ? dnnl_nChw8c : dnnl_nChw16c;
+}
+static int cpu_block(void) { return cpu_block_tag() == dnnl_nChw8c ? 8 : 16; }
+
 static int trunk_build(tlayer *l, int nl, int k1, int kw, int threads, dnnl_engine_t eng, dnnl_stream_t st,
                        const float *w, const float *b) {
     for (int i = 0; i < nl; i++) {
         shape *s = &l[i].s;
         l[i].wino = s->r == 3 && s->stride == 1;
         int k = k1 ? (l[i].wino ? kw : k1) : 1;
-        while (k > 1 && (s->k % k || (s->k / k) % 16)) k--;
+        while (k > 1 && (s->k % k || (s->k / k) % cpu_block())) k--;
         l[i].nslice = k;
         l[i].part = calloc((size_t)k, sizeof *l[i].part);
         size_t ny = (size_t)s->k * s->oh * s->oh;
@@ -262,8 +271,15 @@ static int trunk_build(tlayer *l, int nl, int k1, int kw, int threads, dnnl_engi
             dnnl_primitive_desc_t pd;
             dnnl_alg_kind_t alg = l[i].wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
             if (conv_desc(s, ks, alg, &cd, &attr)) return 1;
-            if (dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) != dnnl_success) return 1;
+            dnnl_status_t ds = dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL);
             dnnl_primitive_attr_destroy(attr);
+            if (ds != dnnl_success && alg == dnnl_convolution_winograd) {
+                /* oneDNN 2.6 has Winograd only with AVX-512: the direct kernel, as oneDNN runs it there */
+                if (conv_desc(s, ks, dnnl_convolution_direct, &cd, &attr)) return 1;
+                ds = dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL);
+                dnnl_primitive_attr_destroy(attr);
+            }
+            if (ds != dnnl_success) return 1;
             size_t off = (size_t)j * ks;
             if (conv_init(&l[i].part[j], eng, st, pd, w, l[i].y + off * s->oh * s->oh, w + off, b)) return 1;
         }
@@ -293,10 +309,11 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     for (int st = 0; st < 4; st++)
         for (int bl = 0; bl < blocks[st]; bl++) {
             int stride = bl == 0 && st > 0 ? 2 : 1, w = width[st], ho = h / stride;
-            shape one[4] = {{1, c, w, h, 1, 1, 0, h, dnnl_nChw16c},
-                            {1, w, w, h, 3, stride, 1, ho, dnnl_nChw16c},
-                            {1, w, 4 * w, ho, 1, 1, 0, ho, dnnl_nChw16c},
-                            {1, c, 4 * w, h, 1, stride, 0, ho, dnnl_nChw16c}};
+            const dnnl_format_tag_t tag = cpu_block_tag();
+            shape one[4] = {{1, c, w, h, 1, 1, 0, h, tag},
+                            {1, w, w, h, 3, stride, 1, ho, tag},
+                            {1, w, 4 * w, ho, 1, 1, 0, ho, tag},
+                            {1, c, 4 * w, h, 1, stride, 0, ho, tag}};
             for (int u = 0; u < (bl == 0 ? 4 : 3); u++) whole[nl].s = sliced[nl].s = one[u], nl++;
             c = 4 * w, h = ho;
         }
@@ -453,12 +470,13 @@ int main(int argc, char **argv) {
         }
         return run_trunk(threads, reps, slices, wino_slices);
     }
-    if (!strcmp(layout, "blocked")) s.tag = dnnl_nChw16c;
+    if (!strcmp(layout, "blocked")) s.tag = cpu_block_tag();
+    else if (!strcmp(layout, "blocked16")) s.tag = dnnl_nChw16c;
     else if (!strcmp(layout, "blocked8")) s.tag = dnnl_nChw8c;
     else if (!strcmp(layout, "nhwc")) s.tag = dnnl_nhwc;
     else if (!strcmp(layout, "any")) s.tag = dnnl_format_tag_any;
     else {
-        fprintf(stderr, "bench_dnnl_conv: --layout: expected blocked, blocked8, nhwc or any, found '%s'\n", layout);
+        fprintf(stderr, "bench_dnnl_conv: --layout: expected blocked, blocked16, blocked8, nhwc or any, found '%s'\n", layout);
         return 2;
     }
     if (s.c < 1 || s.k < 1 || s.h < 1 || s.r < 1 || s.stride < 1 || s.n < 1 || threads < 1 || reps < 1 ||
@@ -467,12 +485,13 @@ int main(int argc, char **argv) {
                         ">= 1 (--size at least kernel/2 + 1) and --slices >= 0\n");
         return 2;
     }
-    if (slices && (s.k % slices || s.n != 1 || (s.tag == dnnl_nChw16c && (s.k / slices) % 16) ||
-                   s.tag == dnnl_nhwc || s.tag == dnnl_format_tag_any)) {
-        fprintf(stderr, "bench_dnnl_conv: --slices K needs --batch 1, --layout blocked and --oc divisible by 16 K "
+    const int blk = s.tag == dnnl_nChw16c ? 16 : 8;
+    if (slices && (s.k % slices || s.n != 1 || (s.k / slices) % blk || s.tag == dnnl_nhwc ||
+                   s.tag == dnnl_format_tag_any)) {
+        fprintf(stderr, "bench_dnnl_conv: --slices K needs --batch 1, a blocked --layout and --oc divisible by %d K "
                         "(each slice a whole number of channel blocks, contiguous in the output); found --oc %d, "
                         "--batch %d, --layout %s, --slices %d\n",
-                s.k, s.n, layout, slices);
+                blk, s.k, s.n, layout, slices);
         return 2;
     }
     if (mg_ops_set_threads(threads) != MG_OK) {
