@@ -70,6 +70,15 @@ mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weig
 mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,
                            const float *save_mean, const float *save_invstd, float *dx, float *dweight,
                            float *dbias);
+/* Backward of y = relu(BN(x)) from dy = dL/dy, for a forward that saved its statistics (dx, dweight,
+ * dbias as mg_bn2d_backward's). It needs no y: the ReLU's mask is recomputed from x, save_mean,
+ * save_invstd, weight and bias in the forward's arithmetic (mg_bn2d_apply's), so the results equal
+ * mg_relu_backward on the forward's y followed by mg_bn2d_backward, bit for bit. On the fast path of
+ * blocked layouts the mask is folded into batch norm's two passes (no pass over y and dy for the ReLU);
+ * elsewhere dy is overwritten with the masked gradient first. dx must not be dy. */
+mg_status mg_bn2d_relu_backward(const mg_bn2d_args *a, const float *x, float *dy, const float *weight,
+                                const float *bias, const float *save_mean, const float *save_invstd, float *dx,
+                                float *dweight, float *dbias);
 
 /* Synchronised batch norm (data-parallel training, TRAIN mode only): the batch is spread over several
  * processes and the statistics are those of the whole batch. `reduce(ctx, data, n)` must replace data[n]

@@ -45,7 +45,10 @@ typedef struct bn_ctx {
     const mg_bn2d_args *a;
     const float *x, *dy, *weight, *bias, *save_mean, *save_invstd;
     float *running_mean, *running_var, *sm, *si, *y, *dx, *dweight, *dbias;
+    int relu_bwd; /* backward: dy is dL/d relu(BN(x)); the ReLU's mask recomputed from x (bn_saved_affine) */
 } bn_ctx;
+
+static void bn_saved_affine(const struct bn_ctx *t, size_t c, float *alpha, float *beta);
 
 /* Channel c's statistics once the batch mean and biased variance are known (training), or the
  * running statistics (eval, frozen): updates the running mean and the running UNBIASED variance in
@@ -445,6 +448,70 @@ void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float 
 #undef CALL
 }
 
+/* The two backward passes above with the ReLU of y = relu(x al[l] + be[l]) folded in: g is dL/dy, and
+ * where x al[l] + be[l] <= 0 it counts as 0, the mask recomputed from x in blk_affine_k's arithmetic
+ * (so it is the mask mg_relu_backward takes from the forward's y, bit for bit), without a pass that
+ * reads y and rewrites g. The sums run in the same order as blk_sum_g_gx_k's. */
+BLK_INLINE void blk_sum_g_gx_relu_k(size_t lb, size_t st, const float *restrict g, const float *restrict x,
+                                    size_t hw, const float *restrict m, const float *restrict al,
+                                    const float *restrict be, double *restrict sg, double *restrict sgx,
+                                    const float *pg, const float *px) {
+    for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
+        size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
+        float a1[MG_BN_BLK_LANES] = {0}, a2[MG_BN_BLK_LANES] = {0};
+        for (size_t q0 = p0; q0 < p1; q0 += BLK_PF_POS) {
+            size_t q1 = p1 - q0 < BLK_PF_POS ? p1 : q0 + BLK_PF_POS;
+            if (pg) {
+                blk_prefetch(pg, st, q0, q1);
+                blk_prefetch(px, st, q0, q1);
+            }
+            for (size_t p = q0; p < q1; p++) {
+                const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+                BLK_UNROLL
+                for (size_t l = 0; l < lb; l++) {
+                    float v = xp[l] * al[l] + be[l];
+                    float ge = v > 0.0f ? gp[l] : 0.0f;
+                    a1[l] += ge;
+                    a2[l] += ge * (xp[l] - m[l]);
+                }
+            }
+        }
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            sg[l] += a1[l];
+            sgx[l] += a2[l];
+        }
+    }
+}
+static void blk_sum_g_gx_relu(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m,
+                              const float *al, const float *be, double *sg, double *sgx, const float *pg,
+                              const float *px) {
+#define CALL(LB, ST) blk_sum_g_gx_relu_k(LB, ST, g, x, hw, m, al, be, sg, sgx, pg, px)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+BLK_INLINE void blk_dx_relu_k(size_t lb, size_t st, const float *restrict g, const float *restrict x,
+                              float *restrict dx, size_t hw, const float *restrict mean, const float *restrict k,
+                              const float *restrict mdy, const float *restrict scale, const float *restrict al,
+                              const float *restrict be) {
+    for (size_t p = 0; p < hw; p++) {
+        const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+        float *restrict dp = dx + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            float v = xp[l] * al[l] + be[l];
+            float ge = v > 0.0f ? gp[l] : 0.0f;
+            dp[l] = (ge - mdy[l] - (xp[l] - mean[l]) * k[l]) * scale[l];
+        }
+    }
+}
+static void blk_dx_relu(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
+                        const float *k, const float *mdy, const float *scale, const float *al, const float *be) {
+#define CALL(LB, ST) blk_dx_relu_k(LB, ST, g, x, dx, hw, mean, k, mdy, scale, al, be)
+    BLK_DISPATCH(lb, st, CALL);
+#undef CALL
+}
+
 /* y = relu?(x al[l] + be[l]) (the ReLU as in axpb_relu); the in-place variant (y == x) takes one pointer */
 BLK_INLINE void blk_affine_k(size_t lb, size_t st, const float *restrict x, float *restrict y, size_t hw,
                              const float *restrict al, const float *restrict be, int relu) {
@@ -531,7 +598,16 @@ static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
             size_t c0 = cb * B + l0;
             const float *mean = t->save_mean + c0;
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
-            mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, mean, sdy, sdyx);
+            float al[MG_BN_BLK_LANES], be[MG_BN_BLK_LANES];
+            if (t->relu_bwd) {
+                for (size_t l = 0; l < lb; l++) bn_saved_affine(t, c0 + l, &al[l], &be[l]);
+                for (size_t n = 0; n < N; n++) {
+                    size_t o = mg_bn2d_blk_at(a, n, cb, l0);
+                    blk_sum_g_gx_relu(lb, B, t->dy + o, t->x + o, hw, mean, al, be, sdy, sdyx,
+                                      mg_bn2d_blk_next(t->dy, a, n, cb, l0), mg_bn2d_blk_next(t->x, a, n, cb, l0));
+                }
+            } else
+                mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, mean, sdy, sdyx);
             for (size_t l = 0; l < lb; l++) {
                 if (t->dweight) t->dweight[c0 + l] += (float)(sdyx[l] * t->save_invstd[c0 + l]);
                 if (t->dbias) t->dbias[c0 + l] += (float)sdy[l];
@@ -548,7 +624,10 @@ static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
             }
             for (size_t n = 0; n < N; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale);
+                if (t->relu_bwd)
+                    blk_dx_relu(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale, al, be);
+                else
+                    mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale);
             }
         }
     }
@@ -591,7 +670,7 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
 }
 
 /* bn_channel_finish's affine for channel c, from the saved statistics */
-static void bn_saved_affine(const bn_ctx *t, size_t c, float *alpha, float *beta) {
+static void bn_saved_affine(const struct bn_ctx *t, size_t c, float *alpha, float *beta) {
     float g = t->weight ? t->weight[c] : 1.0f, b = t->bias ? t->bias[c] : 0.0f;
     *alpha = t->save_invstd[c] * g;
     *beta = b - t->save_mean[c] * *alpha;
@@ -694,4 +773,56 @@ mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *d
     else
         bn_backward_range(&t, 0, (size_t)a->c);
     return MG_OK;
+}
+
+/* dy = 0 where x * alpha + beta <= 0 (alpha, beta: bn_saved_affine, the forward's arithmetic), over
+ * channels [c0, c1), either layout: the ReLU's backward where the fused kernels do not run. */
+static void relu_mask_range(void *p, size_t c0, size_t c1) {
+    bn_ctx *t = p;
+    const mg_bn2d_args *a = t->a;
+    size_t hw = (size_t)a->h * a->w, st = bn_stride(a);
+    float *dy = (float *)t->dx; /* the caller's dy, writable (mg_bn2d_relu_backward) */
+    for (size_t c = c0; c < c1; c++) {
+        float alpha, beta;
+        bn_saved_affine(t, c, &alpha, &beta);
+        for (int n = 0; n < a->n; n++) {
+            const float *xp = t->x + bn_plane(a, (size_t)n, c);
+            float *gp = dy + bn_plane(a, (size_t)n, c);
+            for (size_t i = 0; i < hw; i++) {
+                float v = xp[i * st] * alpha + beta;
+                if (!(v > 0.0f)) gp[i * st] = 0.0f;
+            }
+        }
+    }
+}
+
+mg_status mg_bn2d_relu_backward(const mg_bn2d_args *a, const float *x, float *dy, const float *weight,
+                                const float *bias, const float *save_mean, const float *save_invstd, float *dx,
+                                float *dweight, float *dbias) {
+    const char *op = "bn2d_relu_backward";
+    MG_TRY(check_args(op, a));
+    MG_CHECK_PTR(op, x);
+    MG_CHECK_PTR(op, dy);
+    MG_CHECK_PTR(op, save_mean);
+    MG_CHECK_PTR(op, save_invstd);
+    if (dx && dx == dy) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: dx must not be dy", op);
+    int fast = mg_layers_use_fast();
+#if MG_HAVE_ONEDNN
+    const int dnnl = mg_bn2d_dnnl_enabled();
+#else
+    const int dnnl = 0;
+#endif
+    if (fast && a->block > 1 && !dnnl) { /* the fused kernels: dy is only read */
+        bn_ctx t = {.a = a, .x = x, .dy = dy, .weight = weight, .bias = bias, .save_mean = save_mean,
+                    .save_invstd = save_invstd, .dx = dx, .dweight = dweight, .dbias = dbias, .relu_bwd = 1};
+        mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_backward_blk_range, &t);
+        return MG_OK;
+    }
+    bn_ctx m = {.a = a, .x = x, .weight = weight, .bias = bias, .save_mean = save_mean, .save_invstd = save_invstd,
+                .dx = dy};
+    if (fast)
+        mg_layers_parallel_for((size_t)a->c, 1, relu_mask_range, &m);
+    else
+        relu_mask_range(&m, 0, (size_t)a->c);
+    return mg_bn2d_backward(a, x, dy, weight, save_mean, save_invstd, dx, dweight, dbias);
 }
