@@ -456,6 +456,7 @@ BLK_INLINE void blk_sum_g_gx_relu_k(size_t lb, size_t st, const float *restrict 
                                     size_t hw, const float *restrict m, const float *restrict al,
                                     const float *restrict be, double *restrict sg, double *restrict sgx,
                                     const float *pg, const float *px) {
+    float gm[BLK_CHUNK][MG_BN_BLK_LANES]; /* the chunk's masked g, for the second loop */
     for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
         size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
         float a1[MG_BN_BLK_LANES] = {0}, a2[MG_BN_BLK_LANES] = {0};
@@ -467,14 +468,20 @@ BLK_INLINE void blk_sum_g_gx_relu_k(size_t lb, size_t st, const float *restrict 
             }
             for (size_t p = q0; p < q1; p++) {
                 const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+                float *restrict gmp = gm[p - p0];
                 BLK_UNROLL
-                for (size_t l = 0; l < lb; l++) {
-                    float v = xp[l] * al[l] + be[l];
-                    float ge = v > 0.0f ? gp[l] : 0.0f;
-                    a1[l] += ge;
-                    a2[l] += ge * (xp[l] - m[l]);
+                for (size_t l = 0; l < lb; l++) { /* both loads unconditional: the ternary is a select */
+                    float gv = gp[l], xv = xp[l];
+                    gmp[l] = xv * al[l] + be[l] > 0.0f ? gv : 0.0f;
                 }
+                BLK_UNROLL
+                for (size_t l = 0; l < lb; l++) a1[l] += gmp[l];
             }
+        }
+        for (size_t p = p0; p < p1; p++) { /* the chunk's x again, from L1 */
+            const float *restrict gmp = gm[p - p0], *restrict xp = x + p * st;
+            BLK_UNROLL
+            for (size_t l = 0; l < lb; l++) a2[l] += gmp[l] * (xp[l] - m[l]);
         }
         BLK_UNROLL
         for (size_t l = 0; l < lb; l++) {
@@ -499,9 +506,9 @@ BLK_INLINE void blk_dx_relu_k(size_t lb, size_t st, const float *restrict g, con
         float *restrict dp = dx + p * st;
         BLK_UNROLL
         for (size_t l = 0; l < lb; l++) {
-            float v = xp[l] * al[l] + be[l];
-            float ge = v > 0.0f ? gp[l] : 0.0f;
-            dp[l] = (ge - mdy[l] - (xp[l] - mean[l]) * k[l]) * scale[l];
+            float gv = gp[l], xv = xp[l];
+            float ge = xv * al[l] + be[l] > 0.0f ? gv : 0.0f;
+            dp[l] = (ge - mdy[l] - (xv - mean[l]) * k[l]) * scale[l];
         }
     }
 }
