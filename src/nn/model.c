@@ -1099,7 +1099,11 @@ static mg_status fused_run(mg_model *m, const float *x, int h, int w) {
  * threads, so under load the last bits may change. MG_ADAPT_THREADS=0 turns shedding off. */
 static int infer_threads(mg_model *m) {
     int want = mg_ops_get_threads(), cur = m->infer_threads_now ? m->infer_threads_now : want;
-    if (want <= 1 || m->adapt_off) return want;
+    /* Only where a forward's bits do not depend on its thread count (oneDNN's kernels): without
+     * oneDNN the convolutions run im2col + OpenBLAS sgemm, whose results differ between one and two
+     * threads, so shedding would make the outputs depend on the machine's load (oracle/test_model's
+     * eval-against-inference comparison failed under load in such a build). */
+    if (want <= 1 || m->adapt_off || !mg_fnet_available()) return want;
     if (cur > want) cur = want;
     double load = mg_runtime_other_load();
     if (load < 0) return cur; /* no estimate yet (first call) or no /proc */
@@ -1214,7 +1218,7 @@ static mg_status forward(mg_model *m, mg_model_mode mode, const float *x, int n,
                          mg_model_outputs *out);
 
 /* An inference forward that runs as one network (one fused network, or per op: SE networks,
- * MG_FUSED=0, builds without oneDNN) sheds threads under load (infer_threads): the whole forward
+ * MG_FUSED=0; not in builds without oneDNN) sheds threads under load (infer_threads): the whole forward
  * runs on the calling thread's override (mg_ops_set_thread_override), so its plans and networks are
  * made for that count (planned_for, fused_get) and other threads keep theirs. Streams balance the
  * load themselves (fused_streams) and keep the requested count. */
