@@ -367,10 +367,15 @@ void mg_bn2d_blk_batch_sumsq_dev(const mg_bn2d_args *a, const float *x, size_t c
         blk_sumsq_dev(lb, (size_t)a->block, x + mg_bn2d_blk_at(a, n, cb, l0), hw, m, total);
 }
 
-/* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none) alongside */
+/* sg[l] += sum_p g, sgx[l] += sum_p g (x - m[l]); prefetches the segments pg and px (NULL: none)
+ * alongside. relu (a constant at each call): g is dL/dy for y = relu(x al[l] + be[l]) and counts as 0
+ * where x al[l] + be[l] <= 0, the mask recomputed from x in blk_affine_k's arithmetic (so it is the
+ * mask mg_relu_backward takes from the forward's y, bit for bit), kept for the chunk in gm; the sums
+ * run in the same order either way. */
 BLK_INLINE void blk_sum_g_gx_k(size_t lb, size_t st, const float *restrict g, const float *restrict x, size_t hw,
-                               const float *restrict m, double *restrict sg, double *restrict sgx, const float *pg,
-                               const float *px) {
+                               const float *restrict m, const float *restrict al, const float *restrict be, int relu,
+                               double *restrict sg, double *restrict sgx, const float *pg, const float *px) {
+    float gm[BLK_CHUNK][MG_BN_BLK_LANES]; /* relu: the chunk's masked g, for the second loop */
     for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
         size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
         float a1[MG_BN_BLK_LANES] = {0}, a2[MG_BN_BLK_LANES] = {0};
@@ -381,13 +386,22 @@ BLK_INLINE void blk_sum_g_gx_k(size_t lb, size_t st, const float *restrict g, co
                 blk_prefetch(px, st, q0, q1);
             }
             for (size_t p = q0; p < q1; p++) {
-                const float *restrict gp = g + p * st;
+                if (relu) {
+                    const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+                    float *restrict gmp = gm[p - p0];
+                    BLK_UNROLL
+                    for (size_t l = 0; l < lb; l++) { /* both loads unconditional: the ternary is a select */
+                        float gv = gp[l], xv = xp[l];
+                        gmp[l] = xv * al[l] + be[l] > 0.0f ? gv : 0.0f;
+                    }
+                }
+                const float *restrict gs = relu ? gm[p - p0] : g + p * st;
                 BLK_UNROLL
-                for (size_t l = 0; l < lb; l++) a1[l] += gp[l];
+                for (size_t l = 0; l < lb; l++) a1[l] += gs[l];
             }
         }
-        for (size_t p = p0; p < p1; p++) { /* the chunk's g again, from L1 */
-            const float *restrict gp = g + p * st, *restrict xp = x + p * st;
+        for (size_t p = p0; p < p1; p++) { /* the chunk's g (or masked g) again, from L1 */
+            const float *restrict gp = relu ? gm[p - p0] : g + p * st, *restrict xp = x + p * st;
             BLK_UNROLL
             for (size_t l = 0; l < lb; l++) a2[l] += gp[l] * (xp[l] - m[l]);
         }
@@ -398,31 +412,43 @@ BLK_INLINE void blk_sum_g_gx_k(size_t lb, size_t st, const float *restrict g, co
         }
     }
 }
-static void blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m, double *sg,
-                         double *sgx, const float *pg, const float *px) {
-#define CALL(LB, ST) blk_sum_g_gx_k(LB, ST, g, x, hw, m, sg, sgx, pg, px)
+static void blk_sum_g_gx(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m,
+                         const float *al, const float *be, double *sg, double *sgx, const float *pg, const float *px) {
+#define CALL(LB, ST)                                                                                       \
+    do {                                                                                                   \
+        if (al)                                                                                            \
+            blk_sum_g_gx_k(LB, ST, g, x, hw, m, al, be, 1, sg, sgx, pg, px);                               \
+        else                                                                                               \
+            blk_sum_g_gx_k(LB, ST, g, x, hw, m, NULL, NULL, 0, sg, sgx, pg, px);                           \
+    } while (0)
     BLK_DISPATCH(lb, st, CALL);
 #undef CALL
 }
 void mg_bn2d_blk_batch_sum_g_gx(const mg_bn2d_args *a, const float *g, const float *x, size_t cb, size_t l0,
-                                size_t lb, const float *m, double *sg, double *sgx) {
+                                size_t lb, const float *m, const float *al, const float *be, double *sg,
+                                double *sgx) {
     size_t hw = (size_t)a->h * a->w;
     for (size_t n = 0; n < (size_t)a->n; n++) {
         size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-        blk_sum_g_gx(lb, (size_t)a->block, g + o, x + o, hw, m, sg, sgx, mg_bn2d_blk_next(g, a, n, cb, l0),
+        blk_sum_g_gx(lb, (size_t)a->block, g + o, x + o, hw, m, al, be, sg, sgx, mg_bn2d_blk_next(g, a, n, cb, l0),
                      mg_bn2d_blk_next(x, a, n, cb, l0));
     }
 }
 
-/* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l], torch's order as in bn_dx_kernel; dx may be g */
+/* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l], torch's order as in bn_dx_kernel; dx may be g (the
+ * in-place variant). relu (a constant at each call; not in place): g masked as in blk_sum_g_gx_k. */
 BLK_INLINE void blk_dx_k(size_t lb, size_t st, const float *restrict g, const float *restrict x, float *restrict dx,
                          size_t hw, const float *restrict mean, const float *restrict k, const float *restrict mdy,
-                         const float *restrict scale) {
+                         const float *restrict scale, const float *restrict al, const float *restrict be, int relu) {
     for (size_t p = 0; p < hw; p++) {
         const float *restrict gp = g + p * st, *restrict xp = x + p * st;
         float *restrict dp = dx + p * st;
         BLK_UNROLL
-        for (size_t l = 0; l < lb; l++) dp[l] = (gp[l] - mdy[l] - (xp[l] - mean[l]) * k[l]) * scale[l];
+        for (size_t l = 0; l < lb; l++) {
+            float gv = gp[l], xv = xp[l];
+            if (relu) gv = xv * al[l] + be[l] > 0.0f ? gv : 0.0f;
+            dp[l] = (gv - mdy[l] - (xv - mean[l]) * k[l]) * scale[l];
+        }
     }
 }
 BLK_INLINE void blk_dx_inplace_k(size_t lb, size_t st, float *restrict g, const float *restrict x, size_t hw,
@@ -436,85 +462,16 @@ BLK_INLINE void blk_dx_inplace_k(size_t lb, size_t st, float *restrict g, const 
     }
 }
 void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
-                   const float *k, const float *mdy, const float *scale) {
+                   const float *k, const float *mdy, const float *scale, const float *al, const float *be) {
 #define CALL(LB, ST)                                                                                       \
     do {                                                                                                   \
-        if (dx != g)                                                                                       \
-            blk_dx_k(LB, ST, g, x, dx, hw, mean, k, mdy, scale);                                           \
+        if (al)                                                                                            \
+            blk_dx_k(LB, ST, g, x, dx, hw, mean, k, mdy, scale, al, be, 1);                                \
+        else if (dx != g)                                                                                  \
+            blk_dx_k(LB, ST, g, x, dx, hw, mean, k, mdy, scale, NULL, NULL, 0);                            \
         else                                                                                               \
             blk_dx_inplace_k(LB, ST, dx, x, hw, mean, k, mdy, scale);                                      \
     } while (0)
-    BLK_DISPATCH(lb, st, CALL);
-#undef CALL
-}
-
-/* The two backward passes above with the ReLU of y = relu(x al[l] + be[l]) folded in: g is dL/dy, and
- * where x al[l] + be[l] <= 0 it counts as 0, the mask recomputed from x in blk_affine_k's arithmetic
- * (so it is the mask mg_relu_backward takes from the forward's y, bit for bit), without a pass that
- * reads y and rewrites g. The sums run in the same order as blk_sum_g_gx_k's. */
-BLK_INLINE void blk_sum_g_gx_relu_k(size_t lb, size_t st, const float *restrict g, const float *restrict x,
-                                    size_t hw, const float *restrict m, const float *restrict al,
-                                    const float *restrict be, double *restrict sg, double *restrict sgx,
-                                    const float *pg, const float *px) {
-    float gm[BLK_CHUNK][MG_BN_BLK_LANES]; /* the chunk's masked g, for the second loop */
-    for (size_t p0 = 0; p0 < hw; p0 += BLK_CHUNK) {
-        size_t p1 = hw - p0 < BLK_CHUNK ? hw : p0 + BLK_CHUNK;
-        float a1[MG_BN_BLK_LANES] = {0}, a2[MG_BN_BLK_LANES] = {0};
-        for (size_t q0 = p0; q0 < p1; q0 += BLK_PF_POS) {
-            size_t q1 = p1 - q0 < BLK_PF_POS ? p1 : q0 + BLK_PF_POS;
-            if (pg) {
-                blk_prefetch(pg, st, q0, q1);
-                blk_prefetch(px, st, q0, q1);
-            }
-            for (size_t p = q0; p < q1; p++) {
-                const float *restrict gp = g + p * st, *restrict xp = x + p * st;
-                float *restrict gmp = gm[p - p0];
-                BLK_UNROLL
-                for (size_t l = 0; l < lb; l++) { /* both loads unconditional: the ternary is a select */
-                    float gv = gp[l], xv = xp[l];
-                    gmp[l] = xv * al[l] + be[l] > 0.0f ? gv : 0.0f;
-                }
-                BLK_UNROLL
-                for (size_t l = 0; l < lb; l++) a1[l] += gmp[l];
-            }
-        }
-        for (size_t p = p0; p < p1; p++) { /* the chunk's x again, from L1 */
-            const float *restrict gmp = gm[p - p0], *restrict xp = x + p * st;
-            BLK_UNROLL
-            for (size_t l = 0; l < lb; l++) a2[l] += gmp[l] * (xp[l] - m[l]);
-        }
-        BLK_UNROLL
-        for (size_t l = 0; l < lb; l++) {
-            sg[l] += a1[l];
-            sgx[l] += a2[l];
-        }
-    }
-}
-static void blk_sum_g_gx_relu(size_t lb, size_t st, const float *g, const float *x, size_t hw, const float *m,
-                              const float *al, const float *be, double *sg, double *sgx, const float *pg,
-                              const float *px) {
-#define CALL(LB, ST) blk_sum_g_gx_relu_k(LB, ST, g, x, hw, m, al, be, sg, sgx, pg, px)
-    BLK_DISPATCH(lb, st, CALL);
-#undef CALL
-}
-BLK_INLINE void blk_dx_relu_k(size_t lb, size_t st, const float *restrict g, const float *restrict x,
-                              float *restrict dx, size_t hw, const float *restrict mean, const float *restrict k,
-                              const float *restrict mdy, const float *restrict scale, const float *restrict al,
-                              const float *restrict be) {
-    for (size_t p = 0; p < hw; p++) {
-        const float *restrict gp = g + p * st, *restrict xp = x + p * st;
-        float *restrict dp = dx + p * st;
-        BLK_UNROLL
-        for (size_t l = 0; l < lb; l++) {
-            float gv = gp[l], xv = xp[l];
-            float ge = xv * al[l] + be[l] > 0.0f ? gv : 0.0f;
-            dp[l] = (ge - mdy[l] - (xv - mean[l]) * k[l]) * scale[l];
-        }
-    }
-}
-static void blk_dx_relu(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
-                        const float *k, const float *mdy, const float *scale, const float *al, const float *be) {
-#define CALL(LB, ST) blk_dx_relu_k(LB, ST, g, x, dx, hw, mean, k, mdy, scale, al, be)
     BLK_DISPATCH(lb, st, CALL);
 #undef CALL
 }
@@ -605,16 +562,11 @@ static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
             size_t c0 = cb * B + l0;
             const float *mean = t->save_mean + c0;
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
-            float al[MG_BN_BLK_LANES], be[MG_BN_BLK_LANES];
-            if (t->relu_bwd) {
+            float al[MG_BN_BLK_LANES], be[MG_BN_BLK_LANES]; /* relu_bwd: the forward's affine */
+            if (t->relu_bwd)
                 for (size_t l = 0; l < lb; l++) bn_saved_affine(t, c0 + l, &al[l], &be[l]);
-                for (size_t n = 0; n < N; n++) {
-                    size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                    blk_sum_g_gx_relu(lb, B, t->dy + o, t->x + o, hw, mean, al, be, sdy, sdyx,
-                                      mg_bn2d_blk_next(t->dy, a, n, cb, l0), mg_bn2d_blk_next(t->x, a, n, cb, l0));
-                }
-            } else
-                mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, mean, sdy, sdyx);
+            const float *alr = t->relu_bwd ? al : NULL, *ber = t->relu_bwd ? be : NULL;
+            mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, mean, alr, ber, sdy, sdyx);
             for (size_t l = 0; l < lb; l++) {
                 if (t->dweight) t->dweight[c0 + l] += (float)(sdyx[l] * t->save_invstd[c0 + l]);
                 if (t->dbias) t->dbias[c0 + l] += (float)sdy[l];
@@ -631,10 +583,7 @@ static void bn_backward_blk_range(void *p, size_t b0, size_t b1) {
             }
             for (size_t n = 0; n < N; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                if (t->relu_bwd)
-                    blk_dx_relu(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale, al, be);
-                else
-                    mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale);
+                mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, mean, k, mdy, scale, alr, ber);
             }
         }
     }
@@ -788,7 +737,7 @@ static void relu_mask_range(void *p, size_t c0, size_t c1) {
     bn_ctx *t = p;
     const mg_bn2d_args *a = t->a;
     size_t hw = (size_t)a->h * a->w, st = bn_stride(a);
-    float *dy = (float *)t->dx; /* the caller's dy, writable (mg_bn2d_relu_backward) */
+    float *dy = t->dx; /* the caller's dy, writable (mg_bn2d_relu_backward) */
     for (size_t c = c0; c < c1; c++) {
         float alpha, beta;
         bn_saved_affine(t, c, &alpha, &beta);

@@ -33,12 +33,16 @@ const float *mg_bn2d_blk_batch_sum(const mg_bn2d_args *a, const float *x, size_t
 /* The same group: total[l] += the sum over images and positions of (x - m[l])^2 */
 void mg_bn2d_blk_batch_sumsq_dev(const mg_bn2d_args *a, const float *x, size_t cb, size_t l0, size_t lb,
                                  const float *m, double *total);
-/* The same group: sg[l] += the sum over images and positions of g, sgx[l] += of g (x - m[l]) */
+/* The same group: sg[l] += the sum over images and positions of g, sgx[l] += of g (x - m[l]). With al
+ * and be (NULL: none) g is dL/dy for y = relu(x al[l] + be[l]) and counts as 0 where that ReLU is off
+ * (its mask recomputed from x in the forward's arithmetic). */
 void mg_bn2d_blk_batch_sum_g_gx(const mg_bn2d_args *a, const float *g, const float *x, size_t cb, size_t l0,
-                                size_t lb, const float *m, double *sg, double *sgx);
-/* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l] (torch's order); dx may be g */
+                                size_t lb, const float *m, const float *al, const float *be, double *sg,
+                                double *sgx);
+/* dx = (g - mdy[l] - (x - mean[l]) k[l]) scale[l] (torch's order); dx may be g; al, be (NULL: none): g
+ * masked as above (then dx must not be g) */
 void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float *dx, size_t hw, const float *mean,
-                    const float *k, const float *mdy, const float *scale);
+                    const float *k, const float *mdy, const float *scale, const float *al, const float *be);
 
 /* Lane group [l0, l0 + lb) of channel block cb holds channels cb * B + l0 + l; image n's segment of it
  * (h*w positions at stride B) starts at mg_bn2d_blk_at(a, n, cb, l0). MG_BN_BLK_GROUPS runs (l0, lb) over a block's

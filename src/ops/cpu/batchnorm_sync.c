@@ -190,7 +190,7 @@ static void bwd_sums_blk_range(void *p, size_t b0, size_t b1) {
         MG_BN_BLK_GROUPS(a, l0, lb) {
             size_t c0 = cb * B + l0;
             double sdy[MG_BN_BLK_LANES] = {0}, sdyx[MG_BN_BLK_LANES] = {0};
-            mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, t->sm + c0, sdy, sdyx);
+            mg_bn2d_blk_batch_sum_g_gx(a, t->dy, t->x, cb, l0, lb, t->sm + c0, NULL, NULL, sdy, sdyx);
             for (size_t l = 0; l < lb; l++) {
                 t->acc[c0 + l] = sdy[l];
                 t->acc[a->c + c0 + l] = sdyx[l];
@@ -218,7 +218,7 @@ static void bwd_dx_blk_range(void *p, size_t b0, size_t b1) {
             }
             for (size_t n = 0; n < (size_t)a->n; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, t->sm + c0, k, mdy, scale);
+                mg_bn2d_blk_dx(lb, B, t->dy + o, t->x + o, t->dx + o, hw, t->sm + c0, k, mdy, scale, NULL, NULL);
             }
         }
     }
