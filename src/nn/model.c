@@ -1348,14 +1348,11 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
     float *t = scratch_other(m, dy, dx);
     mg_bn2d_args a = unit_bn_args(m, u);
     const int sync = m->mode == MG_MODE_TRAIN && m->bn_sync;
-    /* the fused ReLU backward on the blocked chain only; NCHW keeps the separate pass (unchanged bits
-     * there: the model tests compare the NCHW fast path's gradients bit for bit) */
-    const int fused_relu = u->relu && !sync && a.block > 1;
-    if (u->relu && !fused_relu) MG_TRY(mg_relu_backward(elems, u->out, dy, dy));
+    if (u->relu && sync) MG_TRY(mg_relu_backward(elems, u->out, dy, dy));
     if (sync)
         MG_TRY(mg_bn2d_backward_sync(&a, u->conv_out, dy, P(m, u->bn_w), u->save_mean, u->save_invstd, t,
                                      G(m, u->bn_w), G(m, u->bn_b), m->bn_sync, m->bn_sync_ctx));
-    else if (fused_relu) /* the ReLU's mask from conv_out, in the arithmetic that made u->out: no pass over it */
+    else if (u->relu) /* the ReLU's mask from conv_out, in the arithmetic that made u->out: no pass over it */
         MG_TRY(mg_bn2d_relu_backward(&a, u->conv_out, dy, P(m, u->bn_w), P(m, u->bn_b), u->save_mean,
                                      u->save_invstd, t, G(m, u->bn_w), G(m, u->bn_b)));
     else
