@@ -2,8 +2,8 @@
  * direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data): map sizes that
  * are and are not multiples of the 4x4 tile, batch > 1, bias with and without the residual sum and
  * ReLU, one and two threads, both ways a run is split (chunks of tiles per thread, or every tile with
- * each phase shared), a plan sharing another's weights, backward data (the adjoint convolution, with
- * weights set per call), and bad arguments. Skips without AVX2+FMA. */
+ * each phase shared), a plan sharing another's weights, the training forward and backward data (the
+ * adjoint convolution), both with weights set per call, and bad arguments. Skips without AVX2+FMA. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,7 +164,7 @@ static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
                                 }
                         want[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)yy * w + xx) * 8 + i % 8] = acc;
                     }
-        mg_wino4_set_weights_bwd_data(plan, wt, scratch, threads);
+        mg_wino4_set_weights_scratch(plan, wt, scratch, threads);
         mg_wino4_forward(plan, dy, dx, 0, 0, scratch, threads);
         char what[128];
         snprintf(what, sizeof what, "backward data n%d c%d k%d %dx%d threads %d, weights %d", n, c, k, h, w, threads, rep);
@@ -182,6 +182,47 @@ static void test_backward_data(void **state) {
     run_bwd_data(3, 48, 24, 5, 11, 2);
     mg_wino4 *p = (mg_wino4 *)&p;
     assert_int_equal(mg_wino4_init_bwd_data(&p, 1, 8, 16, 8, 8), MG_ERR_INVALID_ARG); /* c_fwd 8: not of 16 */
+    assert_null(p);
+}
+
+/* The training forward: a plan whose transformed weights live in the scratch, set from OIHW weights
+ * before each run (twice with different weights, as they change every step), zero bias, against the
+ * double direct convolution. Where the channels allow (c a multiple of 16), a backward-data plan of the
+ * same layer sets its weights into the same scratch first, as the training chain's plans share one. */
+static void run_fwd_scratch(int n, int c, int k, int h, int w, int threads) {
+    size_t nx = (size_t)n * c * h * w, ny = (size_t)n * k * h * w;
+    float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y), *zero = calloc((size_t)k, sizeof *zero);
+    mg_wino4 *plan, *bwd = NULL;
+    mg_assert_ok(mg_wino4_init_fwd_scratch(&plan, n, c, k, h, w));
+    if (mg_wino4_shape_ok(k, c)) mg_assert_ok(mg_wino4_init_bwd_data(&bwd, n, c, k, h, w));
+    assert_int_equal(mg_wino4_weight_bytes(plan), (size_t)k * sizeof(float)); /* U is in the scratch */
+    size_t sb = mg_wino4_scratch_bytes(plan, threads), sb2 = bwd ? mg_wino4_scratch_bytes(bwd, threads) : 0;
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, sb > sb2 ? sb : sb2), 0);
+    for (int rep = 0; rep < 2; rep++) {
+        float *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
+        if (bwd) mg_wino4_set_weights_scratch(bwd, wt, scratch, threads); /* what the shared scratch held */
+        mg_wino4_set_weights_scratch(plan, wt, scratch, threads);
+        mg_wino4_forward(plan, x, y, 0, 0, scratch, threads);
+        double *want = ref_conv(x, wt, zero, NULL, 0, n, c, k, h, w);
+        char what[128];
+        snprintf(what, sizeof what, "forward, weights in scratch n%d c%d k%d %dx%d threads %d, weights %d", n, c, k,
+                 h, w, threads, rep);
+        check(what, y, want, ny);
+        free(wt), free(want);
+    }
+    mg_wino4_free(plan), mg_wino4_free(bwd);
+    free(scratch), free(x), free(y), free(zero);
+}
+
+static void test_forward_scratch(void **state) {
+    (void)state;
+    run_fwd_scratch(2, 8, 16, 9, 7, 1); /* the smallest channel counts it takes */
+    run_fwd_scratch(1, 64, 32, 14, 14, 2);
+    run_fwd_scratch(3, 32, 48, 5, 11, 2);
+    run_fwd_scratch(4, 64, 64, 30, 30, 2); /* chunks of tiles shared out between the threads */
+    mg_wino4 *p = (mg_wino4 *)&p;
+    assert_int_equal(mg_wino4_init_fwd_scratch(&p, 1, 16, 8, 8, 8), MG_ERR_INVALID_ARG); /* k 8: not of 16 */
     assert_null(p);
 }
 
@@ -262,6 +303,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_sizes),       cmocka_unit_test(test_epilogue), cmocka_unit_test(test_threads_and_splits),
         cmocka_unit_test(test_init_like),       cmocka_unit_test(test_backward_data), cmocka_unit_test(test_backward_weights),
+        cmocka_unit_test(test_forward_scratch),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

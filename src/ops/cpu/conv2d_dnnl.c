@@ -62,7 +62,7 @@ typedef struct mg_dnnl_state {
     mg_dnnl_op op[OP_COUNT];
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
-    mg_wino4 *own[OP_COUNT]; /* our AVX2 Winograd in place of a backward op's primitive (own_wino_wanted) */
+    mg_wino4 *own[OP_COUNT]; /* our AVX2 Winograd in place of an op's primitive (own_wino_wanted) */
     int threads;             /* the thread count the plan was made for */
 } mg_dnnl_state;
 
@@ -129,28 +129,36 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
     return B;
 }
 
-/* Winograd F(4x4, 3x3) (oneDNN's AVX-512 kernels) for the backward passes (data and weights) of 3x3
- * stride-1 convolutions with an output of at least 4x4, in the blocked layout: 1.3-1.9x the direct
- * kernels on ResNet-50's layer1-3 shapes (bench_ops, docs/PERFORMANCE.md). At 7x7 (layer4) backward
- * data loses ~8 % but backward weights gains ~40 %, so the rule stays simple. The forward pass stays
- * direct: in training, Winograd's forward rounding (~1e-6 relative) passes through batch statistics and
- * cancelling sums such as BN-bias gradients, and the step-for-step PyTorch comparison
- * (tests/integration/test_fidelity.sh) then moved a whole-network update by 1.5 % (its tolerance is
- * 1 %); with Winograd in backward only it moves 0.25 % (0.07 % all direct). Inference has its own
- * Winograd forward in the fused network (ops_fused.h). Where oneDNN has no Winograd kernel (AVX2-only
- * CPUs) the plan falls back to direct. MG_CONV_WINOGRAD=0 turns it off; a 3-character mask such as
- * "111" picks it per op (forward, backward data, backward weights) for experiments. */
-static int choose_winograd(const mg_conv2d_plan *plan, mg_conv2d_layout layout, int which) {
+/* Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions with an output of at least 4x4, in the blocked
+ * layout. oneDNN's (AVX-512) kernels run the backward passes (data and weights): 1.3-1.9x the direct
+ * kernels on ResNet-50's layer1-3 shapes (bench_ops, docs/PERFORMANCE.md); at 7x7 (layer4) backward
+ * data loses ~8 % but backward weights gains ~40 %, so the rule stays simple. oneDNN's forward stays
+ * direct: in training its Winograd rounding passes through batch statistics and cancelling sums such
+ * as BN-bias gradients, and the step-for-step PyTorch comparison (tests/integration/test_fidelity.sh)
+ * then moved a whole-network update by 1.5 % (its tolerance is 1 %; 0.25 % with Winograd in backward
+ * only, 0.07 % all direct). Where oneDNN has no Winograd (AVX2-only CPUs), our kernels (wino_avx2.c,
+ * own_wino_wanted) run all three passes: with them the same check measures 0.41 % with the forward
+ * too, against 0.63 % with the forward direct (docs/ops.md, "Winograd in training"). Inference has
+ * its own Winograd forward in the fused network (ops_fused.h). MG_CONV_WINOGRAD=0 turns Winograd off;
+ * a 3-character mask such as "111" picks it per op (forward, backward data, backward weights), for
+ * oneDNN's kernels and ours alike. */
+static int winograd_shape(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
     const mg_conv2d_desc *d = &plan->d;
-    const char *e = getenv("MG_CONV_WINOGRAD");
-    if (e && !strcmp(e, "0")) return 0;
-    if (e && strlen(e) == 3) {
-        if (e[which] != '1') return 0;
-    } else if (which == OP_FWD) {
-        return 0;
-    }
     return layout == MG_CONV2D_LAYOUT_BLOCKED && d->r == 3 && d->s == 3 && d->stride_h == 1 && d->stride_w == 1 &&
            d->dil_h == 1 && d->dil_w == 1 && d->groups == 1 && plan->p >= 4 && plan->q >= 4;
+}
+
+/* Whether MG_CONV_WINOGRAD lets op `which` use Winograd; `dflt` without a setting. */
+static int winograd_allowed(int which, int dflt) {
+    const char *e = getenv("MG_CONV_WINOGRAD");
+    if (e && !strcmp(e, "0")) return 0;
+    if (e && strlen(e) == 3) return e[which] == '1';
+    return dflt;
+}
+
+/* oneDNN's Winograd for op `which` (above: the backward passes by default). */
+static int choose_winograd(const mg_conv2d_plan *plan, mg_conv2d_layout layout, int which) {
+    return winograd_allowed(which, which != OP_FWD) && winograd_shape(plan, layout);
 }
 
 /* Sets up one argument: `user_md` is the caller's plain layout, `prim_md` the one the primitive
@@ -378,20 +386,21 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 
 /* ---------------------------------------------------------------------------------------------- */
 
-/* Backward data and backward weights of a 3x3 stride-1 convolution where Winograd was asked
- * (choose_winograd) but oneDNN has none (AVX2): our F(4x4) kernels (wino_avx2.c) on the caller's
- * nChw8c buffers, where mg_wino4_applies (the fused network's rule too) and, for backward weights,
- * without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's direct kernels (for comparison). */
+/* The passes of a 3x3 stride-1 convolution that run our F(4x4) kernels (wino_avx2.c) on the caller's
+ * nChw8c buffers where oneDNN has no Winograd (AVX2): forward, backward data and backward weights (see
+ * choose_winograd), where mg_wino4_applies (the fused network's rule too) and, for forward and backward
+ * weights, without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's direct kernels (for comparison). */
 static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");
     if (e && e[0] == '0') return 0;
-    if (!choose_winograd(plan, st->op_layout[which], which) || st->op_alg[which] == dnnl_convolution_winograd)
+    if (!winograd_allowed(which, 1) || !winograd_shape(plan, st->op_layout[which]) ||
+        st->op_alg[which] == dnnl_convolution_winograd)
         return 0;
     if (plan->x_block != 8 || plan->y_block != 8 || d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h ||
         plan->q != d->w)
         return 0;
-    if (which == OP_BWD_WEIGHTS && d->has_bias) return 0;
+    if (which != OP_BWD_DATA && d->has_bias) return 0;
     return which == OP_BWD_DATA ? mg_wino4_applies(d->n, d->k, d->c, d->h, d->w)
                                 : mg_wino4_applies(d->n, d->c, d->k, d->h, d->w);
 }
@@ -449,12 +458,13 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
         if (s != MG_OK) return s; /* the caller frees the partial state */
     }
     st->threads = mg_ops_get_threads();
-    /* our kernels in place of the direct backward primitives, which are freed unused */
+    /* our kernels in place of the direct primitives, which are freed unused */
     const mg_conv2d_desc *d = &plan->d;
-    for (int i = OP_BWD_DATA; i <= OP_BWD_WEIGHTS; i++) {
+    for (int i = 0; i < OP_COUNT; i++) {
         if (!own_wino_wanted(plan, st, i)) continue;
-        MG_TRY((i == OP_BWD_DATA ? mg_wino4_init_bwd_data : mg_wino4_init_bwd_weights)(&st->own[i], d->n, d->c, d->k,
-                                                                                      d->h, d->w));
+        MG_TRY((i == OP_FWD        ? mg_wino4_init_fwd_scratch
+                : i == OP_BWD_DATA ? mg_wino4_init_bwd_data
+                                   : mg_wino4_init_bwd_weights)(&st->own[i], d->n, d->c, d->k, d->h, d->w));
         op_free(&st->op[i]);
         st->op[i].ws_bytes = mg_wino4_scratch_bytes(st->own[i], st->threads);
         snprintf(st->op[i].name, sizeof st->op[i].name, "ours:wino_avx2");
@@ -514,6 +524,11 @@ static mg_status op_run(mg_dnnl_state *st, mg_dnnl_op *op, void *const *ptr) {
 mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const float *w, const float *b,
                                  float *y) {
     mg_dnnl_state *st = plan->impl;
+    if (st->own[OP_FWD]) { /* no bias (own_wino_wanted) */
+        mg_wino4_set_weights_scratch(st->own[OP_FWD], w, plan->ws, st->threads);
+        mg_wino4_forward(st->own[OP_FWD], x, y, 0, 0, plan->ws, st->threads);
+        return MG_OK;
+    }
     void *ptr[4] = {(void *)x, (void *)w, y, (void *)b};
     return op_run(st, &st->op[OP_FWD], ptr);
 }
@@ -521,7 +536,7 @@ mg_status mg_conv2d_dnnl_forward(mg_conv2d_plan *plan, const float *x, const flo
 mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, const float *w, float *dx) {
     mg_dnnl_state *st = plan->impl;
     if (st->own[OP_BWD_DATA]) {
-        mg_wino4_set_weights_bwd_data(st->own[OP_BWD_DATA], w, plan->ws, st->threads);
+        mg_wino4_set_weights_scratch(st->own[OP_BWD_DATA], w, plan->ws, st->threads);
         mg_wino4_forward(st->own[OP_BWD_DATA], dy, dx, 0, 0, plan->ws, st->threads);
         return MG_OK;
     }

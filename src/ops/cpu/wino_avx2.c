@@ -13,6 +13,7 @@
  * (docs/ops.md). OpenMP parallel loops when compiled with OpenMP. */
 #include "ops/cpu/wino_avx2.h"
 
+#include <assert.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,14 +42,14 @@ typedef struct wino_weights {
     float *bias; /* [k] */
 } wino_weights;
 
-enum { PLAN_FWD, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
+enum { PLAN_FWD, PLAN_FWD_SCRATCH, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 
 struct mg_wino4 {
     int n, c, k, h, w;
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
     int tiles_pad; /* rounded up to TB */
-    int kind; /* PLAN_FWD; PLAN_BWD_DATA and PLAN_BWD_WEIGHTS keep U (dU) at the start of the scratch */
+    int kind; /* PLAN_FWD; the others keep U (dU) at the start of the scratch */
     int bwdw_cap; /* backward weights: tiles per chunk (bwdw_cap) */
     wino_weights *ww;
 };
@@ -135,17 +136,26 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
     return MG_OK;
 }
 
-mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, int h, int w) {
-    MG_TRY(plan_new(plan, n, k_fwd, c_fwd, h, w));
-    (*plan)->kind = PLAN_BWD_DATA;
+/* A plan whose U lives in the scratch, with zero bias: `kind` PLAN_FWD_SCRATCH or PLAN_BWD_DATA. */
+static mg_status init_scratch_u(mg_wino4 **plan, int kind, int n, int c, int k, int h, int w) {
+    MG_TRY(plan_new(plan, n, c, k, h, w));
+    (*plan)->kind = kind;
     mg_status s = weights_alloc(*plan);
     if (s != MG_OK) {
         mg_wino4_free(*plan);
         *plan = NULL;
         return s;
     }
-    memset((*plan)->ww->bias, 0, (size_t)c_fwd * sizeof(float));
+    memset((*plan)->ww->bias, 0, (size_t)k * sizeof(float));
     return MG_OK;
+}
+
+mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, int h, int w) {
+    return init_scratch_u(plan, PLAN_BWD_DATA, n, k_fwd, c_fwd, h, w);
+}
+
+mg_status mg_wino4_init_fwd_scratch(mg_wino4 **plan, int n, int c, int k, int h, int w) {
+    return init_scratch_u(plan, PLAN_FWD_SCRATCH, n, c, k, h, w);
 }
 
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w) {
@@ -400,17 +410,20 @@ TGT static inline void g6(__m256 x0, __m256 x1, __m256 x2, __m256 o[6]) {
     o[5] = x2;
 }
 
-TGT static void set_bwd_data_rows(const mg_wino4 *p, const float *w_fwd, float *u, int i0, int i1) {
-    /* plan input channel i = forward output channel; plan output channel o = forward input channel:
-     * g[a][b] = w_fwd[i][o][2-a][2-b], 8 consecutive o per vector (a stride of 9 floats) */
-    const int C = p->c, K = p->k, nkb = K / KB;
-    const __m256i idx = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+/* U of plan input channels i0..i1 from OIHW weights w into u. Backward data (flip): plan input
+ * channel i = forward output channel, plan output channel o = forward input channel, g[a][b] =
+ * w[i][o][2-a][2-b]; forward: g[a][b] = w[o][i][a][b]. 8 consecutive o per vector (a stride of 9
+ * floats, or 9 C for the forward). */
+TGT static void set_u_rows(const mg_wino4 *p, const float *w, float *u, int i0, int i1, int flip) {
+    const int C = p->c, K = p->k, nkb = K / KB, os = flip ? 9 : 9 * C;
+    const __m256i idx = _mm256_setr_epi32(0, os, 2 * os, 3 * os, 4 * os, 5 * os, 6 * os, 7 * os);
     for (int i = i0; i < i1; i++)
         for (int o0 = 0; o0 < K; o0 += 8) {
-            const float *src = w_fwd + ((size_t)i * K + o0) * 9;
+            const float *src = flip ? w + ((size_t)i * K + o0) * 9 : w + ((size_t)o0 * C + i) * 9;
             __m256 g[3][3], t[6][3], r[6];
             for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++) g[a][b] = _mm256_i32gather_ps(src + (2 - a) * 3 + (2 - b), idx, 4);
+                for (int b = 0; b < 3; b++)
+                    g[a][b] = _mm256_i32gather_ps(src + (flip ? (2 - a) * 3 + (2 - b) : a * 3 + b), idx, 4);
             for (int b = 0; b < 3; b++) {
                 g6(g[0][b], g[1][b], g[2][b], r);
                 for (int a = 0; a < 6; a++) t[a][b] = r[a];
@@ -430,20 +443,21 @@ TGT static void set_bwd_data_rows(const mg_wino4 *p, const float *w_fwd, float *
 #define THREAD_NUM 0
 #endif
 
-void mg_wino4_set_weights_bwd_data(const mg_wino4 *p, const float *w_fwd, void *scratch, int threads) {
-    const int nthr = threads > 0 ? threads : 1, C = p->c;
+void mg_wino4_set_weights_scratch(const mg_wino4 *p, const float *w, void *scratch, int threads) {
+    const int nthr = threads > 0 ? threads : 1, C = p->c, flip = p->kind == PLAN_BWD_DATA;
 #ifndef _OPENMP
     (void)nthr;
 #endif
+    assert(p->kind == PLAN_BWD_DATA || p->kind == PLAN_FWD_SCRATCH);
     OMP_PARALLEL_FOR
     for (int th = 0; th < nthr; th++)
-        set_bwd_data_rows(p, w_fwd, scratch, (int)((long)C * th / nthr), (int)((long)C * (th + 1) / nthr));
+        set_u_rows(p, w, scratch, (int)((long)C * th / nthr), (int)((long)C * (th + 1) / nthr), flip);
 }
 
 void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int relu, void *scratch, int threads) {
     const int nthr = threads > 0 ? threads : 1;
     run_split r = split_for(p, nthr);
-    const float *u = p->kind == PLAN_BWD_DATA ? (const float *)scratch : p->ww->u;
+    const float *u = p->kind != PLAN_FWD ? (const float *)scratch : p->ww->u;
     float *scr = (float *)scratch + u_scratch_floats(p);
     if (!r.whole) {
         const int nch = r.nchunks, cap = r.cap;

@@ -32,13 +32,18 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
  * channels, on n x k_fwd x h x w gradients dy (nChw8c), giving dx (n x c_fwd x h x w, nChw8c): a plan
  * of k_fwd -> c_fwd channels with zero bias. Its transformed weights live at the start of the scratch
  * (included in mg_wino4_scratch_bytes), so that the plans of all layers can share one buffer: call
- * mg_wino4_set_weights_bwd_data before every mg_wino4_forward, with the same scratch (the weights
+ * mg_wino4_set_weights_scratch before every mg_wino4_forward, with the same scratch (the weights
  * change every training step anyway). Needs k_fwd a multiple of 8, c_fwd of 16. */
 mg_status mg_wino4_init_bwd_data(mg_wino4 **plan, int n, int c_fwd, int k_fwd, int h, int w);
-/* Transforms the forward layer's OIHW weights (k_fwd x c_fwd x 3 x 3) into the scratch for the next
- * run: the kernel rotated by 180 degrees with input and output channels swapped, then G g G^T (float,
- * AVX2; OpenMP threads as in mg_wino4_forward). */
-void mg_wino4_set_weights_bwd_data(const mg_wino4 *plan, const float *w_fwd, void *scratch, int threads);
+/* A forward plan (c -> k channels, zero bias) whose transformed weights live at the start of the
+ * scratch like a backward-data plan's: for training, where the weights change every step. Call
+ * mg_wino4_set_weights_scratch before every mg_wino4_forward, with the same scratch. */
+mg_status mg_wino4_init_fwd_scratch(mg_wino4 **plan, int n, int c, int k, int h, int w);
+/* Transforms the forward layer's OIHW weights into the scratch for the next run of a plan from
+ * mg_wino4_init_bwd_data (w: k_fwd x c_fwd x 3 x 3; the kernel rotated by 180 degrees with input and
+ * output channels swapped, then G g G^T) or mg_wino4_init_fwd_scratch (w: k x c x 3 x 3, G g G^T).
+ * Float, AVX2; OpenMP threads as in mg_wino4_forward. */
+void mg_wino4_set_weights_scratch(const mg_wino4 *plan, const float *w, void *scratch, int threads);
 /* A plan for another batch size sharing `donor`'s transformed weights (reference counted). */
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w);
 void mg_wino4_free(mg_wino4 *plan);
