@@ -66,6 +66,21 @@ bool mg_wino4_applies(int n, int c, int k, int h, int w) {
            mg_wino4_cpu_ok();
 }
 
+/* Floats between two of the 36 matrices of `rows` x `cols` (U, V, M, dM, dU): rows * cols rounded up to a
+ * whole, odd number of 64-byte lines. The transforms touch all 36 matrices for each tile; a distance
+ * that is a multiple of 4 KiB (every chunk size here: 48 tiles x 64 channels x 4 bytes is 12 KiB) maps
+ * those 36 lines to one set of the 8-way L1, an odd number of lines to 36 different sets (about 7 %
+ * on the 64- and 128-channel layers, within the noise on the others). */
+static size_t xi_stride(int rows, int cols) {
+    size_t lines = ((size_t)rows * cols + 15) / 16;
+    return (lines | 1) * 16;
+}
+
+/* Floats between two of U's (or dU's) 36 matrices of c x k: with c x k apart (1 MiB at 512
+ * channels) the weight transforms, which write all 36 for each kernel, and backward weights' G^T dU G,
+ * which reads them, hit one L1 and L2 set: 2x slower at 512 channels. */
+static size_t u_xi(const mg_wino4 *p) { return xi_stride(p->c, p->k); }
+
 /* U = G g G^T for one 3x3 kernel g (row-major), in double. */
 static void weight_transform(const float g[9], double u[36]) {
     static const double G[6][3] = {{1.0 / 4, 0, 0},
@@ -104,7 +119,7 @@ static mg_status weights_alloc(mg_wino4 *p) {
     if (!ww) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->ww = ww;
     ww->refs = 1;
-    size_t un = p->kind != PLAN_FWD ? 0 : (size_t)NXI * p->c * p->k;
+    size_t un = p->kind != PLAN_FWD ? 0 : NXI * u_xi(p);
     if (un && posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
     if (posix_memalign((void **)&ww->bias, 64, (size_t)p->k * sizeof(float)) != 0) ww->bias = NULL;
     if ((un && !ww->u) || !ww->bias)
@@ -125,13 +140,12 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
     }
     wino_weights *ww = p->ww;
     memcpy(ww->bias, bias, (size_t)k * sizeof(float));
-    const int nkb = k / KB;
     for (int o = 0; o < k; o++)
         for (int i = 0; i < c; i++) {
             double u[36];
             weight_transform(weights + ((size_t)o * c + i) * 9, u);
             for (int xi = 0; xi < NXI; xi++)
-                ww->u[(((size_t)xi * nkb + o / KB) * c + i) * KB + o % KB] = (float)u[xi];
+                ww->u[xi * u_xi(p) + ((size_t)(o / KB) * c + i) * KB + o % KB] = (float)u[xi];
         }
     return MG_OK;
 }
@@ -184,21 +198,11 @@ bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k) { return plan &
 
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
     if (!plan || !plan->ww) return 0;
-    return ((plan->kind != PLAN_FWD ? 0 : (size_t)NXI * plan->c * plan->k) + (size_t)plan->k) * sizeof(float);
+    return ((plan->kind != PLAN_FWD ? 0 : NXI * u_xi(plan)) + (size_t)plan->k) * sizeof(float);
 }
 
 /* Floats of U at the start of the scratch (backward-data plans), a multiple of 16. */
-static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? (size_t)NXI * p->c * p->k : 0; }
-
-/* Floats between two of the 36 matrices of `rows` x `cols` (V, M, dM): rows * cols rounded up to a
- * whole, odd number of 64-byte lines. The transforms touch all 36 matrices for each tile; a distance
- * that is a multiple of 4 KiB (every chunk size here: 48 tiles x 64 channels x 4 bytes is 12 KiB) maps
- * those 36 lines to one set of the 8-way L1, an odd number of lines to 36 different sets (about 7 %
- * on the 64- and 128-channel layers, within the noise on the others). */
-static size_t xi_stride(int rows, int cols) {
-    size_t lines = ((size_t)rows * cols + 15) / 16;
-    return (lines | 1) * 16;
-}
+static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? NXI * u_xi(p) : 0; }
 
 #define TGT __attribute__((target("avx2,fma")))
 
@@ -324,10 +328,10 @@ TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, floa
 /* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
 TGT static void products(const mg_wino4 *p, const float *ubase, const float *v, size_t vxi, float *m, size_t mxi,
                          int nt_pad, int xi, int kb0, int kb1) {
-    const int C = p->c, K = p->k, nkb = K / KB;
+    const int C = p->c, K = p->k;
     const float *vx = v + xi * vxi;
     for (int kb = kb0; kb < kb1; kb++) {
-        const float *u = ubase + ((size_t)xi * nkb + kb) * C * KB;
+        const float *u = ubase + xi * u_xi(p) + (size_t)kb * C * KB;
         float *mx = m + xi * mxi + (size_t)kb * KB;
         for (int tb = 0; tb < nt_pad; tb += TB) kernel_6x16(C, vx + (size_t)tb * C, u, mx + (size_t)tb * K, K);
     }
@@ -413,27 +417,31 @@ TGT static inline void g6(__m256 x0, __m256 x1, __m256 x2, __m256 o[6]) {
 /* U of plan input channels i0..i1 from OIHW weights w into u. Backward data (flip): plan input
  * channel i = forward output channel, plan output channel o = forward input channel, g[a][b] =
  * w[i][o][2-a][2-b]; forward: g[a][b] = w[o][i][a][b]. 8 consecutive o per vector (a stride of 9
- * floats, or 9 C for the forward). */
+ * floats, or 9 C for the forward). Per block of KB output channels, the input channels in order: each
+ * of the 36 matrices of U is then written as one sequential stream of whole cache lines (i outer
+ * wrote 36 x K/KB streams a line apart, hundreds of KiB apart: 2.5-3.5x slower at 512 channels). */
 TGT static void set_u_rows(const mg_wino4 *p, const float *w, float *u, int i0, int i1, int flip) {
-    const int C = p->c, K = p->k, nkb = K / KB, os = flip ? 9 : 9 * C;
+    const int C = p->c, K = p->k, os = flip ? 9 : 9 * C;
+    const size_t uxi = u_xi(p);
     const __m256i idx = _mm256_setr_epi32(0, os, 2 * os, 3 * os, 4 * os, 5 * os, 6 * os, 7 * os);
-    for (int i = i0; i < i1; i++)
-        for (int o0 = 0; o0 < K; o0 += 8) {
-            const float *src = flip ? w + ((size_t)i * K + o0) * 9 : w + ((size_t)o0 * C + i) * 9;
-            __m256 g[3][3], t[6][3], r[6];
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++)
-                    g[a][b] = _mm256_i32gather_ps(src + (flip ? (2 - a) * 3 + (2 - b) : a * 3 + b), idx, 4);
-            for (int b = 0; b < 3; b++) {
-                g6(g[0][b], g[1][b], g[2][b], r);
-                for (int a = 0; a < 6; a++) t[a][b] = r[a];
+    for (int ob = 0; ob < K; ob += KB)
+        for (int i = i0; i < i1; i++)
+            for (int o0 = ob; o0 < ob + KB; o0 += 8) {
+                const float *src = flip ? w + ((size_t)i * K + o0) * 9 : w + ((size_t)o0 * C + i) * 9;
+                __m256 g[3][3], t[6][3], r[6];
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 3; b++)
+                        g[a][b] = _mm256_i32gather_ps(src + (flip ? (2 - a) * 3 + (2 - b) : a * 3 + b), idx, 4);
+                for (int b = 0; b < 3; b++) {
+                    g6(g[0][b], g[1][b], g[2][b], r);
+                    for (int a = 0; a < 6; a++) t[a][b] = r[a];
+                }
+                float *dst = u + ((size_t)(ob / KB) * C + i) * KB + (o0 - ob);
+                for (int a = 0; a < 6; a++) {
+                    g6(t[a][0], t[a][1], t[a][2], r);
+                    for (int b = 0; b < 6; b++) _mm256_storeu_ps(dst + (size_t)(a * 6 + b) * uxi, r[b]);
+                }
             }
-            float *dst = u + ((size_t)(o0 / KB) * C + i) * KB + o0 % KB;
-            for (int a = 0; a < 6; a++) {
-                g6(t[a][0], t[a][1], t[a][2], r);
-                for (int b = 0; b < 6; b++) _mm256_storeu_ps(dst + (size_t)(a * 6 + b) * nkb * C * KB, r[b]);
-            }
-        }
 }
 
 #ifdef _OPENMP
@@ -599,8 +607,8 @@ TGT static void kernel_2x16_acc(int nt, const float *v, size_t ldv, const float 
 
 /* dw[k][c][3][3] += G^T dU[c][k] G for k in k0 .. k0+7, every c (dU as [xi][k / 16][c][16]) */
 TGT static void dw_block(const mg_wino4 *p, const float *du, float *dw, int k0) {
-    const int C = p->c, K = p->k;
-    const size_t dxi = (size_t)C * K;
+    const int C = p->c;
+    const size_t dxi = u_xi(p);
     du += (size_t)(k0 / KB) * C * KB + k0 % KB;
     /* G^T (3x6): rows of G's columns */
     static const float GT[3][6] = {{0.25f, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0},
@@ -639,7 +647,7 @@ void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *d
 #endif
     const int C = p->c, K = p->k, nkb = K / KB, cap = p->bwdw_cap;
     const size_t vxi = xi_stride(cap, C), mxi = xi_stride(cap, K);
-    float *du = scratch, *v = du + (size_t)NXI * C * K, *m = v + NXI * vxi;
+    float *du = scratch, *v = du + u_scratch_floats(p), *m = v + NXI * vxi;
     for (int t0 = 0; t0 < p->tiles; t0 += cap) {
         const int nt = p->tiles - t0 < cap ? p->tiles - t0 : cap;
         OMP_PARALLEL_FOR
@@ -652,7 +660,7 @@ void mg_wino4_backward_weights(const mg_wino4 *p, const float *x, const float *d
         OMP_PARALLEL_FOR
         for (int job = 0; job < jobs; job++) {
             const int xi = job / nkb, kb = job % nkb;
-            float *dblk = du + ((size_t)xi * nkb + kb) * C * KB;
+            float *dblk = du + xi * u_xi(p) + (size_t)kb * C * KB;
             for (int b0 = 0; b0 < nt; b0 += BWDW_TBLK) {
                 const int nb = nt - b0 < BWDW_TBLK ? nt - b0 : BWDW_TBLK;
                 const float *vb = v + xi * vxi + (size_t)b0 * C, *mb = m + xi * mxi + (size_t)b0 * K + (size_t)kb * KB;
