@@ -53,6 +53,11 @@ typedef struct mg_bn2d_args {
     float eps;      /* 1e-5 in PyTorch */
     int relu;       /* 1: the output is relu(BN(x)) (forward and apply), in the same pass on the fast path */
     int block;      /* 0: NCHW; B > 1: x, y, dy, dx are nChw<B>c (B divides c) */
+    /* forward and apply only: NULL, or a tensor like y (a residual block's identity branch) added
+     * before the ReLU, y = relu?(BN(x) + residual), in one pass on the blocked fast path (bit for bit
+     * the BN output followed by mg_add_relu_forward / mg_add_forward); y may equal x, the residual is
+     * neither */
+    const float *residual;
 } mg_bn2d_args;
 
 /* The PyTorch defaults for a given shape and mode. */

@@ -1161,16 +1161,24 @@ static mg_bn2d_args unit_bn_args(const mg_model *m, const unit *u) {
     return a;
 }
 
-static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
+/* A unit's forward in two halves, so that a block's downsample can run between its last unit's
+ * convolution and batch norm (block_forward). */
+static mg_status unit_forward_conv(mg_model *m, unit *u, const float *in) {
     u->in = in;
     if (m->mode == MG_MODE_TRAIN && (int64_t)u->n * u->h_out * u->w_out < 2)
         return MG_FAIL(MG_ERR_INVALID_ARG,
                        "model forward: training-mode batch norm needs more than one value per channel, but "
                        "a batch of %d image(s) gives a %dx%d map; use a larger batch or input",
                        u->n, u->h_out, u->w_out);
-    MG_TRY(mg_conv2d_forward(&u->plan, in, P(m, u->conv_w), NULL, u->conv_out));
+    return mg_conv2d_forward(&u->plan, in, P(m, u->conv_w), NULL, u->conv_out);
+}
+
+/* residual: NULL, or the block's identity branch, added in BN's pass and followed by the block's ReLU
+ * (mg_bn2d_args; the last unit has no ReLU of its own) */
+static mg_status unit_forward_bn(mg_model *m, unit *u, const float *residual) {
     mg_bn2d_args a = unit_bn_args(m, u);
-    a.relu = u->relu; /* BN and ReLU in one pass */
+    a.relu = residual ? 1 : u->relu; /* BN and ReLU in one pass */
+    a.residual = residual;
     if (m->mode == MG_MODE_TRAIN && m->bn_sync) /* statistics over all data-parallel processes */
         MG_TRY(mg_bn2d_forward_sync(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), P(m, u->bn_rm), P(m, u->bn_rv),
                                     u->save_mean, u->save_invstd, u->out, m->bn_sync, m->bn_sync_ctx));
@@ -1181,16 +1189,33 @@ static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
     return MG_OK;
 }
 
+static mg_status unit_forward(mg_model *m, unit *u, const float *in) {
+    MG_TRY(unit_forward_conv(m, u, in));
+    return unit_forward_bn(m, u, NULL);
+}
+
 static mg_status block_forward(mg_model *m, block *blk, const float *in) {
     blk->in = in;
     blk->out = blk->out_f; /* backward may have pointed these at its recomputed copies */
     const float *x = in;
-    for (int i = 0; i < blk->n_units; i++) {
+    for (int i = 0; i + 1 < blk->n_units; i++) {
         blk->u[i].out = blk->u[i].out_f;
         MG_TRY(unit_forward(m, &blk->u[i], x));
         x = blk->u[i].out;
     }
     unit *last = &blk->u[blk->n_units - 1];
+    last->out = last->out_f;
+    MG_TRY(unit_forward_conv(m, last, x));
+    if (!blk->has_se) { /* the last unit's BN, the residual sum and the ReLU in one pass, into blk->out */
+        const float *idn = in;
+        if (blk->has_ds) {
+            blk->ds.out = blk->ds.out_f;
+            MG_TRY(unit_forward(m, &blk->ds, in));
+            idn = blk->ds.out;
+        }
+        return unit_forward_bn(m, last, idn);
+    }
+    MG_TRY(unit_forward_bn(m, last, NULL));
     size_t elems = unit_out_elems(last);
     int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;
     const float *main = last->out;
@@ -1372,24 +1397,24 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
 /* The BN+ReLU output of a unit inside a block (in its rc buffer, which later blocks overwrote during
  * the forward), recomputed from its kept conv output and the statistics its forward saved, in the
  * forward's arithmetic (mg_bn2d_apply); it is the unit's ReLU mask and the next unit's input. */
-static mg_status unit_recompute_into(mg_model *m, const unit *u, float *dst) {
+static mg_status unit_recompute_into(mg_model *m, const unit *u, const float *residual, float *dst) {
     mg_bn2d_args a = unit_bn_args(m, u);
-    a.relu = u->relu;
+    a.relu = residual ? 1 : u->relu; /* with the residual: the block's ReLU, as unit_forward_bn */
+    a.residual = residual;
     return mg_bn2d_apply(&a, u->conv_out, P(m, u->bn_w), P(m, u->bn_b), u->save_mean, u->save_invstd, dst);
 }
-static mg_status unit_recompute(mg_model *m, unit *u) { return unit_recompute_into(m, u, u->out); }
+static mg_status unit_recompute(mg_model *m, unit *u) { return unit_recompute_into(m, u, NULL, u->out); }
 
 /* A dropped block output (no SE), recomputed in the forward's arithmetic: the last unit's BN output
  * plus the identity (in) or the downsample's BN output (in tmp), then ReLU. */
 static mg_status block_recompute_out(mg_model *m, const block *blk, const float *in, float *dst, float *tmp) {
     const unit *last = &blk->u[blk->n_units - 1];
-    MG_TRY(unit_recompute_into(m, last, dst));
     const float *idn = in;
     if (blk->has_ds) {
-        MG_TRY(unit_recompute_into(m, &blk->ds, tmp));
+        MG_TRY(unit_recompute_into(m, &blk->ds, NULL, tmp));
         idn = tmp;
     }
-    return mg_add_relu_forward(unit_out_elems(last), dst, idn, dst);
+    return unit_recompute_into(m, last, idn, dst); /* as block_forward: BN, sum and ReLU in one pass */
 }
 
 /* The input of block b (the stem's pool output for block 0) as the forward left it. */

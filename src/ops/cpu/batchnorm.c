@@ -11,8 +11,28 @@
 #include "ops/cpu/layers_util.h"
 
 mg_bn2d_args mg_bn2d_default_args(mg_bn_mode mode, int n, int c, int h, int w) {
-    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f, 0, 0};
+    mg_bn2d_args a = {mode, n, c, h, w, 0.1f, 1e-5f, 0, 0, NULL};
     return a;
+}
+
+/* a->residual: y may equal x (in place) but not the residual */
+static mg_status check_residual(const char *op, const mg_bn2d_args *a, const float *x, const float *y) {
+    if (a->residual && (a->residual == y || a->residual == x))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: the residual must be a tensor of its own, not x or y", op);
+    return MG_OK;
+}
+
+int mg_bn2d_residual_fused(const mg_bn2d_args *a) {
+    int dnnl = 0;
+#if MG_HAVE_ONEDNN
+    dnnl = mg_bn2d_dnnl_enabled();
+#endif
+    return mg_layers_use_fast() && a->block > 1 && !dnnl;
+}
+
+mg_status mg_bn2d_add_residual(const mg_bn2d_args *a, float *y) {
+    size_t count = (size_t)a->n * a->c * a->h * a->w;
+    return a->relu ? mg_add_relu_forward(count, y, a->residual, y) : mg_add_forward(count, y, a->residual, y);
 }
 
 static mg_status check_args(const char *op, const mg_bn2d_args *a) {
@@ -45,6 +65,7 @@ typedef struct bn_ctx {
     const mg_bn2d_args *a;
     const float *x, *dy, *weight, *bias, *save_mean, *save_invstd;
     float *running_mean, *running_var, *sm, *si, *y, *dx, *dweight, *dbias;
+    const float *res; /* forward and apply on the blocked fast path: a->residual, added before the ReLU */
     int relu_bwd; /* backward: dy is dL/d relu(BN(x)); the ReLU's mask recomputed from x (bn_saved_affine) */
 } bn_ctx;
 
@@ -500,11 +521,49 @@ BLK_INLINE void blk_affine_inplace_k(size_t lb, size_t st, float *restrict y, si
         }
     }
 }
-static void blk_affine(size_t lb, size_t st, const float *x, float *y, size_t hw, const float *al, const float *be,
-                       int relu) {
+/* y = relu?((x al[l] + be[l]) + r): the affine's value rounded to float, then the residual added, as
+ * the BN output followed by mg_add_relu_forward / mg_add_forward computes it (bit for bit) */
+BLK_INLINE void blk_affine_res_k(size_t lb, size_t st, const float *restrict x, const float *restrict r,
+                                 float *restrict y, size_t hw, const float *restrict al, const float *restrict be,
+                                 int relu) {
+    for (size_t p = 0; p < hw; p++) {
+        const float *restrict xp = x + p * st, *restrict rp = r + p * st;
+        float *restrict yp = y + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            float v = xp[l] * al[l] + be[l];
+            float s = v + rp[l];
+            yp[l] = relu ? (s > 0.0f ? s : 0.0f) : s;
+        }
+    }
+}
+BLK_INLINE void blk_affine_res_inplace_k(size_t lb, size_t st, const float *restrict r, float *restrict y, size_t hw,
+                                         const float *restrict al, const float *restrict be, int relu) {
+    for (size_t p = 0; p < hw; p++) {
+        const float *restrict rp = r + p * st;
+        float *restrict yp = y + p * st;
+        BLK_UNROLL
+        for (size_t l = 0; l < lb; l++) {
+            float v = yp[l] * al[l] + be[l];
+            float s = v + rp[l];
+            yp[l] = relu ? (s > 0.0f ? s : 0.0f) : s;
+        }
+    }
+}
+/* r: NULL, or the residual (not y) */
+static void blk_affine(size_t lb, size_t st, const float *x, const float *r, float *y, size_t hw, const float *al,
+                       const float *be, int relu) {
 #define CALL(LB, ST)                                                                                       \
     do {                                                                                                   \
-        if (x != y && relu)                                                                                \
+        if (r && x != y && relu)                                                                           \
+            blk_affine_res_k(LB, ST, x, r, y, hw, al, be, 1);                                              \
+        else if (r && x != y)                                                                              \
+            blk_affine_res_k(LB, ST, x, r, y, hw, al, be, 0);                                              \
+        else if (r && relu)                                                                                \
+            blk_affine_res_inplace_k(LB, ST, r, y, hw, al, be, 1);                                         \
+        else if (r)                                                                                        \
+            blk_affine_res_inplace_k(LB, ST, r, y, hw, al, be, 0);                                         \
+        else if (x != y && relu)                                                                           \
             blk_affine_k(LB, ST, x, y, hw, al, be, 1);                                                     \
         else if (x != y)                                                                                   \
             blk_affine_k(LB, ST, x, y, hw, al, be, 0);                                                     \
@@ -546,7 +605,7 @@ static void bn_forward_blk_range(void *p, size_t b0, size_t b1) {
                 bn_channel_finish(t, cb * B + l0 + l, mean[l], var[l], count, &alpha[l], &beta[l]);
             for (size_t n = 0; n < N; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                blk_affine(lb, B, t->x + o, t->y + o, hw, alpha, beta, a->relu);
+                blk_affine(lb, B, t->x + o, t->res ? t->res + o : NULL, t->y + o, hw, alpha, beta, a->relu);
             }
         }
     }
@@ -602,6 +661,13 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
         MG_CHECK_PTR(op, running_mean);
         MG_CHECK_PTR(op, running_var);
     }
+    MG_TRY(check_residual(op, a, x, y));
+    if (a->residual && !mg_bn2d_residual_fused(a)) { /* BN without ReLU, then the sum (and ReLU) */
+        mg_bn2d_args b = *a;
+        b.residual = NULL, b.relu = 0;
+        MG_TRY(mg_bn2d_forward(&b, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y));
+        return mg_bn2d_add_residual(a, y);
+    }
     int fast = mg_layers_use_fast();
     size_t count = (size_t)a->n * a->c * a->h * a->w;
 #if MG_HAVE_ONEDNN
@@ -613,9 +679,9 @@ mg_status mg_bn2d_forward(const mg_bn2d_args *a, const float *x, const float *we
     }
 #endif
     bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .running_mean = running_mean,
-                .running_var = running_var, .sm = save_mean, .si = save_invstd, .y = y};
-    if (fast && a->block > 1)
-        mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_forward_blk_range, &t); /* ReLU included */
+                .running_var = running_var, .sm = save_mean, .si = save_invstd, .y = y, .res = a->residual};
+    if (fast && a->block > 1) /* ReLU and residual included */
+        mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_forward_blk_range, &t);
     else if (fast)
         mg_layers_parallel_for((size_t)a->c, 1, bn_forward_fast_range, &t); /* ReLU included */
     else {
@@ -654,7 +720,7 @@ static void bn_apply_blk_range(void *p, size_t b0, size_t b1) {
             for (size_t l = 0; l < lb; l++) bn_saved_affine(t, cb * B + l0 + l, &alpha[l], &beta[l]);
             for (size_t n = 0; n < (size_t)a->n; n++) {
                 size_t o = mg_bn2d_blk_at(a, n, cb, l0);
-                blk_affine(lb, B, t->x + o, t->y + o, hw, alpha, beta, a->relu);
+                blk_affine(lb, B, t->x + o, t->res ? t->res + o : NULL, t->y + o, hw, alpha, beta, a->relu);
             }
         }
     }
@@ -679,16 +745,23 @@ static void bn_apply_ref_range(void *p, size_t c0, size_t c1) {
     }
 }
 
-void mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
-                          const float *save_mean, const float *save_invstd, float *y) {
+mg_status mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                               const float *save_mean, const float *save_invstd, float *y) {
+    if (a->residual && !mg_bn2d_residual_fused(a)) {
+        mg_bn2d_args b = *a;
+        b.residual = NULL, b.relu = 0;
+        MG_TRY(mg_bn2d_affine_saved(&b, x, weight, bias, save_mean, save_invstd, y));
+        return mg_bn2d_add_residual(a, y);
+    }
     bn_ctx t = {.a = a, .x = x, .weight = weight, .bias = bias, .save_mean = save_mean, .save_invstd = save_invstd,
-                .y = y};
+                .y = y, .res = a->residual};
     if (!mg_layers_use_fast())
         bn_apply_ref_range(&t, 0, (size_t)a->c);
     else if (a->block > 1)
         mg_layers_parallel_for((size_t)(a->c / a->block), 1, bn_apply_blk_range, &t);
     else
         mg_layers_parallel_for((size_t)a->c, 1, bn_apply_range, &t);
+    return MG_OK;
 }
 
 mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
@@ -700,8 +773,8 @@ mg_status mg_bn2d_apply(const mg_bn2d_args *a, const float *x, const float *weig
     MG_CHECK_PTR(op, save_mean);
     MG_CHECK_PTR(op, save_invstd);
     if (x == y) return MG_FAIL(MG_ERR_INVALID_ARG, "%s: y must not alias x", op);
-    mg_bn2d_affine_saved(a, x, weight, bias, save_mean, save_invstd, y);
-    return MG_OK;
+    MG_TRY(check_residual(op, a, x, y));
+    return mg_bn2d_affine_saved(a, x, weight, bias, save_mean, save_invstd, y);
 }
 
 mg_status mg_bn2d_backward(const mg_bn2d_args *a, const float *x, const float *dy, const float *weight,

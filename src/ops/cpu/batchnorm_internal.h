@@ -11,10 +11,17 @@
 
 /* The fast path's per-channel pieces, shared with the synchronised batch norm (batchnorm_sync.c), so
  * that both compute the same bits:
- * y = relu?(x * save_invstd * weight + (bias - save_mean * save_invstd * weight)) over all channels
- * (y may equal x; a->relu applies the ReLU in the same pass), on the thread pool on the fast path; */
-void mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
-                          const float *save_mean, const float *save_invstd, float *y);
+ * y = relu?(x * save_invstd * weight + (bias - save_mean * save_invstd * weight) (+ a->residual)) over
+ * all channels (y may equal x without a residual; a->relu applies the ReLU in the same pass), on the
+ * thread pool on the fast path; */
+mg_status mg_bn2d_affine_saved(const mg_bn2d_args *a, const float *x, const float *weight, const float *bias,
+                               const float *save_mean, const float *save_invstd, float *y);
+/* Whether a->residual is added in the affine pass itself (the blocked fast path); elsewhere
+ * mg_bn2d_add_residual adds it afterwards. */
+int mg_bn2d_residual_fused(const mg_bn2d_args *a);
+/* y = relu?(y + a->residual): the residual on paths without a fused kernel, after the BN output was
+ * written without ReLU. */
+mg_status mg_bn2d_add_residual(const mg_bn2d_args *a, float *y);
 /* dx = (g - mdy - (x - mean) k) scale over one plane of n values (dx may equal g). */
 void mg_bn2d_dx_plane(const float *g, const float *x, float *dx, size_t n, float mean, float k, float mdy,
                       float scale);

@@ -107,6 +107,8 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
     const char *op = "bn2d_forward_sync";
     MG_TRY(check(op, a, x, save_mean, save_invstd, reduce));
     MG_CHECK_PTR(op, y);
+    if (a->residual && (a->residual == y || a->residual == x))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "%s: the residual must be a tensor of its own, not x or y", op);
     size_t c = (size_t)a->c;
     /* per-channel scratch on the stack up to ResNet's 2048 channels (no allocation per call) */
     double stack[2 * SYNC_STACK_C + 1], *acc = c <= SYNC_STACK_C ? stack : malloc((2 * c + 1) * sizeof *acc);
@@ -145,7 +147,8 @@ mg_status mg_bn2d_forward_sync(const mg_bn2d_args *a, const float *x, const floa
             if (running_var)
                 running_var[k] = (1.0f - a->momentum) * running_var[k] + a->momentum * (float)(var * count / (count - 1.0));
         }
-        mg_bn2d_affine_saved(a, x, weight, bias, save_mean, save_invstd, y); /* the fast path's apply, ReLU included */
+        s = mg_bn2d_affine_saved(a, x, weight, bias, save_mean, save_invstd, y); /* the fast path's apply, ReLU
+                                                                                   * and residual included */
     }
     if (acc != stack) free(acc);
     return s;
