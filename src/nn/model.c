@@ -1442,13 +1442,9 @@ static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
     size_t elems = unit_out_elems(last);
     int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;
     MG_TRY(mg_relu_backward(elems, blk->out, g, g));
-    /* identity / downsample branch -> din (written) */
-    if (blk->has_ds) {
-        /* the ds unit has no ReLU, so g is only read */
+    /* downsample branch -> din (written); the identity branch's g is added to din at the end */
+    if (blk->has_ds) /* the ds unit has no ReLU, so g is only read */
         MG_TRY(unit_backward(m, &blk->ds, g, din, 0));
-    } else {
-        memcpy(din, g, (size_t)n * c * hw * sizeof(float));
-    }
     /* main branch */
     float *dmain = g;
     if (blk->has_se) {
@@ -1475,7 +1471,10 @@ static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
     float *dy = dmain;
     for (int i = blk->n_units - 1; i >= 0; i--) {
         if (i == 0) {
-            MG_TRY(unit_backward(m, &blk->u[0], dy, din, 1));
+            MG_TRY(unit_backward(m, &blk->u[0], dy, din, blk->has_ds));
+            /* identity: din = the first unit's dx + g, one pass (g is still intact: the units read it
+             * and write their own buffers) instead of a copy of g into din and a sum into it */
+            if (!blk->has_ds) MG_TRY(mg_add_forward((size_t)n * c * hw, din, g, din));
         } else {
             float *dx = scratch_other(m, dy, NULL);
             /* unit_backward needs a third buffer distinct from dy and dx */

@@ -1,6 +1,7 @@
-/* wino_avx2.h: Winograd F(4x4, 3x3) forward-inference convolution for AVX2+FMA CPUs on the nChw8c
- * activation layout (wino_avx2.c), for the 3x3 stride-1 pad-1 layers of the fused inference network
- * where oneDNN 2.6 has no Winograd kernel (its Winograd is AVX-512 only). */
+/* wino_avx2.h: Winograd F(4x4, 3x3) convolutions for AVX2+FMA CPUs on the nChw8c activation layout
+ * (wino_avx2.c), for the 3x3 stride-1 pad-1 layers where oneDNN 2.6 has no Winograd kernel (its
+ * Winograd is AVX-512 only): the fused inference network's forward, and the training chain's forward,
+ * backward data and backward weights (conv2d_dnnl.c). */
 #ifndef MG_OPS_CPU_WINO_AVX2_H
 #define MG_OPS_CPU_WINO_AVX2_H
 
