@@ -114,6 +114,9 @@ mg_status mg_relu_backward(size_t n, const float *y, const float *dy, float *dx)
 mg_status mg_add_forward(size_t n, const float *a, const float *b, float *y);
 /* y = relu(a + b) in one pass, exactly mg_add_forward then mg_relu_forward; y may equal a or b. */
 mg_status mg_add_relu_forward(size_t n, const float *a, const float *b, float *y);
+/* y = (r > 0) ? a + b : 0: two gradients summed and taken through the backward of the ReLU whose
+ * output is r, in one pass, exactly mg_add_forward then mg_relu_backward; y may equal a or b. */
+mg_status mg_add_relu_backward(size_t n, const float *a, const float *b, const float *r, float *y);
 /* da = dy, db = dy (written; either may be NULL; either may equal dy). */
 mg_status mg_add_backward(size_t n, const float *dy, float *da, float *db);
 /* y = 1 / (1 + exp(-x)); y may equal x. */

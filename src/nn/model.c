@@ -1367,8 +1367,9 @@ static float *scratch_other(mg_model *m, const float *a, const float *b) {
 
 /* dy: gradient w.r.t. the unit's output (ReLU applied in place on it when the unit has one, so it
  * must be a scratch or boundary buffer we may overwrite). dx: where the input gradient goes
- * (NULL: not needed); accumulate: add into dx instead of writing. */
-static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int accumulate) {
+ * (NULL: not needed); accumulate: add into dx instead of writing, and then, when relu_out is given,
+ * take the sum through the backward of the ReLU whose output it is (the previous block's). */
+static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int accumulate, const float *relu_out) {
     size_t elems = unit_out_elems(u);
     float *t = scratch_other(m, dy, dx);
     mg_bn2d_args a = unit_bn_args(m, u);
@@ -1389,11 +1390,14 @@ static mg_status unit_backward(mg_model *m, unit *u, float *dy, float *dx, int a
     /* dy is no longer needed once BN backward has run, so the third buffer may be dy itself. */
     float *tmp = scratch_other(m, t, dx);
     MG_TRY(mg_conv2d_backward_data(&u->plan, t, P(m, u->conv_w), tmp));
-    return mg_add_forward((size_t)u->n * u->c_in * u->h_in * u->w_in, dx, tmp, dx);
+    size_t count = (size_t)u->n * u->c_in * u->h_in * u->w_in;
+    return relu_out ? mg_add_relu_backward(count, dx, tmp, relu_out, dx) : mg_add_forward(count, dx, tmp, dx);
 }
 
-/* g: gradient w.r.t. the block output (a boundary buffer; overwritten). din: the other boundary
- * buffer, receives the gradient w.r.t. the block input. */
+/* g: gradient w.r.t. the block output (a boundary buffer; overwritten); g_masked: g is already taken
+ * through the block's ReLU (the next block's backward did it). din: the other boundary buffer,
+ * receives the gradient w.r.t. the block input; mask_din: taken through the backward of the ReLU
+ * that made the input (the previous block's), in the pass that sums din's two branches. */
 /* The BN+ReLU output of a unit inside a block (in its rc buffer, which later blocks overwrote during
  * the forward), recomputed from its kept conv output and the statistics its forward saved, in the
  * forward's arithmetic (mg_bn2d_apply); it is the unit's ReLU mask and the next unit's input. */
@@ -1431,7 +1435,7 @@ static mg_status block_restore_out(mg_model *m, int b) {
     return MG_OK;
 }
 
-static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
+static mg_status block_backward(mg_model *m, block *blk, float *g, float *din, int g_masked, int mask_din) {
     for (int i = 0; i + 1 < blk->n_units; i++) {
         unit *u = &blk->u[i];
         u->out = u->out_b;
@@ -1441,10 +1445,10 @@ static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
     unit *last = &blk->u[blk->n_units - 1];
     size_t elems = unit_out_elems(last);
     int n = last->n, c = last->c_out, hw = last->h_out * last->w_out;
-    MG_TRY(mg_relu_backward(elems, blk->out, g, g));
+    if (!g_masked) MG_TRY(mg_relu_backward(elems, blk->out, g, g));
     /* downsample branch -> din (written); the identity branch's g is added to din at the end */
     if (blk->has_ds) /* the ds unit has no ReLU, so g is only read */
-        MG_TRY(unit_backward(m, &blk->ds, g, din, 0));
+        MG_TRY(unit_backward(m, &blk->ds, g, din, 0, NULL));
     /* main branch */
     float *dmain = g;
     if (blk->has_se) {
@@ -1471,14 +1475,17 @@ static mg_status block_backward(mg_model *m, block *blk, float *g, float *din) {
     float *dy = dmain;
     for (int i = blk->n_units - 1; i >= 0; i--) {
         if (i == 0) {
-            MG_TRY(unit_backward(m, &blk->u[0], dy, din, blk->has_ds));
+            const float *mask = mask_din ? blk->in : NULL;
+            MG_TRY(unit_backward(m, &blk->u[0], dy, din, blk->has_ds, mask));
             /* identity: din = the first unit's dx + g, one pass (g is still intact: the units read it
              * and write their own buffers) instead of a copy of g into din and a sum into it */
-            if (!blk->has_ds) MG_TRY(mg_add_forward((size_t)n * c * hw, din, g, din));
+            if (!blk->has_ds)
+                MG_TRY(mask ? mg_add_relu_backward((size_t)n * c * hw, din, g, mask, din)
+                            : mg_add_forward((size_t)n * c * hw, din, g, din));
         } else {
             float *dx = scratch_other(m, dy, NULL);
             /* unit_backward needs a third buffer distinct from dy and dx */
-            MG_TRY(unit_backward(m, &blk->u[i], dy, dx, 0));
+            MG_TRY(unit_backward(m, &blk->u[i], dy, dx, 0, NULL));
             dy = dx;
         }
     }
@@ -1520,7 +1527,8 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
         poison_step(m, t_bwd(m, b), 1);
         if (b > 0 && m->blocks[b - 1].dropped) MG_TRY(block_restore_out(m, b - 1));
         for (int i = 0; i < 3; i++) m->scr[i] = blk->scr[i];
-        MG_TRY(block_backward(m, blk, blk->g, b > 0 ? m->blocks[b - 1].g : m->g_stem));
+        /* each block's input gradient goes through the previous block's ReLU in its last pass */
+        MG_TRY(block_backward(m, blk, blk->g, b > 0 ? m->blocks[b - 1].g : m->g_stem, b < m->n_blocks - 1, b > 0));
         poison_step(m, t_bwd(m, b), 0);
     }
     poison_step(m, t_bwd(m, -1), 1);
@@ -1534,7 +1542,7 @@ mg_status mg_model_backward(mg_model *m, const float *dlogits, const float *demb
     float *dstem = m->scr[0];
     MG_TRY(mg_maxpool2d_backward_blocked(n, 64, m->stem.h_out, m->stem.w_out, m->blk, &pool, m->stem_argmax,
                                          m->g_stem, dstem));
-    MG_TRY(unit_backward(m, &m->stem, dstem, NULL, 0));
+    MG_TRY(unit_backward(m, &m->stem, dstem, NULL, 0, NULL));
     return MG_OK;
 }
 

@@ -152,6 +152,10 @@ save("sig_y", y)
 save("sig_dx", xx.grad)
 save("add_y", x + a)
 save("add_relu_y", F.relu(x + a))
+# two gradients (dy, a) summed and taken through relu(x)'s backward: autograd's input gradient
+xx = leaf(x)
+F.relu(xx).backward(dy + a)
+save("add_relu_bwd_dx", xx.grad)
 xx, ss = leaf(x), leaf(s)
 y = xx * ss[:, :, None, None]
 y.backward(dy)

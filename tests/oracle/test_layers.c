@@ -307,6 +307,18 @@ static void test_eltwise(void **state) {
         memcpy(yin, a, N * sizeof *yin);
         mg_assert_ok(mg_add_relu_forward(N, x, yin, yin));
         mg_test_assert_close(what(impl, "add_relu inplace b", "y"), yin, yar, N, 0, 0);
+        /* two gradients summed through a ReLU's backward (mask from its output relu_y): torch's
+         * autograd on relu(x) with dy + a, the same one rounding of the sum; in place equal */
+        float *ry = ld("%s", "relu_y");
+        mg_assert_ok(mg_add_relu_backward(N, dy, a, ry, yar));
+        mg_test_assert_close(what(impl, "add_relu_backward", "dx"), yar, ld("%s", "add_relu_bwd_dx"), N, 0, 1.2e-7);
+        memcpy(yin, dy, N * sizeof *yin);
+        mg_assert_ok(mg_add_relu_backward(N, yin, a, ry, yin));
+        mg_test_assert_close(what(impl, "add_relu_backward inplace a", "dx"), yin, yar, N, 0, 0);
+        memcpy(yin, a, N * sizeof *yin);
+        mg_assert_ok(mg_add_relu_backward(N, dy, yin, ry, yin));
+        mg_test_assert_close(what(impl, "add_relu_backward inplace b", "dx"), yin, yar, N, 0, 0);
+        assert_int_equal(mg_add_relu_backward(N, dy, a, yin, yin), MG_ERR_INVALID_ARG); /* y is r */
         float *da = buf(N), *db = buf(N);
         mg_assert_ok(mg_add_backward(N, dy, da, db));
         mg_test_assert_close(what(impl, "add", "da"), da, dy, N, 0, 0);

@@ -116,6 +116,38 @@ static void add_relu_fwd(void *v, size_t b, size_t e) {
     else
         add_relu_k(t->a + b, t->b + b, t->y + b, e - b);
 }
+/* y = r > 0 ? a + b : 0 (the sum rounded first, as add then relu backward); y may equal a or b */
+__attribute__((noinline)) static void add_relu_bwd_k_inplace(float *restrict y, const float *restrict b,
+                                                             const float *restrict r, size_t n) {
+    for (size_t i = 0; i < N8(n); i++) {
+        float s = y[i] + b[i];
+        y[i] = r[i] > 0.0f ? s : 0.0f;
+    }
+    for (size_t i = N8(n); i < n; i++) {
+        float s = y[i] + b[i];
+        y[i] = r[i] > 0.0f ? s : 0.0f;
+    }
+}
+__attribute__((noinline)) static void add_relu_bwd_k(const float *restrict a, const float *restrict b,
+                                                     const float *restrict r, float *restrict y, size_t n) {
+    for (size_t i = 0; i < N8(n); i++) {
+        float s = a[i] + b[i];
+        y[i] = r[i] > 0.0f ? s : 0.0f;
+    }
+    for (size_t i = N8(n); i < n; i++) {
+        float s = a[i] + b[i];
+        y[i] = r[i] > 0.0f ? s : 0.0f;
+    }
+}
+static void add_relu_bwd(void *v, size_t b, size_t e) {
+    elt_ctx *t = v; /* c = the ReLU's output */
+    if (t->y == t->a)
+        add_relu_bwd_k_inplace(t->y + b, t->b + b, t->c + b, e - b);
+    else if (t->y == t->b)
+        add_relu_bwd_k_inplace(t->y + b, t->a + b, t->c + b, e - b); /* a + b == b + a exactly */
+    else
+        add_relu_bwd_k(t->a + b, t->b + b, t->c + b, t->y + b, e - b);
+}
 static void sigmoid_fwd(void *v, size_t b, size_t e) {
     elt_ctx *t = v;
     for (size_t i = b; i < e; i++) t->y[i] = 1.0f / (1.0f + expf(-t->a[i]));
@@ -157,6 +189,17 @@ mg_status mg_add_relu_forward(size_t n, const float *a, const float *b, float *y
     MG_CHECK_PTR("add_relu_forward", y);
     elt_ctx t = {.a = a, .b = b, .y = y};
     run(n, add_relu_fwd, &t);
+    return MG_OK;
+}
+
+mg_status mg_add_relu_backward(size_t n, const float *a, const float *b, const float *r, float *y) {
+    MG_CHECK_PTR("add_relu_backward", a);
+    MG_CHECK_PTR("add_relu_backward", b);
+    MG_CHECK_PTR("add_relu_backward", r);
+    MG_CHECK_PTR("add_relu_backward", y);
+    if (r == y) return MG_FAIL(MG_ERR_INVALID_ARG, "add_relu_backward: y must not alias the ReLU's output r");
+    elt_ctx t = {.a = a, .b = b, .c = r, .y = y};
+    run(n, add_relu_bwd, &t);
     return MG_OK;
 }
 
