@@ -497,56 +497,33 @@ void mg_bn2d_blk_dx(size_t lb, size_t st, const float *g, const float *x, float 
 #undef CALL
 }
 
-/* y = relu?(x al[l] + be[l]) (the ReLU as in axpb_relu); the in-place variant (y == x) takes one pointer */
-BLK_INLINE void blk_affine_k(size_t lb, size_t st, const float *restrict x, float *restrict y, size_t hw,
-                             const float *restrict al, const float *restrict be, int relu) {
+/* y = relu?(x al[l] + be[l] (+ r)) (the ReLU as in axpb_relu); with res, the affine's value is rounded
+ * to float and then the residual r added, as the BN output followed by mg_add_relu_forward /
+ * mg_add_forward computes it (bit for bit); r is only read when res (a constant at each call). The
+ * in-place variant (y == x) takes one pointer. */
+BLK_INLINE void blk_affine_k(size_t lb, size_t st, const float *restrict x, const float *restrict r,
+                             float *restrict y, size_t hw, const float *restrict al, const float *restrict be,
+                             int relu, int res) {
     for (size_t p = 0; p < hw; p++) {
         const float *restrict xp = x + p * st;
         float *restrict yp = y + p * st;
         BLK_UNROLL
         for (size_t l = 0; l < lb; l++) {
             float v = xp[l] * al[l] + be[l];
+            if (res) v = v + r[p * st + l];
             yp[l] = relu ? (v > 0.0f ? v : 0.0f) : v;
         }
     }
 }
-BLK_INLINE void blk_affine_inplace_k(size_t lb, size_t st, float *restrict y, size_t hw, const float *restrict al,
-                                     const float *restrict be, int relu) {
+BLK_INLINE void blk_affine_inplace_k(size_t lb, size_t st, const float *restrict r, float *restrict y, size_t hw,
+                                     const float *restrict al, const float *restrict be, int relu, int res) {
     for (size_t p = 0; p < hw; p++) {
         float *restrict yp = y + p * st;
         BLK_UNROLL
         for (size_t l = 0; l < lb; l++) {
             float v = yp[l] * al[l] + be[l];
+            if (res) v = v + r[p * st + l];
             yp[l] = relu ? (v > 0.0f ? v : 0.0f) : v;
-        }
-    }
-}
-/* y = relu?((x al[l] + be[l]) + r): the affine's value rounded to float, then the residual added, as
- * the BN output followed by mg_add_relu_forward / mg_add_forward computes it (bit for bit) */
-BLK_INLINE void blk_affine_res_k(size_t lb, size_t st, const float *restrict x, const float *restrict r,
-                                 float *restrict y, size_t hw, const float *restrict al, const float *restrict be,
-                                 int relu) {
-    for (size_t p = 0; p < hw; p++) {
-        const float *restrict xp = x + p * st, *restrict rp = r + p * st;
-        float *restrict yp = y + p * st;
-        BLK_UNROLL
-        for (size_t l = 0; l < lb; l++) {
-            float v = xp[l] * al[l] + be[l];
-            float s = v + rp[l];
-            yp[l] = relu ? (s > 0.0f ? s : 0.0f) : s;
-        }
-    }
-}
-BLK_INLINE void blk_affine_res_inplace_k(size_t lb, size_t st, const float *restrict r, float *restrict y, size_t hw,
-                                         const float *restrict al, const float *restrict be, int relu) {
-    for (size_t p = 0; p < hw; p++) {
-        const float *restrict rp = r + p * st;
-        float *restrict yp = y + p * st;
-        BLK_UNROLL
-        for (size_t l = 0; l < lb; l++) {
-            float v = yp[l] * al[l] + be[l];
-            float s = v + rp[l];
-            yp[l] = relu ? (s > 0.0f ? s : 0.0f) : s;
         }
     }
 }
@@ -555,22 +532,20 @@ static void blk_affine(size_t lb, size_t st, const float *x, const float *r, flo
                        const float *be, int relu) {
 #define CALL(LB, ST)                                                                                       \
     do {                                                                                                   \
-        if (r && x != y && relu)                                                                           \
-            blk_affine_res_k(LB, ST, x, r, y, hw, al, be, 1);                                              \
-        else if (r && x != y)                                                                              \
-            blk_affine_res_k(LB, ST, x, r, y, hw, al, be, 0);                                              \
-        else if (r && relu)                                                                                \
-            blk_affine_res_inplace_k(LB, ST, r, y, hw, al, be, 1);                                         \
-        else if (r)                                                                                        \
-            blk_affine_res_inplace_k(LB, ST, r, y, hw, al, be, 0);                                         \
-        else if (x != y && relu)                                                                           \
-            blk_affine_k(LB, ST, x, y, hw, al, be, 1);                                                     \
-        else if (x != y)                                                                                   \
-            blk_affine_k(LB, ST, x, y, hw, al, be, 0);                                                     \
-        else if (relu)                                                                                     \
-            blk_affine_inplace_k(LB, ST, y, hw, al, be, 1);                                                \
-        else                                                                                               \
-            blk_affine_inplace_k(LB, ST, y, hw, al, be, 0);                                                \
+        if (x != y) {                                                                                      \
+            if (r)                                                                                         \
+                relu ? blk_affine_k(LB, ST, x, r, y, hw, al, be, 1, 1)                                     \
+                     : blk_affine_k(LB, ST, x, r, y, hw, al, be, 0, 1);                                    \
+            else                                                                                           \
+                relu ? blk_affine_k(LB, ST, x, NULL, y, hw, al, be, 1, 0)                                  \
+                     : blk_affine_k(LB, ST, x, NULL, y, hw, al, be, 0, 0);                                 \
+        } else if (r) {                                                                                    \
+            relu ? blk_affine_inplace_k(LB, ST, r, y, hw, al, be, 1, 1)                                    \
+                 : blk_affine_inplace_k(LB, ST, r, y, hw, al, be, 0, 1);                                   \
+        } else {                                                                                           \
+            relu ? blk_affine_inplace_k(LB, ST, NULL, y, hw, al, be, 1, 0)                                 \
+                 : blk_affine_inplace_k(LB, ST, NULL, y, hw, al, be, 0, 0);                                \
+        }                                                                                                  \
     } while (0)
     BLK_DISPATCH(lb, st, CALL);
 #undef CALL
