@@ -116,37 +116,22 @@ static void add_relu_fwd(void *v, size_t b, size_t e) {
     else
         add_relu_k(t->a + b, t->b + b, t->y + b, e - b);
 }
-/* y = r > 0 ? a + b : 0 (the sum rounded first, as add then relu backward); y may equal a or b */
-__attribute__((noinline)) static void add_relu_bwd_k_inplace(float *restrict y, const float *restrict b,
-                                                             const float *restrict r, size_t n) {
-    for (size_t i = 0; i < N8(n); i++) {
-        float s = y[i] + b[i];
-        y[i] = r[i] > 0.0f ? s : 0.0f;
-    }
-    for (size_t i = N8(n); i < n; i++) {
-        float s = y[i] + b[i];
-        y[i] = r[i] > 0.0f ? s : 0.0f;
-    }
-}
-__attribute__((noinline)) static void add_relu_bwd_k(const float *restrict a, const float *restrict b,
-                                                     const float *restrict r, float *restrict y, size_t n) {
-    for (size_t i = 0; i < N8(n); i++) {
-        float s = a[i] + b[i];
-        y[i] = r[i] > 0.0f ? s : 0.0f;
-    }
-    for (size_t i = N8(n); i < n; i++) {
-        float s = a[i] + b[i];
-        y[i] = r[i] > 0.0f ? s : 0.0f;
-    }
-}
+/* y = r > 0 ? a + b : 0 (y may equal a or b): the add and the ReLU backward kernels above over blocks
+ * of 2048 elements, so that the second pass reads y from L1. (One loop with the select compiled to
+ * scalar code with branches: GCC 12 at -O2 sinks the sum into the branch and gives up on the loop.) */
+#define ADD_RELU_BWD_BLOCK 2048
 static void add_relu_bwd(void *v, size_t b, size_t e) {
     elt_ctx *t = v; /* c = the ReLU's output */
-    if (t->y == t->a)
-        add_relu_bwd_k_inplace(t->y + b, t->b + b, t->c + b, e - b);
-    else if (t->y == t->b)
-        add_relu_bwd_k_inplace(t->y + b, t->a + b, t->c + b, e - b); /* a + b == b + a exactly */
-    else
-        add_relu_bwd_k(t->a + b, t->b + b, t->c + b, t->y + b, e - b);
+    for (size_t i = b; i < e; i += ADD_RELU_BWD_BLOCK) {
+        size_t m = e - i < ADD_RELU_BWD_BLOCK ? e - i : ADD_RELU_BWD_BLOCK;
+        if (t->y == t->a)
+            add_k_inplace(t->y + i, t->b + i, m);
+        else if (t->y == t->b)
+            add_k_inplace(t->y + i, t->a + i, m); /* a + b == b + a exactly */
+        else
+            add_k(t->a + i, t->b + i, t->y + i, m);
+        relu_bwd_k_inplace(t->c + i, t->y + i, m);
+    }
 }
 static void sigmoid_fwd(void *v, size_t b, size_t e) {
     elt_ctx *t = v;
