@@ -8,6 +8,7 @@
  *
  *   bench_dnnl_conv --ic C --oc K --size H [--kernel R] [--stride S] [--batch N]
  *                   [--layout blocked|blocked16|blocked8|nhwc|any] [--threads T] [--reps N] [--slices K]
+ *                   [--cold]
  *   bench_dnnl_conv --trunk [--threads T] [--reps N] [--slices K] [--wino-slices KW]   (K 8, KW 2)
  *
  * --trunk runs the 52 convolutions of ResNet-50's stages at batch 1 (224 input; bias and ReLU, no
@@ -23,9 +24,10 @@
  * working where oneDNN's static split waits for the slowed thread (docs/PERFORMANCE.md)?
  *
  * Defaults: --kernel 1 --stride 1 --batch 1 --layout blocked --threads 1 --reps 20, padding
- * R/2. Each time is the best of --reps runs after one warm-up run. GFLOP/s counts 2 x N x OH x OW x K
- * x C x R x R (Winograd and padding-skipping kernels do less work than counted). oneDNN's reference
- * and SSE4.1 implementations are skipped. --layout blocked is this CPU's blocked layout, the one the
+ * R/2. Each time is the best of --reps runs after one warm-up run; --cold reads 96 MiB before each
+ * run (not timed), so that weights and data come from memory (evict_caches below). GFLOP/s counts
+ * 2 x N x OH x OW x K x C x R x R (Winograd and padding-skipping kernels do less work than counted).
+ * oneDNN's reference and SSE4.1 implementations are skipped. --layout blocked is this CPU's blocked layout, the one the
  * fused network and the training chain run (mg_conv2d_blocked_channels: nChw16c with AVX-512, nChw8c
  * with AVX2 only); blocked16 and blocked8 pick nChw16c or nChw8c (AVX2's block). For 3x3 stride-1
  * shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2 and FMA it also times our
@@ -158,10 +160,26 @@ static void conv_free(conv *cv) {
     memset(cv, 0, sizeof *cv);
 }
 
+/* --cold: before every timed run, 96 MiB are read (3x this machine's L3; written once, so that no
+ * dirty lines are left to write back during the run), so that the weights, input and output come
+ * from memory, as the weights of ResNet-50's later layers do at batch 1 in the network (its 100 MB of
+ * weights do not stay in the caches between forwards). Not timed. */
+static float *g_evict; /* NULL: warm runs */
+#define EVICT_FLOATS ((size_t)24 << 20)
+
+static void evict_caches(void) {
+    if (!g_evict) return;
+    float a = 0;
+    for (size_t i = 0; i < EVICT_FLOATS; i += 16) a += g_evict[i];
+    volatile float keep = a; /* the reads stay */
+    (void)keep;
+}
+
 /* The best of reps runs of the convolutions cv[0..n-1] one after the other (after one warm-up). */
 static int time_convs(conv *cv, int n, dnnl_stream_t st, int reps, double *best) {
     *best = 1e30;
     for (int rep = -1; rep < reps; rep++) {
+        evict_caches();
         double t0 = mg_time_now();
         for (int i = 0; i < n; i++)
             if (conv_run(&cv[i], st)) return 1;
@@ -412,6 +430,7 @@ static int time_own_wino(const shape *s, const float *x, const float *w, const f
     }
     double best = 1e30;
     for (int rep = -1; rep < reps; rep++) {
+        evict_caches();
         double t0 = mg_time_now();
         mg_wino4_forward(plan, x, y, 0, 1, scratch, threads);
         double t = mg_time_now() - t0;
@@ -433,6 +452,15 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i += 2) {
         if (!strcmp(argv[i], "--trunk")) {
             trunk = 1, i--;
+            continue;
+        }
+        if (!strcmp(argv[i], "--cold")) {
+            if (!g_evict && !(g_evict = malloc(EVICT_FLOATS * sizeof *g_evict))) {
+                fprintf(stderr, "bench_dnnl_conv: --cold: out of memory for its 96 MiB buffer\n");
+                return 1;
+            }
+            for (size_t j = 0; j < EVICT_FLOATS; j++) g_evict[j] = (float)(j & 1023);
+            i--;
             continue;
         }
         if (i + 1 >= argc) {

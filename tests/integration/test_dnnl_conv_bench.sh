@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_dnnl_conv_bench.sh: bench/bench_dnnl_conv end to end on small shapes (a smoke test, well under
 # two seconds): it lists oneDNN's implementations with a time each, its output-channel slices agree
-# with the whole convolution (same arithmetic per output: at most float rounding apart), --trunk
-# runs both of its schedules, and bad options fail with a one-line message naming the option.
+# with the whole convolution (same arithmetic per output: at most float rounding apart), --cold and
+# --trunk run, and bad options fail with a one-line message naming the option.
 set -euo pipefail
 bench=$MG_BUILD_DIR/bench_dnnl_conv
 [ -x "$bench" ] || { echo "bench_dnnl_conv not built"; exit 77; }
@@ -19,6 +19,10 @@ awk -v d="$diff" 'BEGIN { exit !(d != "" && d + 0 <= 1e-5) }' || { echo "slices 
 out=$("$bench" --ic 16 --oc 16 --size 10 --kernel 3 --reps 2)
 echo "$out"
 echo "$out" | grep -q 'winograd'
+# --cold (96 MiB read before each run) times the same implementations
+out=$("$bench" --ic 16 --oc 16 --size 10 --kernel 3 --reps 1 --cold)
+echo "$out"
+echo "$out" | grep -Eq '^  direct +[a-z0-9_:]+ +[0-9.]+ ms +[0-9.]+ GFLOP/s$'
 out=$("$bench" --trunk --threads 2 --reps 1)
 echo "$out"
 echo "$out" | grep -Eq '^resnet50 stage convolutions \(52, batch 1\), 2 threads, 1 rounds:$'

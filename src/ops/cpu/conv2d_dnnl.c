@@ -328,6 +328,48 @@ static mg_status fwd_desc(const mg_conv2d_plan *plan, const mg_dnnl_mds *m, mg_c
     return MG_OK;
 }
 
+/* Backward data of a 1x1 stride-1 convolution (c -> k channels) is itself a forward 1x1 convolution,
+ * of k -> c channels with the weights transposed: dx[c] = sum over k of W[k][c] dy[k]. In the blocked
+ * layout on AVX2 (Zen 3), oneDNN's jit_1x1 forward kernel ran that 1.1-1.8x faster than its
+ * backward-data kernel on every ResNet-50 1x1 stride-1 shape at batch 16 whose dx has 128 to 1024
+ * channels; at 64 (64 -> 64 and 64 -> 256 on 56x56) and 2048 (2048 -> 512 on 7x7) the backward-data
+ * kernel was as fast or faster (bench_ops --layout chain; docs/PERFORMANCE.md, "Training on Zen 3:
+ * backward data of the 1x1 convolutions as forward convolutions"). MG_CONV_1X1_BWD_FWD=0|1 turns it
+ * off, or on for every 1x1 stride-1 convolution (experiments). */
+static int bwd_data_as_forward(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
+    const mg_conv2d_desc *d = &plan->d;
+    if (layout != MG_CONV2D_LAYOUT_BLOCKED || d->r != 1 || d->s != 1 || d->stride_h != 1 || d->stride_w != 1 ||
+        d->pad_h != 0 || d->pad_w != 0 || d->dil_h != 1 || d->dil_w != 1 || d->groups != 1)
+        return 0;
+    const char *e = getenv("MG_CONV_1X1_BWD_FWD");
+    if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
+    return d->c >= 128 && d->c <= 1024;
+}
+
+/* The op of bwd_data_as_forward: a forward convolution from dy (n x k x h x w) to dx (n x c x h x w)
+ * whose weights argument is the caller's OIHW k x c array read as c x k x 1 x 1 with strides (1, c):
+ * the reorder into the kernel's blocked weights, run every call, transposes it. */
+static mg_status bwd_data_forward_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m) {
+    const mg_conv2d_desc *d = &plan->d;
+    dnnl_dims_t wdims = {d->c, d->k, 1, 1}, wstrides = {1, d->c, 1, 1}, one = {1, 1}, zero = {0, 0};
+    dnnl_memory_desc_t wt_u, wt_any;
+    DNNL_TRY(dnnl_memory_desc_init_by_strides(&wt_u, 4, wdims, dnnl_f32, wstrides));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wt_any, 4, wdims, dnnl_f32, dnnl_format_tag_any));
+    dnnl_convolution_desc_t cd;
+    DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &m->y_any,
+                                                &wt_any, NULL, &m->x_any, one, zero, zero));
+    const mg_dnnl_role roles[] = {
+        {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->y_u},
+        {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &wt_u},
+        {DNNL_ARG_DST, ARG_OUT, dnnl_query_dst_md, 0, &m->x_u},
+    };
+    mg_dnnl_op *op = &st->op[OP_BWD_DATA];
+    MG_TRY(op_init(op, &cd, NULL, roles, 3));
+    size_t len = strlen(op->name);
+    snprintf(op->name + len, sizeof op->name - len, " (forward, W^T)");
+    return MG_OK;
+}
+
 /* Builds op `which` in `layout`. Backward ops need a forward pd as a hint: the plan's own when the
  * layouts agree, otherwise a temporary one in the backward op's layout. */
 static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m, int which,
@@ -347,6 +389,8 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
         };
         return op_init(&st->op[OP_FWD], &cd, NULL, roles, nb);
     }
+    if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_as_forward(plan, layout))
+        return bwd_data_forward_build(plan, st, m);
     dnnl_primitive_desc_t hint = NULL;
     if (layout != st->op_layout[OP_FWD] || alg != st->op_alg[OP_FWD]) {
         dnnl_convolution_desc_t fcd;
