@@ -26,6 +26,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/layers_util.h"
 #include "ops/cpu/wino_avx2.h"
 
 #define MG_WS_ALIGN 64
@@ -63,6 +64,8 @@ typedef struct mg_dnnl_state {
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
     mg_wino4 *own[OP_COUNT]; /* our AVX2 Winograd in place of an op's primitive (own_wino_wanted) */
+    int bwdd_scatter;        /* backward data writes a half-size buffer, then dx (bwd_data_strided_build) */
+    size_t bwdd_tmp_off;     /* that buffer's place in the workspace */
     int threads;             /* the thread count the plan was made for */
 } mg_dnnl_state;
 
@@ -370,6 +373,84 @@ static mg_status bwd_data_forward_build(const mg_conv2d_plan *plan, mg_dnnl_stat
     return MG_OK;
 }
 
+/* Backward data of a 1x1 stride-2 convolution without padding (a bottleneck's downsample) on
+ * channel-blocked caller buffers: dx is zero except at the even positions, where it is W^T dy as above.
+ * So it runs as a forward 1x1 convolution of k -> c channels from dy into a dense half-size buffer at
+ * the end of the workspace, then one pass writes dx from it (scatter_even_positions). oneDNN's
+ * backward-data kernel ran these shapes at 54-64 GFLOP/s in the training step (docs/PERFORMANCE.md).
+ * MG_CONV_1X1_BWD_FWD=0 turns it off with the stride-1 case. */
+static int bwd_data_strided_as_forward(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
+    const mg_conv2d_desc *d = &plan->d;
+    if (layout != MG_CONV2D_LAYOUT_BLOCKED || d->r != 1 || d->s != 1 || d->stride_h != 2 || d->stride_w != 2 ||
+        d->pad_h != 0 || d->pad_w != 0 || d->dil_h != 1 || d->dil_w != 1 || d->groups != 1 || !plan->x_block ||
+        plan->x_block != plan->y_block)
+        return 0;
+    const char *e = getenv("MG_CONV_1X1_BWD_FWD");
+    return !(e && e[0] == '0');
+}
+
+/* dx (n x c x h x w, nChw<B>c) from the half-size t (n x c x p x q, nChw<B>c): dx at (2i, 2j) = t at
+ * (i, j), zero elsewhere. Parallel over rows of dx. */
+typedef struct {
+    const mg_conv2d_plan *plan;
+    const float *t;
+    float *dx;
+} scatter_job;
+
+static void scatter_rows(void *ctx, size_t r0, size_t r1) {
+    const scatter_job *j = ctx;
+    const mg_conv2d_desc *d = &j->plan->d;
+    const int B = j->plan->x_block, H = d->h, W = d->w, P = j->plan->p, Q = j->plan->q;
+    for (size_t r = r0; r < r1; r++) { /* r = (n * c / B + cb) * H + y */
+        const int y = (int)(r % (size_t)H);
+        const size_t plane = r / (size_t)H;
+        float *o = j->dx + r * (size_t)W * B;
+        if (y % 2 || y / 2 >= P) {
+            memset(o, 0, (size_t)W * B * sizeof *o);
+            continue;
+        }
+        const float *t = j->t + (plane * P + (size_t)(y / 2)) * Q * B;
+        for (int x = 0; x < W; x++, o += B) {
+            if (x % 2 == 0 && x / 2 < Q)
+                memcpy(o, t + (size_t)(x / 2) * B, (size_t)B * sizeof *o);
+            else
+                memset(o, 0, (size_t)B * sizeof *o);
+        }
+    }
+}
+
+static void scatter_even_positions(const mg_conv2d_plan *plan, const float *t, float *dx) {
+    scatter_job j = {plan, t, dx};
+    const mg_conv2d_desc *d = &plan->d;
+    mg_layers_parallel_for((size_t)d->n * (d->c / plan->x_block) * d->h, 16, scatter_rows, &j);
+}
+
+static mg_status bwd_data_strided_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m) {
+    const mg_conv2d_desc *d = &plan->d;
+    dnnl_dims_t wdims = {d->c, d->k, 1, 1}, wstrides = {1, d->c, 1, 1}, one = {1, 1}, zero = {0, 0};
+    dnnl_dims_t tdims = {d->n, d->c, plan->p, plan->q};
+    dnnl_memory_desc_t wt_u, wt_any, t_md;
+    DNNL_TRY(dnnl_memory_desc_init_by_strides(&wt_u, 4, wdims, dnnl_f32, wstrides));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wt_any, 4, wdims, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&t_md, 4, tdims, dnnl_f32, mg_dnnl_block_tag(plan->x_block)));
+    dnnl_convolution_desc_t cd;
+    DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &m->y_any,
+                                                &wt_any, NULL, &t_md, one, zero, zero));
+    const mg_dnnl_role roles[] = {
+        {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->y_u},
+        {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &wt_u},
+        {DNNL_ARG_DST, ARG_OUT, dnnl_query_dst_md, 0, &t_md},
+    };
+    mg_dnnl_op *op = &st->op[OP_BWD_DATA];
+    MG_TRY(op_init(op, &cd, NULL, roles, 3));
+    size_t len = strlen(op->name);
+    snprintf(op->name + len, sizeof op->name - len, " (forward, W^T, to even positions)");
+    st->bwdd_scatter = 1;
+    st->bwdd_tmp_off = op->ws_bytes;
+    op->ws_bytes += align_up(dnnl_memory_desc_get_size(&t_md));
+    return MG_OK;
+}
+
 /* Builds op `which` in `layout`. Backward ops need a forward pd as a hint: the plan's own when the
  * layouts agree, otherwise a temporary one in the backward op's layout. */
 static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m, int which,
@@ -389,8 +470,11 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
         };
         return op_init(&st->op[OP_FWD], &cd, NULL, roles, nb);
     }
+    if (which == OP_BWD_DATA) st->bwdd_scatter = 0;
     if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_as_forward(plan, layout))
         return bwd_data_forward_build(plan, st, m);
+    if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_strided_as_forward(plan, layout))
+        return bwd_data_strided_build(plan, st, m);
     dnnl_primitive_desc_t hint = NULL;
     if (layout != st->op_layout[OP_FWD] || alg != st->op_alg[OP_FWD]) {
         dnnl_convolution_desc_t fcd;
@@ -582,6 +666,13 @@ mg_status mg_conv2d_dnnl_backward_data(mg_conv2d_plan *plan, const float *dy, co
     if (st->own[OP_BWD_DATA]) {
         mg_wino4_set_weights_scratch(st->own[OP_BWD_DATA], w, plan->ws, st->threads);
         mg_wino4_forward(st->own[OP_BWD_DATA], dy, dx, 0, 0, plan->ws, st->threads);
+        return MG_OK;
+    }
+    if (st->bwdd_scatter) {
+        float *t = (float *)((char *)plan->ws + st->bwdd_tmp_off);
+        void *ptr[3] = {(void *)dy, (void *)w, t};
+        MG_TRY(op_run(st, &st->op[OP_BWD_DATA], ptr));
+        scatter_even_positions(plan, t, dx);
         return MG_OK;
     }
     void *ptr[3] = {(void *)dy, (void *)w, dx};
