@@ -64,7 +64,7 @@ typedef struct mg_dnnl_state {
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
     mg_wino4 *own[OP_COUNT]; /* our AVX2 Winograd in place of an op's primitive (own_wino_wanted) */
-    int bwdd_scatter;        /* backward data writes a half-size buffer, then dx (bwd_data_strided_build) */
+    int bwdd_scatter;        /* backward data writes a half-size buffer, then dx (bwd_data_strided_as_forward) */
     size_t bwdd_tmp_off;     /* that buffer's place in the workspace */
     int threads;             /* the thread count the plan was made for */
 } mg_dnnl_state;
@@ -349,34 +349,45 @@ static int bwd_data_as_forward(const mg_conv2d_plan *plan, mg_conv2d_layout layo
     return d->c >= 128 && d->c <= 1024;
 }
 
-/* The op of bwd_data_as_forward: a forward convolution from dy (n x k x h x w) to dx (n x c x h x w)
- * whose weights argument is the caller's OIHW k x c array read as c x k x 1 x 1 with strides (1, c):
- * the reorder into the kernel's blocked weights, run every call, transposes it. */
-static mg_status bwd_data_forward_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m) {
+/* The op of bwd_data_as_forward (to_even 0) and bwd_data_strided_as_forward (to_even 1): a forward
+ * convolution from dy (n x k x p x q) whose weights argument is the caller's OIHW k x c array read as
+ * c x k x 1 x 1 with strides (1, c), so the reorder into the kernel's blocked weights, run every call,
+ * transposes it. Its output is dx (n x c x h x w), or for to_even a dense n x c x p x q buffer at the
+ * end of the op's workspace that scatter_even_positions then spreads into dx. */
+static mg_status bwd_data_forward_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m,
+                                        int to_even) {
     const mg_conv2d_desc *d = &plan->d;
     dnnl_dims_t wdims = {d->c, d->k, 1, 1}, wstrides = {1, d->c, 1, 1}, one = {1, 1}, zero = {0, 0};
-    dnnl_memory_desc_t wt_u, wt_any;
+    dnnl_dims_t tdims = {d->n, d->c, plan->p, plan->q};
+    dnnl_memory_desc_t wt_u, wt_any, t_md;
     DNNL_TRY(dnnl_memory_desc_init_by_strides(&wt_u, 4, wdims, dnnl_f32, wstrides));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&wt_any, 4, wdims, dnnl_f32, dnnl_format_tag_any));
+    if (to_even)
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&t_md, 4, tdims, dnnl_f32, mg_dnnl_block_tag(plan->x_block)));
     dnnl_convolution_desc_t cd;
     DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &m->y_any,
-                                                &wt_any, NULL, &m->x_any, one, zero, zero));
+                                                &wt_any, NULL, to_even ? &t_md : &m->x_any, one, zero, zero));
     const mg_dnnl_role roles[] = {
         {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->y_u},
         {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &wt_u},
-        {DNNL_ARG_DST, ARG_OUT, dnnl_query_dst_md, 0, &m->x_u},
+        {DNNL_ARG_DST, ARG_OUT, dnnl_query_dst_md, 0, to_even ? &t_md : &m->x_u},
     };
     mg_dnnl_op *op = &st->op[OP_BWD_DATA];
     MG_TRY(op_init(op, &cd, NULL, roles, 3));
     size_t len = strlen(op->name);
-    snprintf(op->name + len, sizeof op->name - len, " (forward, W^T)");
+    snprintf(op->name + len, sizeof op->name - len, to_even ? " (forward, W^T, to even positions)" : " (forward, W^T)");
+    if (to_even) {
+        st->bwdd_scatter = 1;
+        st->bwdd_tmp_off = op->ws_bytes;
+        op->ws_bytes += align_up(dnnl_memory_desc_get_size(&t_md));
+    }
     return MG_OK;
 }
 
 /* Backward data of a 1x1 stride-2 convolution without padding (a bottleneck's downsample) on
  * channel-blocked caller buffers: dx is zero except at the even positions, where it is W^T dy as above.
  * So it runs as a forward 1x1 convolution of k -> c channels from dy into a dense half-size buffer at
- * the end of the workspace, then one pass writes dx from it (scatter_even_positions). oneDNN's
+ * the end of the workspace, then one pass writes dx from it (scatter_even_positions below). oneDNN's
  * backward-data kernel ran these shapes at 54-64 GFLOP/s in the training step (docs/PERFORMANCE.md).
  * MG_CONV_1X1_BWD_FWD=0 turns it off with the stride-1 case. */
 static int bwd_data_strided_as_forward(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
@@ -425,32 +436,6 @@ static void scatter_even_positions(const mg_conv2d_plan *plan, const float *t, f
     mg_layers_parallel_for((size_t)d->n * (d->c / plan->x_block) * d->h, 16, scatter_rows, &j);
 }
 
-static mg_status bwd_data_strided_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m) {
-    const mg_conv2d_desc *d = &plan->d;
-    dnnl_dims_t wdims = {d->c, d->k, 1, 1}, wstrides = {1, d->c, 1, 1}, one = {1, 1}, zero = {0, 0};
-    dnnl_dims_t tdims = {d->n, d->c, plan->p, plan->q};
-    dnnl_memory_desc_t wt_u, wt_any, t_md;
-    DNNL_TRY(dnnl_memory_desc_init_by_strides(&wt_u, 4, wdims, dnnl_f32, wstrides));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wt_any, 4, wdims, dnnl_f32, dnnl_format_tag_any));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&t_md, 4, tdims, dnnl_f32, mg_dnnl_block_tag(plan->x_block)));
-    dnnl_convolution_desc_t cd;
-    DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &m->y_any,
-                                                &wt_any, NULL, &t_md, one, zero, zero));
-    const mg_dnnl_role roles[] = {
-        {DNNL_ARG_SRC, ARG_IN, dnnl_query_src_md, 0, &m->y_u},
-        {DNNL_ARG_WEIGHTS, ARG_IN, dnnl_query_weights_md, 0, &wt_u},
-        {DNNL_ARG_DST, ARG_OUT, dnnl_query_dst_md, 0, &t_md},
-    };
-    mg_dnnl_op *op = &st->op[OP_BWD_DATA];
-    MG_TRY(op_init(op, &cd, NULL, roles, 3));
-    size_t len = strlen(op->name);
-    snprintf(op->name + len, sizeof op->name - len, " (forward, W^T, to even positions)");
-    st->bwdd_scatter = 1;
-    st->bwdd_tmp_off = op->ws_bytes;
-    op->ws_bytes += align_up(dnnl_memory_desc_get_size(&t_md));
-    return MG_OK;
-}
-
 /* Builds op `which` in `layout`. Backward ops need a forward pd as a hint: the plan's own when the
  * layouts agree, otherwise a temporary one in the backward op's layout. */
 static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const mg_dnnl_mds *m, int which,
@@ -472,9 +457,9 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
     }
     if (which == OP_BWD_DATA) st->bwdd_scatter = 0;
     if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_as_forward(plan, layout))
-        return bwd_data_forward_build(plan, st, m);
+        return bwd_data_forward_build(plan, st, m, 0);
     if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_strided_as_forward(plan, layout))
-        return bwd_data_strided_build(plan, st, m);
+        return bwd_data_forward_build(plan, st, m, 1);
     dnnl_primitive_desc_t hint = NULL;
     if (layout != st->op_layout[OP_FWD] || alg != st->op_alg[OP_FWD]) {
         dnnl_convolution_desc_t fcd;
