@@ -27,12 +27,12 @@
  * R/2. Each time is the best of --reps runs after one warm-up run; --cold reads 96 MiB before each
  * run (not timed), so that weights and data come from memory (evict_caches below). GFLOP/s counts
  * 2 x N x OH x OW x K x C x R x R (Winograd and padding-skipping kernels do less work than counted).
- * oneDNN's reference and SSE4.1 implementations are skipped. --layout blocked is this CPU's blocked layout, the one the
- * fused network and the training chain run (mg_conv2d_blocked_channels: nChw16c with AVX-512, nChw8c
- * with AVX2 only); blocked16 and blocked8 pick nChw16c or nChw8c (AVX2's block). For 3x3 stride-1
- * shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2 and FMA it also times our
- * Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network runs where oneDNN has no
- * Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2). */
+ * oneDNN's reference and SSE4.1 implementations are skipped. --layout blocked is this CPU's blocked
+ * layout, the one the fused network and the training chain run (mg_conv2d_blocked_channels: nChw16c
+ * with AVX-512, nChw8c with AVX2 only); blocked16 and blocked8 pick nChw16c or nChw8c (AVX2's
+ * block). For 3x3 stride-1 shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2
+ * and FMA it also times our Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network
+ * runs where oneDNN has no Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

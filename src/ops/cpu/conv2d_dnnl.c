@@ -64,7 +64,7 @@ typedef struct mg_dnnl_state {
     mg_conv2d_layout op_layout[OP_COUNT]; /* PLAIN or BLOCKED, per op */
     dnnl_alg_kind_t op_alg[OP_COUNT];     /* direct or Winograd, per op */
     mg_wino4 *own[OP_COUNT]; /* our AVX2 Winograd in place of an op's primitive (own_wino_wanted) */
-    int bwdd_scatter;        /* backward data writes a half-size buffer, then dx (bwd_data_strided_as_forward) */
+    int bwdd_scatter;        /* backward data writes a half-size buffer, then dx (BWDD_FORWARD_TO_EVEN) */
     size_t bwdd_tmp_off;     /* that buffer's place in the workspace */
     int threads;             /* the thread count the plan was made for */
 } mg_dnnl_state;
@@ -331,25 +331,35 @@ static mg_status fwd_desc(const mg_conv2d_plan *plan, const mg_dnnl_mds *m, mg_c
     return MG_OK;
 }
 
-/* Backward data of a 1x1 stride-1 convolution (c -> k channels) is itself a forward 1x1 convolution,
- * of k -> c channels with the weights transposed: dx[c] = sum over k of W[k][c] dy[k]. In the blocked
- * layout on AVX2 (Zen 3), oneDNN's jit_1x1 forward kernel ran that 1.1-1.8x faster than its
- * backward-data kernel on every ResNet-50 1x1 stride-1 shape at batch 16 whose dx has 128 to 1024
- * channels; at 64 (64 -> 64 and 64 -> 256 on 56x56) and 2048 (2048 -> 512 on 7x7) the backward-data
- * kernel was as fast or faster (bench_ops --layout chain; docs/PERFORMANCE.md, "Training on Zen 3:
- * backward data of the 1x1 convolutions as forward convolutions"). MG_CONV_1X1_BWD_FWD=0|1 turns it
- * off, or on for every 1x1 stride-1 convolution (experiments). */
-static int bwd_data_as_forward(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
+/* Backward data of a 1x1 convolution (c -> k channels, no padding) as a forward 1x1 convolution of
+ * k -> c channels with the weights transposed, dx[c] = sum over k of W[k][c] dy[k]; in the blocked
+ * layout. Returns BWDD_NATIVE (oneDNN's backward-data kernel), BWDD_FORWARD or BWDD_FORWARD_TO_EVEN:
+ *  - stride 1: on AVX2 (Zen 3), oneDNN's jit_1x1 forward kernel ran it 1.1-1.8x faster than its
+ *    backward-data kernel on every ResNet-50 1x1 stride-1 shape at batch 16 whose dx has 128 to 1024
+ *    channels; at 64 (64 -> 64 and 64 -> 256 on 56x56) and 2048 (2048 -> 512 on 7x7) the
+ *    backward-data kernel was as fast or faster (bench_ops --layout chain).
+ *  - stride 2 (a bottleneck's downsample), on caller buffers blocked alike: dx is zero except at the
+ *    even positions, so the forward writes a dense half-size buffer at the end of the workspace and
+ *    one pass writes dx from it (scatter_even_positions below); oneDNN's backward-data kernel ran
+ *    these at 54-64 GFLOP/s in the training step.
+ * docs/PERFORMANCE.md, "Zen 3, the next session". MG_CONV_1X1_BWD_FWD=0 turns both off; =1 takes the
+ * forward for every 1x1 stride-1 convolution (experiments). */
+enum { BWDD_NATIVE = 0, BWDD_FORWARD = 1, BWDD_FORWARD_TO_EVEN = 2 };
+
+static int bwd_data_kind(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
     const mg_conv2d_desc *d = &plan->d;
-    if (layout != MG_CONV2D_LAYOUT_BLOCKED || d->r != 1 || d->s != 1 || d->stride_h != 1 || d->stride_w != 1 ||
-        d->pad_h != 0 || d->pad_w != 0 || d->dil_h != 1 || d->dil_w != 1 || d->groups != 1)
-        return 0;
+    if (layout != MG_CONV2D_LAYOUT_BLOCKED || d->r != 1 || d->s != 1 || d->pad_h != 0 || d->pad_w != 0 ||
+        d->dil_h != 1 || d->dil_w != 1 || d->groups != 1 || d->stride_h != d->stride_w)
+        return BWDD_NATIVE;
     const char *e = getenv("MG_CONV_1X1_BWD_FWD");
-    if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
-    return d->c >= 128 && d->c <= 1024;
+    if (e && e[0] == '0') return BWDD_NATIVE;
+    if (d->stride_h == 2)
+        return plan->x_block && plan->x_block == plan->y_block ? BWDD_FORWARD_TO_EVEN : BWDD_NATIVE;
+    if (d->stride_h != 1) return BWDD_NATIVE;
+    return (e && e[0] == '1') || (d->c >= 128 && d->c <= 1024) ? BWDD_FORWARD : BWDD_NATIVE;
 }
 
-/* The op of bwd_data_as_forward (to_even 0) and bwd_data_strided_as_forward (to_even 1): a forward
+/* The op of BWDD_FORWARD (to_even 0) and BWDD_FORWARD_TO_EVEN (to_even 1): a forward
  * convolution from dy (n x k x p x q) whose weights argument is the caller's OIHW k x c array read as
  * c x k x 1 x 1 with strides (1, c), so the reorder into the kernel's blocked weights, run every call,
  * transposes it. Its output is dx (n x c x h x w), or for to_even a dense n x c x p x q buffer at the
@@ -382,22 +392,6 @@ static mg_status bwd_data_forward_build(const mg_conv2d_plan *plan, mg_dnnl_stat
         op->ws_bytes += align_up(dnnl_memory_desc_get_size(&t_md));
     }
     return MG_OK;
-}
-
-/* Backward data of a 1x1 stride-2 convolution without padding (a bottleneck's downsample) on
- * channel-blocked caller buffers: dx is zero except at the even positions, where it is W^T dy as above.
- * So it runs as a forward 1x1 convolution of k -> c channels from dy into a dense half-size buffer at
- * the end of the workspace, then one pass writes dx from it (scatter_even_positions below). oneDNN's
- * backward-data kernel ran these shapes at 54-64 GFLOP/s in the training step (docs/PERFORMANCE.md).
- * MG_CONV_1X1_BWD_FWD=0 turns it off with the stride-1 case. */
-static int bwd_data_strided_as_forward(const mg_conv2d_plan *plan, mg_conv2d_layout layout) {
-    const mg_conv2d_desc *d = &plan->d;
-    if (layout != MG_CONV2D_LAYOUT_BLOCKED || d->r != 1 || d->s != 1 || d->stride_h != 2 || d->stride_w != 2 ||
-        d->pad_h != 0 || d->pad_w != 0 || d->dil_h != 1 || d->dil_w != 1 || d->groups != 1 || !plan->x_block ||
-        plan->x_block != plan->y_block)
-        return 0;
-    const char *e = getenv("MG_CONV_1X1_BWD_FWD");
-    return !(e && e[0] == '0');
 }
 
 /* dx (n x c x h x w, nChw<B>c) from the half-size t (n x c x p x q, nChw<B>c): dx at (2i, 2j) = t at
@@ -455,11 +449,11 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
         };
         return op_init(&st->op[OP_FWD], &cd, NULL, roles, nb);
     }
-    if (which == OP_BWD_DATA) st->bwdd_scatter = 0;
-    if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_as_forward(plan, layout))
-        return bwd_data_forward_build(plan, st, m, 0);
-    if (which == OP_BWD_DATA && alg == dnnl_convolution_direct && bwd_data_strided_as_forward(plan, layout))
-        return bwd_data_forward_build(plan, st, m, 1);
+    if (which == OP_BWD_DATA) {
+        st->bwdd_scatter = 0;
+        const int kind = alg == dnnl_convolution_direct ? bwd_data_kind(plan, layout) : BWDD_NATIVE;
+        if (kind != BWDD_NATIVE) return bwd_data_forward_build(plan, st, m, kind == BWDD_FORWARD_TO_EVEN);
+    }
     dnnl_primitive_desc_t hint = NULL;
     if (layout != st->op_layout[OP_FWD] || alg != st->op_alg[OP_FWD]) {
         dnnl_convolution_desc_t fcd;
