@@ -32,7 +32,9 @@
  * with AVX-512, nChw8c with AVX2 only); blocked16 and blocked8 pick nChw16c or nChw8c (AVX2's
  * block). For 3x3 stride-1 shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2
  * and FMA it also times our Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network
- * runs where oneDNN has no Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2). */
+ * runs where oneDNN has no Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2), and for 1x1 and 3x3
+ * shapes at stride 1 or 2 whose channels fit, our direct kernel (src/ops/cpu/direct_avx2.c), which it
+ * runs on the 3x3 stride-2 layers of small maps. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,7 @@
 #include "core/rng.h"
 #include "core/threadpool.h"
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/direct_avx2.h"
 #include "ops/cpu/wino_avx2.h"
 
 typedef struct shape {
@@ -408,40 +411,48 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     return 0;
 }
 
-/* Our Winograd F(4x4, 3x3) kernel for AVX2 (src/ops/cpu/wino_avx2.c, what the fused network runs
- * where oneDNN has no Winograd) on the same values taken as nChw8c, with bias and ReLU, best of reps
- * after one warm-up run. */
-static int time_own_wino(const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
-                         double flop) {
-    mg_wino4 *plan;
-    if (mg_wino4_init(&plan, s->n, s->c, s->k, s->h, s->h, w, b) != MG_OK) {
+/* One of our kernels for AVX2 on the same values taken as nChw8c, with bias and ReLU, best of reps after
+ * one warm-up run: the Winograd F(4x4, 3x3) kernel (src/ops/cpu/wino_avx2.c, what the fused network runs
+ * on 3x3 stride-1 layers where oneDNN has no Winograd) or, with `direct`, the direct kernel
+ * (src/ops/cpu/direct_avx2.c, which it runs on the 3x3 stride-2 layers of small maps). */
+static int time_own(int direct, const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
+                    double flop) {
+    mg_wino4 *wp = NULL;
+    mg_dconv *dp = NULL;
+    mg_status st = direct ? mg_dconv_init(&dp, s->n, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad, w, b)
+                          : mg_wino4_init(&wp, s->n, s->c, s->k, s->h, s->h, w, b);
+    if (st != MG_OK) {
         fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
         return 1;
     }
     void *scratch = NULL;
-    float *y = malloc((size_t)s->n * s->k * s->h * s->h * sizeof *y);
-    if (posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)) != 0) scratch = NULL;
+    float *y = malloc((size_t)s->n * s->k * s->oh * s->oh * sizeof *y);
+    size_t sb = direct ? mg_dconv_scratch_bytes(dp) : mg_wino4_scratch_bytes(wp, threads);
+    if (posix_memalign(&scratch, 64, sb + 64) != 0) scratch = NULL;
+    int rc = 1;
     if (!scratch || !y) {
         fprintf(stderr, "bench_dnnl_conv: out of memory\n");
-        mg_wino4_free(plan);
-        free(scratch);
-        free(y);
-        return 1;
+    } else {
+        double best = 1e30;
+        for (int rep = -1; rep < reps; rep++) {
+            evict_caches();
+            double t0 = mg_time_now();
+            if (direct)
+                mg_dconv_forward(dp, x, y, 0, 1, scratch, threads);
+            else
+                mg_wino4_forward(wp, x, y, 0, 1, scratch, threads);
+            double t = mg_time_now() - t0;
+            if (rep >= 0 && t < best) best = t;
+        }
+        printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", direct ? "direct" : "winograd",
+               direct ? "ours:direct_avx2, nChw8c" : "ours:wino_avx2 F(4x4), nChw8c", best * 1e3, flop / best * 1e-9);
+        rc = 0;
     }
-    double best = 1e30;
-    for (int rep = -1; rep < reps; rep++) {
-        evict_caches();
-        double t0 = mg_time_now();
-        mg_wino4_forward(plan, x, y, 0, 1, scratch, threads);
-        double t = mg_time_now() - t0;
-        if (rep >= 0 && t < best) best = t;
-    }
-    printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", "winograd", "ours:wino_avx2 F(4x4), nChw8c", best * 1e3,
-           flop / best * 1e-9);
-    mg_wino4_free(plan);
+    mg_wino4_free(wp);
+    mg_dconv_free(dp);
     free(scratch);
     free(y);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -587,9 +598,11 @@ int main(int argc, char **argv) {
         dnnl_primitive_desc_iterator_destroy(it);
     }
     if (s.r == 3 && s.stride == 1 && mg_wino4_shape_ok(s.c, s.k) && mg_wino4_cpu_ok()) {
-        if (time_own_wino(&s, x, w, b, reps, threads, flop)) return 1;
+        if (time_own(0, &s, x, w, b, reps, threads, flop)) return 1;
         if (first_alg < 0) first_alg = 1;
     }
+    if (mg_dconv_fits(s.n, s.c, s.k, s.h, s.h, s.r, s.stride, s.pad) && time_own(1, &s, x, w, b, reps, threads, flop))
+        return 1;
     if (first_alg < 0) {
         fprintf(stderr, "bench_dnnl_conv: oneDNN has no optimised implementation of this convolution\n");
         return 1;

@@ -1,9 +1,11 @@
 /* fused_dnnl.c: the fused inference network of ops_fused.h on oneDNN: forward-inference
  * convolution primitives with bias and sum/ReLU post-ops and pooling primitives, activations in one
  * blocked layout from stem to layer4 (act_block below; otherwise the layout each primitive chooses),
- * reorders only where a consumer wants another layout than its producer wrote, weights reordered once at build time, and every
- * activation buffer assigned at finalize from a free list by liveness (a consumed residual is summed
- * into in place).
+ * reorders only where a consumer wants another layout than its producer wrote, weights reordered once
+ * at build time, and every activation buffer assigned at finalize from a free list by liveness (a
+ * consumed residual is summed into in place). On AVX2 CPUs some convolutions run our kernels in place
+ * of the primitive, on the same nChw8c buffers: 3x3 stride-1 layers our Winograd F(4x4)
+ * (wino_avx2.c), 3x3 stride-2 layers of small maps our direct kernel (direct_avx2.c).
  *
  * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
  * a network has one thread count (given to mg_fnet_init_like, else mg_ops_get_threads()), set before
@@ -16,6 +18,7 @@
 
 #include "multigrain/ops_fused.h"
 #include "ops/cpu/conv2d_internal.h"
+#include "ops/cpu/direct_avx2.h"
 #include "ops/cpu/wino_avx2.h"
 
 #define ALIGN 64
@@ -58,6 +61,7 @@ typedef struct fop {
     fweights *wt;
     int winograd;
     mg_wino4 *own;  /* our Winograd F(4x4) kernel in place of the primitive (AVX2: see own_wino_enabled) */
+    mg_dconv *dconv; /* our direct kernel in place of the primitive (AVX2, few output positions) */
     int sum, relu;  /* its post-ops */
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
 } fop;
@@ -254,6 +258,7 @@ void mg_fnet_free(mg_fnet *net) {
         if (op->w_mem) dnnl_memory_destroy(op->w_mem);
         if (op->b_mem) dnnl_memory_destroy(op->b_mem);
         mg_wino4_free(op->own);
+        mg_dconv_free(op->dconv);
         if (op->wt && --op->wt->refs == 0) {
             free(op->wt->w);
             free(op->wt->b);
@@ -444,17 +449,52 @@ static int pd_is_nchw8c(const_dnnl_primitive_desc_t pd, const int xd[4], int k, 
            dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &by);
 }
 
-/* The donor's j-th convolution's Winograd plan when it is ours with the same channels. */
-static const mg_wino4 *donor_wino(const mg_fnet *net, int c, int k) {
+/* The donor's convolution at this network's next convolution index (the j-th of both), or NULL. */
+static const fop *donor_conv(const mg_fnet *net) {
     const mg_fnet *d = net->donor;
     if (!d) return NULL;
-    for (int i = 0, j = 0; i < d->nop; i++) {
-        if (d->op[i].kind != OP_CONV) continue;
-        if (j++ != net->nconv) continue;
-        const mg_wino4 *w = d->op[i].own;
-        return w && mg_wino4_channels_match(w, c, k) ? w : NULL;
-    }
+    for (int i = 0, j = 0; i < d->nop; i++)
+        if (d->op[i].kind == OP_CONV && j++ == net->nconv) return &d->op[i];
     return NULL;
+}
+
+/* The donor's convolution's Winograd plan when it is ours with the same channels. */
+static const mg_wino4 *donor_wino(const mg_fnet *net, int c, int k) {
+    const fop *o = donor_conv(net);
+    return o && o->own && mg_wino4_channels_match(o->own, c, k) ? o->own : NULL;
+}
+
+/* The donor's convolution's direct plan when it is ours with the same convolution. */
+static const mg_dconv *donor_dconv(const mg_fnet *net, int c, int k, int r, int stride, int pad) {
+    const fop *o = donor_conv(net);
+    return o && o->dconv && mg_dconv_matches(o->dconv, c, k, r, stride, pad) ? o->dconv : NULL;
+}
+
+/* The rest of add_conv for a convolution run by our direct kernel (direct_avx2.c): its plan (weights
+ * packed once, or shared with the donor's) and its scratch (the padded input, in oneDNN's scratchpad
+ * buffer). */
+static mg_status add_own_direct(mg_fnet *net, fop *op, const int xd[4], int k, int r, int stride, int pad,
+                                const float *w_plain, const float *b_plain, weights_fn get, void *ctx, int sum,
+                                int relu, int id, int *out) {
+    op->sum = sum;
+    op->relu = relu;
+    const mg_dconv *dd = donor_dconv(net, xd[1], k, r, stride, pad);
+    net->nconv++;
+    if (dd) {
+        MG_TRY(mg_dconv_init_like(&op->dconv, dd, xd[0], xd[2], xd[3]));
+    } else {
+        const float *wp, *bp;
+        float *owned;
+        MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
+        mg_status ds = mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp);
+        free(owned);
+        MG_TRY(ds);
+        net->weight_bytes += mg_dconv_weight_bytes(op->dconv);
+    }
+    size_t sb = mg_dconv_scratch_bytes(op->dconv);
+    if (sb > net->scratch_bytes) net->scratch_bytes = sb;
+    *out = id;
+    return MG_OK;
 }
 
 /* The rest of add_conv for a convolution run by our Winograd kernel: its plan (weights transformed
@@ -545,6 +585,9 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     int own = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p == xd[2] &&
               q == xd[3] && act_block() == 8 && own_wino_enabled() && mg_wino4_applies(xd[0], xd[1], k, p, q) &&
               pd_is_nchw8c(pd, xd, k, p, q);
+    /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h) */
+    int direct = !wino && !own && act_block() == 8 &&
+                 mg_dconv_preferred(xd[0], xd[1], k, xd[2], xd[3], r, stride, pad) && pd_is_nchw8c(pd, xd, k, p, q);
     mg_status s = MG_OK;
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -575,6 +618,7 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         net->v[res].consumed = 1;
     }
     if (own) return add_own_wino(net, op, xd, k, w_plain, b_plain, get, ctx, sum, relu, id, out);
+    if (direct) return add_own_direct(net, op, xd, k, r, stride, pad, w_plain, b_plain, get, ctx, sum, relu, id, out);
     DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
     MG_TRY(track_scratch(net, pd));
     fweights *wt = donor_weights(net, k, xd[1], r, stride, pad, wt_md, bi_md);
@@ -772,6 +816,13 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
             mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
+            continue;
+        }
+        if (op->dconv) {
+            void *xp = NULL, *yp = NULL;
+            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
+            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
+            mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
             continue;
         }
         dnnl_exec_arg_t a[6];

@@ -1,0 +1,331 @@
+/* direct_avx2.c: direct convolutions (1x1 and 3x3, stride 1 or 2) with AVX2+FMA on nChw8c activations
+ * for layers with few output positions (direct_avx2.h). The convolution is a GEMM of output positions
+ * x (input channels x taps) by (input channels x taps) x output channels, without im2col:
+ *   - the weights are packed at plan time per 16 output channels in the order the reduction reads
+ *     them ([k/16][c/8][tap][8][16]), so one block of output channels streams its weights once;
+ *   - a register kernel of 5 or 6 positions x 16 output channels (12 accumulators) broadcasts each
+ *     position's input value from the nChw8c input (a zero-padded copy in the scratch when pad > 0)
+ *     through a table of the positions' window offsets, so the positions of a block may cross rows
+ *     and images;
+ *   - the reduction runs in chunks of input channels whose input fits in about 192 KiB, the partial
+ *     sums kept in y between chunks; bias (and the residual held in y when summing) start the first
+ *     chunk, ReLU ends the last;
+ *   - threads split the output channels, so each reads its share of the weights and no two write
+ *     the same output; there is no barrier after the padding copy's.
+ * The positions of a layer are cut into blocks of 5-6 (49 = 4 x 6 + 5 x 5), so little of the register
+ * kernel is wasted on 7x7 and 14x14 maps. Summation order: bias (+ residual), then the input channels
+ * in order, the taps of each channel block in row-major order. OpenMP when compiled with it. */
+#include "ops/cpu/direct_avx2.h"
+
+#include <assert.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define KB 16            /* output channels per register block */
+#define PB 6             /* positions per register block at most */
+#define CHUNK_BYTES (192u << 10) /* input bytes per reduction chunk */
+
+typedef struct dconv_weights {
+    int refs;
+    float *u;    /* [k / KB][c / 8][r * r][8][KB] */
+    float *bias; /* [k] */
+} dconv_weights;
+
+struct mg_dconv {
+    int n, c, k, h, w, r, stride, pad, p, q;
+    int hp, wp;   /* the input plane the kernel reads: h + 2 pad by w + 2 pad */
+    int npos;     /* n * p * q */
+    int nblk;     /* register blocks of positions; block b is positions blk[b] .. blk[b + 1] - 1 */
+    int *blk;
+    int *xo, *yo; /* per position: offset of its window's origin in the input, of its output in y */
+    int ntap;
+    int tap[9];   /* offset of each tap from the window's origin */
+    int cbc;      /* input channel blocks of 8 per reduction chunk */
+    dconv_weights *ww;
+};
+
+bool mg_dconv_fits(int n, int c, int k, int h, int w, int r, int stride, int pad) {
+    if (n < 1 || c < 8 || k < KB || c % 8 || k % KB || (r != 1 && r != 3) || (stride != 1 && stride != 2) ||
+        pad < 0 || pad >= r || h + 2 * pad < r || w + 2 * pad < r)
+        return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, int pad) {
+    const char *e = getenv("MG_FNET_OWN_DIRECT");
+    if (e && e[0] == '0') return false;
+    if (!mg_dconv_fits(n, c, k, h, w, r, stride, pad)) return false;
+    long p = (h + 2 * pad - r) / stride + 1, q = (w + 2 * pad - r) / stride + 1;
+    return r == 3 && stride == 2 && p * q <= MG_DCONV_MAX_POSITIONS;
+}
+
+bool mg_dconv_matches(const mg_dconv *p, int c, int k, int r, int stride, int pad) {
+    return p->c == c && p->k == k && p->r == r && p->stride == stride && p->pad == pad;
+}
+
+size_t mg_dconv_weight_bytes(const mg_dconv *p) {
+    return ((size_t)p->k * p->c * p->ntap + (size_t)p->k) * sizeof(float);
+}
+
+size_t mg_dconv_scratch_bytes(const mg_dconv *p) {
+    return p->pad ? (size_t)p->n * p->c * p->hp * p->wp * sizeof(float) : 0;
+}
+
+static void *aligned_alloc64(size_t bytes) {
+    void *m = NULL;
+    return posix_memalign(&m, 64, bytes ? bytes : 64) == 0 ? m : NULL;
+}
+
+static void weights_release(dconv_weights *ww) {
+    if (ww && --ww->refs == 0) {
+        free(ww->u);
+        free(ww->bias);
+        free(ww);
+    }
+}
+
+void mg_dconv_free(mg_dconv *p) {
+    if (!p) return;
+    weights_release(p->ww);
+    free(p->blk);
+    free(p->xo);
+    free(p->yo);
+    free(p);
+}
+
+/* The geometry of a plan (everything but the weights). */
+static mg_status plan_geometry(mg_dconv **out, int n, int c, int k, int h, int w, int r, int stride, int pad) {
+    *out = NULL;
+    if (!mg_dconv_fits(n, c, k, h, w, r, stride, pad))
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "direct convolution (AVX2): n=%d c=%d k=%d %dx%d r=%d stride=%d pad=%d: expected c a multiple "
+                       "of 8, k of 16, r 1 or 3, stride 1 or 2, pad < r, on a CPU with AVX2 and FMA",
+                       n, c, k, h, w, r, stride, pad);
+    mg_dconv *p = calloc(1, sizeof *p);
+    if (!p) return MG_FAIL(MG_ERR_NOMEM, "direct convolution (AVX2): out of memory");
+    *p = (mg_dconv){.n = n, .c = c, .k = k, .h = h, .w = w, .r = r, .stride = stride, .pad = pad};
+    p->p = (h + 2 * pad - r) / stride + 1;
+    p->q = (w + 2 * pad - r) / stride + 1;
+    p->hp = h + 2 * pad;
+    p->wp = w + 2 * pad;
+    p->npos = n * p->p * p->q;
+    p->ntap = r * r;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) p->tap[i * r + j] = (i * p->wp + j) * 8;
+    const size_t plane = (size_t)p->hp * p->wp * 8, cb = (size_t)c / 8;
+    if ((size_t)n * cb * plane > INT32_MAX || (size_t)n * k * p->p * p->q > INT32_MAX) {
+        mg_dconv_free(p);
+        return MG_FAIL(MG_ERR_INVALID_ARG, "direct convolution (AVX2): %dx%dx%dx%d is too large", n, c, h, w);
+    }
+    /* input channel blocks per reduction chunk: the chunk's input in CHUNK_BYTES (at least one block) */
+    int cbc = (int)(CHUNK_BYTES / ((size_t)n * plane * sizeof(float)));
+    if (cbc < 1) cbc = 1;
+    if (cbc > (int)cb) cbc = (int)cb;
+    p->cbc = cbc;
+    /* register blocks: as few as PB allows, of even size (49 positions: 4 of 6 and 5 of 5) */
+    p->nblk = (p->npos + PB - 1) / PB;
+    p->blk = malloc(((size_t)p->nblk + 1) * sizeof *p->blk);
+    p->xo = malloc((size_t)p->npos * sizeof *p->xo);
+    p->yo = malloc((size_t)p->npos * sizeof *p->yo);
+    if (!p->blk || !p->xo || !p->yo) {
+        mg_dconv_free(p);
+        return MG_FAIL(MG_ERR_NOMEM, "direct convolution (AVX2): out of memory");
+    }
+    for (int b = 0; b <= p->nblk; b++) p->blk[b] = (int)((long)p->npos * b / p->nblk);
+    const size_t pq = (size_t)p->p * p->q;
+    for (int i = 0; i < p->npos; i++) {
+        int img = i / (int)pq, rem = i % (int)pq, oh = rem / p->q, ow = rem % p->q;
+        p->xo[i] = (int)((size_t)img * cb * plane + ((size_t)oh * stride * p->wp + (size_t)ow * stride) * 8);
+        p->yo[i] = (int)((size_t)img * (k / 8) * pq * 8 + (size_t)rem * 8);
+    }
+    *out = p;
+    return MG_OK;
+}
+
+mg_status mg_dconv_init(mg_dconv **out, int n, int c, int k, int h, int w, int r, int stride, int pad,
+                        const float *weights, const float *bias) {
+    *out = NULL;
+    if (!weights) return MG_FAIL(MG_ERR_INVALID_ARG, "direct convolution (AVX2): null weights");
+    mg_dconv *p;
+    MG_TRY(plan_geometry(&p, n, c, k, h, w, r, stride, pad));
+    dconv_weights *ww = calloc(1, sizeof *ww);
+    if (ww) {
+        ww->refs = 1;
+        ww->u = aligned_alloc64((size_t)k * c * p->ntap * sizeof(float));
+        ww->bias = aligned_alloc64((size_t)k * sizeof(float));
+    }
+    p->ww = ww;
+    if (!ww || !ww->u || !ww->bias) {
+        mg_dconv_free(p);
+        return MG_FAIL(MG_ERR_NOMEM, "direct convolution (AVX2): out of memory for %d x %d x %d x %d weights", k, c, r,
+                       r);
+    }
+    const int nt = p->ntap;
+    float *u = ww->u;
+    for (int kb = 0; kb < k / KB; kb++)
+        for (int cb = 0; cb < c / 8; cb++)
+            for (int t = 0; t < nt; t++)
+                for (int ci = 0; ci < 8; ci++)
+                    for (int j = 0; j < KB; j++)
+                        *u++ = weights[((size_t)(kb * KB + j) * c + (size_t)cb * 8 + ci) * nt + t];
+    if (bias)
+        memcpy(ww->bias, bias, (size_t)k * sizeof(float));
+    else
+        memset(ww->bias, 0, (size_t)k * sizeof(float));
+    *out = p;
+    return MG_OK;
+}
+
+mg_status mg_dconv_init_like(mg_dconv **out, const mg_dconv *d, int n, int h, int w) {
+    *out = NULL;
+    if (!d) return MG_FAIL(MG_ERR_INVALID_ARG, "direct convolution (AVX2): null donor plan");
+    mg_dconv *p;
+    MG_TRY(plan_geometry(&p, n, d->c, d->k, h, w, d->r, d->stride, d->pad));
+    p->ww = d->ww;
+    p->ww->refs++;
+    *out = p;
+    return MG_OK;
+}
+
+#define TGT __attribute__((target("avx2,fma")))
+
+/* One register block of NP positions (1 <= NP <= PB) x 16 output channels over ncb channel blocks of
+ * the reduction. x: the input at the chunk's first channel block; xo: the positions' window offsets;
+ * u: the block's packed weights at the chunk; y: the output at the first of the two 8-channel blocks
+ * (ys floats to the second); first: start from the bias (plus y when sum), else from y; last: ReLU
+ * when relu. */
+static inline __attribute__((always_inline)) TGT void block_np(const int NP, const float *x, const int *xo,
+                                                               const int *tap, int ntap, int ncb, size_t cbs,
+                                                               const float *u, float *y, const int *yo, size_t ys,
+                                                               const float *bias, int first, int last, int sum,
+                                                               int relu) {
+    __m256 a[PB][2];
+    const float *xp[PB];
+#pragma GCC unroll 6
+    for (int i = 0; i < NP; i++) {
+        float *yi = y + yo[i];
+        if (first) {
+            a[i][0] = _mm256_loadu_ps(bias);
+            a[i][1] = _mm256_loadu_ps(bias + 8);
+            if (sum) {
+                a[i][0] = _mm256_add_ps(a[i][0], _mm256_loadu_ps(yi));
+                a[i][1] = _mm256_add_ps(a[i][1], _mm256_loadu_ps(yi + ys));
+            }
+        } else {
+            a[i][0] = _mm256_loadu_ps(yi);
+            a[i][1] = _mm256_loadu_ps(yi + ys);
+        }
+        xp[i] = x + xo[i];
+    }
+    for (int cb = 0; cb < ncb; cb++) {
+        for (int t = 0; t < ntap; t++) {
+            const size_t off = (size_t)cb * cbs + (size_t)tap[t];
+#pragma GCC unroll 8
+            for (int ci = 0; ci < 8; ci++) {
+                const __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8);
+                u += KB;
+#pragma GCC unroll 6
+                for (int i = 0; i < NP; i++) {
+                    const __m256 v = _mm256_broadcast_ss(xp[i] + off + ci);
+                    a[i][0] = _mm256_fmadd_ps(v, b0, a[i][0]);
+                    a[i][1] = _mm256_fmadd_ps(v, b1, a[i][1]);
+                }
+            }
+        }
+    }
+    const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < NP; i++) {
+        if (last && relu) {
+            a[i][0] = _mm256_max_ps(a[i][0], zero);
+            a[i][1] = _mm256_max_ps(a[i][1], zero);
+        }
+        _mm256_storeu_ps(y + yo[i], a[i][0]);
+        _mm256_storeu_ps(y + yo[i] + ys, a[i][1]);
+    }
+}
+
+#define BLOCK_FN(NP)                                                                                             \
+    TGT static void block_##NP(const float *x, const int *xo, const int *tap, int ntap, int ncb, size_t cbs,    \
+                               const float *u, float *y, const int *yo, size_t ys, const float *bias, int first, \
+                               int last, int sum, int relu) {                                                   \
+        block_np(NP, x, xo, tap, ntap, ncb, cbs, u, y, yo, ys, bias, first, last, sum, relu);                   \
+    }
+BLOCK_FN(1)
+BLOCK_FN(2)
+BLOCK_FN(3)
+BLOCK_FN(4)
+BLOCK_FN(5)
+BLOCK_FN(6)
+#undef BLOCK_FN
+
+typedef void (*block_fn)(const float *, const int *, const int *, int, int, size_t, const float *, float *,
+                         const int *, size_t, const float *, int, int, int, int);
+static const block_fn blocks[PB + 1] = {NULL, block_1, block_2, block_3, block_4, block_5, block_6};
+
+/* The zero-padded copy of planes [a, b) of the n * c / 8 input planes. */
+static void pad_planes(const mg_dconv *p, const float *x, float *xp, int a, int b) {
+    const int pad = p->pad, W = p->w, Wp = p->wp;
+    const size_t in_plane = (size_t)p->h * W * 8, plane = (size_t)p->hp * Wp * 8;
+    for (int pl = a; pl < b; pl++) {
+        const float *src = x + (size_t)pl * in_plane;
+        float *dst = xp + (size_t)pl * plane;
+        memset(dst, 0, (size_t)pad * Wp * 8 * sizeof(float));
+        for (int i = 0; i < p->h; i++) {
+            float *row = dst + ((size_t)(i + pad) * Wp) * 8;
+            memset(row, 0, (size_t)pad * 8 * sizeof(float));
+            memcpy(row + (size_t)pad * 8, src + (size_t)i * W * 8, (size_t)W * 8 * sizeof(float));
+            memset(row + (size_t)(pad + W) * 8, 0, (size_t)pad * 8 * sizeof(float));
+        }
+        memset(dst + (size_t)(pad + p->h) * Wp * 8, 0, (size_t)pad * Wp * 8 * sizeof(float));
+    }
+}
+
+/* Output channel blocks [kb0, kb1) over the whole reduction, chunk by chunk. */
+static void run_range(const mg_dconv *p, const float *x, float *y, int sum, int relu, int kb0, int kb1) {
+    const int CB = p->c / 8, nt = p->ntap;
+    const size_t cbs = (size_t)p->hp * p->wp * 8, ys = (size_t)p->p * p->q * 8;
+    const size_t ukb = (size_t)CB * nt * 8 * KB; /* floats of one output block's weights */
+    for (int c0 = 0; c0 < CB; c0 += p->cbc) {
+        const int ncb = CB - c0 < p->cbc ? CB - c0 : p->cbc, first = c0 == 0, last = c0 + ncb == CB;
+        const float *xc = x + (size_t)c0 * cbs;
+        for (int kb = kb0; kb < kb1; kb++) {
+            const float *u = p->ww->u + (size_t)kb * ukb + (size_t)c0 * nt * 8 * KB;
+            float *yk = y + (size_t)kb * 2 * ys;
+            const float *bias = p->ww->bias + (size_t)kb * KB;
+            for (int b = 0; b < p->nblk; b++) {
+                const int i0 = p->blk[b], np = p->blk[b + 1] - i0;
+                blocks[np](xc, p->xo + i0, p->tap, nt, ncb, cbs, u, yk, p->yo + i0, ys, bias, first, last, sum,
+                           relu);
+            }
+        }
+    }
+}
+
+void mg_dconv_forward(const mg_dconv *p, const float *x, float *y, int sum, int relu, void *scratch, int threads) {
+    const int nthr = threads > 1 ? threads : 1, nkb = p->k / KB, planes = p->n * (p->c / 8);
+    const float *xin = p->pad ? (const float *)scratch : x;
+    assert(!p->pad || scratch);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+    {
+        const int T = omp_get_num_threads(), t = omp_get_thread_num();
+        if (p->pad) {
+            pad_planes(p, x, scratch, (int)((long)planes * t / T), (int)((long)planes * (t + 1) / T));
+#pragma omp barrier
+        }
+        run_range(p, xin, y, sum, relu, (int)((long)nkb * t / T), (int)((long)nkb * (t + 1) / T));
+    }
+#else
+    (void)nthr;
+    if (p->pad) pad_planes(p, x, scratch, 0, planes);
+    run_range(p, xin, y, sum, relu, 0, nkb);
+#endif
+}

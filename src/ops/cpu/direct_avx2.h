@@ -1,0 +1,44 @@
+/* direct_avx2.h: direct convolutions (1x1 and 3x3 kernels, stride 1 or 2) for AVX2+FMA CPUs on the
+ * nChw8c activation layout (direct_avx2.c), for the fused inference network's 3x3 stride-2 layers on
+ * small maps (ResNet-50's entries to stages 3 and 4), where oneDNN 2.6's AVX2 direct kernel runs far
+ * below the FMA peak (docs/PERFORMANCE.md, "Batch 1 and 8: our direct kernel"). */
+#ifndef MG_OPS_CPU_DIRECT_AVX2_H
+#define MG_OPS_CPU_DIRECT_AVX2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "multigrain/status.h"
+
+typedef struct mg_dconv mg_dconv;
+
+/* Whether a convolution of n x c x h x w (nChw8c) -> k channels, r x r kernel, stride s, padding pad
+ * fits the kernel: c a multiple of 8, k of 16, r 1 or 3, s 1 or 2, pad < r, and a CPU with AVX2 and
+ * FMA. Whether it is the faster choice is the caller's rule (mg_dconv_preferred). */
+bool mg_dconv_fits(int n, int c, int k, int h, int w, int r, int stride, int pad);
+/* The rule the fused network follows: the kernel fits, a 3x3 stride-2 layer, at most
+ * MG_DCONV_MAX_POSITIONS output positions per image (ResNet-50's entries to stages 3 and 4). There
+ * oneDNN 2.6's AVX2 direct kernel ran at 45-60 % of the FMA peak and this one was 1.03-1.36x faster
+ * (batch 1 to 8); on the 1x1 layers, the 3x3 stride-1 7x7 layers and the larger maps it was not
+ * (docs/PERFORMANCE.md, "Batch 1 and 8: our direct kernel"). MG_FNET_OWN_DIRECT=0 turns it off. */
+#define MG_DCONV_MAX_POSITIONS 196
+bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, int pad);
+/* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2
+ * pad - r) / stride + 1). weights: OIHW (k x c x r x r), bias: k values; both packed and copied (the
+ * plan does not keep the pointers). */
+mg_status mg_dconv_init(mg_dconv **plan, int n, int c, int k, int h, int w, int r, int stride, int pad,
+                        const float *weights, const float *bias);
+/* A plan for another input size sharing `donor`'s packed weights (reference counted). */
+mg_status mg_dconv_init_like(mg_dconv **plan, const mg_dconv *donor, int n, int h, int w);
+void mg_dconv_free(mg_dconv *plan);
+/* Whether the plan convolves c -> k channels with an r x r kernel, stride s and padding pad. */
+bool mg_dconv_matches(const mg_dconv *plan, int c, int k, int r, int stride, int pad);
+/* Bytes of the packed weights (shared by plans made with init_like) and of the scratch a run needs
+ * (the zero-padded input when pad > 0; give it a 64-byte aligned buffer). */
+size_t mg_dconv_weight_bytes(const mg_dconv *plan);
+size_t mg_dconv_scratch_bytes(const mg_dconv *plan);
+/* y = conv(x) + bias, plus the values y held when sum, then max(y, 0) when relu. x and y are nChw8c
+ * and must not overlap; runs on `threads` OpenMP threads when the library has OpenMP (else one). */
+void mg_dconv_forward(const mg_dconv *plan, const float *x, float *y, int sum, int relu, void *scratch, int threads);
+
+#endif

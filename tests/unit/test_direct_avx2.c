@@ -1,0 +1,216 @@
+/* test_direct_avx2.c: our direct convolution kernel for AVX2 (src/ops/cpu/direct_avx2.c) against a
+ * convolution summed in double (plain loops here, on the same nChw8c data): 1x1 and 3x3 kernels at
+ * strides 1 and 2, square, odd and non-square maps, batch > 1, 1 to 6 positions per register block,
+ * bias with and without the residual sum and ReLU, the reduction in several chunks (the last one
+ * partial), one and two threads, a plan sharing another's weights, the fused network's rule and bad
+ * arguments. Skips without AVX2+FMA. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mg_test.h"
+#include "ops/cpu/direct_avx2.h"
+
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+
+typedef struct shape {
+    int n, c, k, h, w, r, stride, pad;
+} shape;
+
+static int out_h(const shape *s) { return (s->h + 2 * s->pad - s->r) / s->stride + 1; }
+static int out_w(const shape *s) { return (s->w + 2 * s->pad - s->r) / s->stride + 1; }
+
+/* y (nChw8c) = conv(x) + bias (+ res, relu) in double, and per output the sum of the absolute values
+ * of everything summed into it (for the error bound in check). */
+static void ref_conv(const shape *s, const float *x, const float *wt, const float *bias, const float *res, int relu,
+                     double *y, double *mag) {
+    const int p = out_h(s), q = out_w(s), c = s->c, r = s->r;
+    for (int in = 0; in < s->n; in++)
+        for (int o = 0; o < s->k; o++)
+            for (int yy = 0; yy < p; yy++)
+                for (int xx = 0; xx < q; xx++) {
+                    double acc = bias[o], m = fabs(bias[o]);
+                    for (int i = 0; i < c; i++)
+                        for (int a = 0; a < r; a++)
+                            for (int b = 0; b < r; b++) {
+                                int iy = yy * s->stride + a - s->pad, ix = xx * s->stride + b - s->pad;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                double t = (double)wt[((size_t)o * c + i) * r * r + a * r + b] *
+                                           x[(((size_t)in * (c / 8) + i / 8) * s->h * s->w + (size_t)iy * s->w + ix) *
+                                                 8 +
+                                             i % 8];
+                                acc += t;
+                                m += fabs(t);
+                            }
+                    size_t at = (((size_t)in * (s->k / 8) + o / 8) * p * q + (size_t)yy * q + xx) * 8 + o % 8;
+                    if (res) acc += res[at], m += fabs(res[at]);
+                    if (relu && acc < 0) acc = 0;
+                    y[at] = acc;
+                    mag[at] = m;
+                }
+}
+
+/* Each output is a float sum of nterms products (each rounded once by the FMA) and values: the
+ * classic bound for recursive summation, |error| <= nterms * 2^-24 * (sum of |terms|), holds
+ * whatever the order. A wrong weight, input index, tap or padding is off by the size of a term. */
+static void check(const char *what, const float *got, const double *want, const double *mag, size_t count,
+                  int nterms) {
+    for (size_t i = 0; i < count; i++) {
+        double bound = (nterms + 2) * ldexp(1.0, -24) * mag[i];
+        if (!(fabs(got[i] - want[i]) <= bound)) {
+            fprintf(stderr, "%s: at %zu got %.9g, want %.9g (bound %.3g)\n", what, i, got[i], want[i], bound);
+            fail();
+        }
+    }
+}
+
+static void run_case(shape s, int sum, int relu, int threads) {
+    const int p = out_h(&s), q = out_w(&s);
+    size_t nx = (size_t)s.n * s.c * s.h * s.w, ny = (size_t)s.n * s.k * p * q;
+    float *x = mg_test_rand_buf(&g_rng, nx), *wt = mg_test_rand_buf(&g_rng, (size_t)s.k * s.c * s.r * s.r);
+    float *bias = mg_test_rand_buf(&g_rng, s.k), *res = mg_test_rand_buf(&g_rng, ny);
+    double *want = malloc(ny * sizeof *want), *mag = malloc(ny * sizeof *mag);
+    ref_conv(&s, x, wt, bias, sum ? res : NULL, relu, want, mag);
+    mg_dconv *plan;
+    mg_assert_ok(mg_dconv_init(&plan, s.n, s.c, s.k, s.h, s.w, s.r, s.stride, s.pad, wt, bias));
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_dconv_scratch_bytes(plan) + 64), 0);
+    float *y = malloc(ny * sizeof *y);
+    for (int rep = 0; rep < 2; rep++) { /* twice: nothing may depend on what the scratch held */
+        memset(scratch, rep ? 0x7f : 0xff, mg_dconv_scratch_bytes(plan) + 64); /* NaN, then huge values */
+        memcpy(y, res, ny * sizeof *y);
+        mg_dconv_forward(plan, x, y, sum, relu, scratch, threads);
+        char what[160];
+        snprintf(what, sizeof what, "n%d c%d k%d %dx%d r%d stride %d pad %d sum %d relu %d threads %d", s.n, s.c, s.k,
+                 s.h, s.w, s.r, s.stride, s.pad, sum, relu, threads);
+        check(what, y, want, mag, ny, s.c * s.r * s.r + 2);
+    }
+    mg_dconv_free(plan);
+    free(scratch), free(x), free(wt), free(bias), free(res), free(want), free(mag), free(y);
+}
+
+static int skip_without_avx2(void) {
+    if (mg_dconv_fits(1, 8, 16, 4, 4, 3, 1, 1)) return 0;
+    fprintf(stderr, "test_direct_avx2: no AVX2+FMA on this CPU, skipped\n");
+    return 1;
+}
+
+/* 3x3 stride 2 (the fused network's use): even and odd maps (output 7x7 and 8x8), non-square ones,
+ * a map of one output position. */
+static void test_stride2_3x3(void **state) {
+    (void)state;
+    const int sizes[][2] = {{14, 14}, {15, 15}, {9, 13}, {13, 6}, {2, 2}, {1, 1}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        run_case((shape){2, 16, 32, sizes[i][0], sizes[i][1], 3, 2, 1}, 0, 1, 1);
+}
+
+/* The other shapes the kernel takes: 3x3 stride 1, 1x1 at strides 1 and 2, no padding on a 3x3. */
+static void test_other_shapes(void **state) {
+    (void)state;
+    run_case((shape){1, 24, 16, 7, 7, 3, 1, 1}, 0, 0, 1);
+    run_case((shape){2, 16, 16, 5, 9, 3, 1, 1}, 0, 1, 1);
+    run_case((shape){2, 16, 32, 7, 7, 1, 1, 0}, 0, 0, 1);
+    run_case((shape){1, 8, 48, 15, 15, 1, 2, 0}, 0, 1, 1);
+    run_case((shape){1, 16, 16, 9, 8, 3, 1, 0}, 0, 0, 1);
+    run_case((shape){1, 16, 16, 10, 10, 3, 2, 0}, 0, 0, 1);
+}
+
+/* Positions per register block: 1 to 6, from maps of 1 to 6 output positions, and 49 (blocks of 5 and
+ * 6), 64 and 11 (blocks of 5 and 6 at the end). */
+static void test_register_blocks(void **state) {
+    (void)state;
+    for (int w = 1; w <= 6; w++) run_case((shape){1, 8, 16, 1, w, 1, 1, 0}, 1, 0, 1);
+    run_case((shape){1, 8, 16, 7, 7, 1, 1, 0}, 0, 0, 1);
+    run_case((shape){1, 8, 16, 8, 8, 1, 1, 0}, 0, 0, 1);
+    run_case((shape){1, 8, 16, 1, 11, 1, 1, 0}, 0, 0, 1);
+}
+
+static void test_epilogue(void **state) {
+    (void)state;
+    run_case((shape){1, 8, 32, 11, 10, 3, 2, 1}, 1, 0, 1);
+    run_case((shape){1, 24, 16, 12, 12, 3, 2, 1}, 1, 1, 1);
+    run_case((shape){3, 32, 48, 7, 9, 3, 2, 1}, 0, 0, 1);
+}
+
+/* The reduction in chunks of input channels (direct_avx2.c, CHUNK_BYTES): two 30x30 maps padded to
+ * 32x32 are 64 KiB per block of 8 channels, so 3 blocks per chunk; 40 channels are chunks of 3 and 2
+ * blocks, 64 of 3, 3 and 2. With and without the sum and ReLU (ReLU only after the last chunk), on
+ * one and two threads (48 output channels: 3 blocks of 16 split 1 + 2). */
+static void test_chunks_and_threads(void **state) {
+    (void)state;
+    for (int t = 1; t <= 2; t++) {
+        run_case((shape){2, 40, 48, 30, 30, 3, 2, 1}, 1, 1, t);
+        run_case((shape){2, 64, 32, 30, 30, 3, 1, 1}, 0, 1, t);
+        run_case((shape){1, 64, 64, 14, 14, 3, 2, 1}, 1, 0, t);
+    }
+}
+
+/* A plan for another batch and map size sharing the first plan's packed weights. */
+static void test_init_like(void **state) {
+    (void)state;
+    const int c = 16, k = 32;
+    float *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9), *bias = mg_test_rand_buf(&g_rng, k);
+    mg_dconv *a, *b;
+    mg_assert_ok(mg_dconv_init(&a, 1, c, k, 14, 14, 3, 2, 1, wt, bias));
+    mg_assert_ok(mg_dconv_init_like(&b, a, 3, 9, 11));
+    assert_true(mg_dconv_matches(b, c, k, 3, 2, 1));
+    assert_false(mg_dconv_matches(b, c, k, 3, 1, 1));
+    assert_int_equal(mg_dconv_weight_bytes(a), mg_dconv_weight_bytes(b));
+    mg_dconv_free(a); /* b keeps the weights */
+    shape s = {3, c, k, 9, 11, 3, 2, 1};
+    const int p = out_h(&s), q = out_w(&s);
+    size_t nx = (size_t)s.n * c * s.h * s.w, ny = (size_t)s.n * k * p * q;
+    float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y);
+    double *want = malloc(ny * sizeof *want), *mag = malloc(ny * sizeof *mag);
+    ref_conv(&s, x, wt, bias, NULL, 1, want, mag);
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_dconv_scratch_bytes(b) + 64), 0);
+    mg_dconv_forward(b, x, y, 0, 1, scratch, 2);
+    check("init_like", y, want, mag, ny, c * 9 + 2);
+    mg_dconv_free(b);
+    free(scratch), free(x), free(y), free(want), free(mag), free(wt), free(bias);
+}
+
+/* The rule the fused network follows (direct_avx2.h): 3x3 stride 2, at most 196 output positions
+ * per image, any batch; off with MG_FNET_OWN_DIRECT=0. */
+static void test_rule(void **state) {
+    (void)state;
+    assert_true(mg_dconv_preferred(1, 512, 512, 14, 14, 3, 2, 1));  /* 7x7 out */
+    assert_true(mg_dconv_preferred(8, 256, 256, 28, 28, 3, 2, 1));  /* 14x14 out */
+    assert_false(mg_dconv_preferred(1, 128, 128, 56, 56, 3, 2, 1)); /* 28x28 out */
+    assert_false(mg_dconv_preferred(1, 512, 512, 7, 7, 3, 1, 1));
+    assert_false(mg_dconv_preferred(1, 1024, 2048, 14, 14, 1, 2, 0));
+    assert_false(mg_dconv_preferred(1, 12, 16, 14, 14, 3, 2, 1)); /* does not fit */
+    setenv("MG_FNET_OWN_DIRECT", "0", 1);
+    assert_false(mg_dconv_preferred(1, 512, 512, 14, 14, 3, 2, 1));
+    unsetenv("MG_FNET_OWN_DIRECT");
+}
+
+static void test_bad_args(void **state) {
+    (void)state;
+    float wt[16 * 8 * 9] = {0}, bias[16] = {0};
+    mg_dconv *p = (mg_dconv *)&p;
+    assert_int_equal(mg_dconv_init(&p, 1, 12, 16, 8, 8, 3, 1, 1, wt, bias), MG_ERR_INVALID_ARG); /* c */
+    assert_null(p);
+    assert_int_equal(mg_dconv_init(&p, 1, 8, 24, 8, 8, 3, 1, 1, wt, bias), MG_ERR_INVALID_ARG); /* k */
+    assert_int_equal(mg_dconv_init(&p, 1, 8, 16, 8, 8, 5, 1, 2, wt, bias), MG_ERR_INVALID_ARG); /* r */
+    assert_int_equal(mg_dconv_init(&p, 1, 8, 16, 8, 8, 3, 3, 1, wt, bias), MG_ERR_INVALID_ARG); /* stride */
+    assert_int_equal(mg_dconv_init(&p, 1, 8, 16, 8, 8, 1, 1, 1, wt, bias), MG_ERR_INVALID_ARG); /* pad >= r */
+    assert_int_equal(mg_dconv_init(&p, 0, 8, 16, 8, 8, 3, 1, 1, wt, bias), MG_ERR_INVALID_ARG); /* n */
+    assert_int_equal(mg_dconv_init(&p, 1, 8, 16, 1, 1, 3, 1, 0, wt, bias), MG_ERR_INVALID_ARG); /* map */
+    assert_int_equal(mg_dconv_init(&p, 1, 8, 16, 8, 8, 3, 1, 1, NULL, bias), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_dconv_init_like(&p, NULL, 1, 8, 8), MG_ERR_INVALID_ARG);
+    assert_null(p);
+    mg_dconv_free(NULL);
+}
+
+int main(void) {
+    if (skip_without_avx2()) return 77;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stride2_3x3), cmocka_unit_test(test_other_shapes), cmocka_unit_test(test_register_blocks),
+        cmocka_unit_test(test_epilogue),    cmocka_unit_test(test_chunks_and_threads), cmocka_unit_test(test_init_like),
+        cmocka_unit_test(test_rule),        cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
