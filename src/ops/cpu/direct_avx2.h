@@ -1,6 +1,6 @@
 /* direct_avx2.h: direct convolutions (1x1 and 3x3 kernels, stride 1 or 2) for AVX2+FMA CPUs on the
  * nChw8c activation layout (direct_avx2.c), for the fused inference network's 3x3 stride-2 layers on
- * small maps (ResNet-50's entries to stages 3 and 4), where oneDNN 2.6's AVX2 direct kernel runs far
+ * small maps (ResNet-50's entry to stage 4), where oneDNN 2.6's AVX2 direct kernel runs far
  * below the FMA peak (docs/PERFORMANCE.md, "Batch 1 and 8: our direct kernel"). */
 #ifndef MG_OPS_CPU_DIRECT_AVX2_H
 #define MG_OPS_CPU_DIRECT_AVX2_H
@@ -17,11 +17,12 @@ typedef struct mg_dconv mg_dconv;
  * FMA. Whether it is the faster choice is the caller's rule (mg_dconv_preferred). */
 bool mg_dconv_fits(int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* The rule the fused network follows: the kernel fits, a 3x3 stride-2 layer, at most
- * MG_DCONV_MAX_POSITIONS output positions per image (ResNet-50's entries to stages 3 and 4). There
- * oneDNN 2.6's AVX2 direct kernel ran at 45-60 % of the FMA peak and this one was 1.03-1.36x faster
- * (batch 1 to 8); on the 1x1 layers, the 3x3 stride-1 7x7 layers and the larger maps it was not
- * (docs/PERFORMANCE.md, "Batch 1 and 8: our direct kernel"). MG_FNET_OWN_DIRECT=0 turns it off. */
-#define MG_DCONV_MAX_POSITIONS 196
+ * MG_DCONV_MAX_POSITIONS output positions per image (ResNet-50's entry to stage 4, 14x14 -> 7x7 at
+ * 224x224). There oneDNN 2.6's AVX2 direct kernel ran at 45-60 % of the FMA peak and this one was
+ * 1.13-1.36x faster (batch 1 to 8). It was not faster on the 1x1 layers, the 3x3 stride-1 7x7 layers,
+ * or the stride-2 layers of larger maps (14x14 out: 0.96-1.09x; docs/PERFORMANCE.md, "Batch 1 and 8:
+ * our direct kernel"). MG_FNET_OWN_DIRECT=0 turns it off. */
+#define MG_DCONV_MAX_POSITIONS 64
 bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2
  * pad - r) / stride + 1). weights: OIHW (k x c x r x r), bias: k values; both packed and copied (the
