@@ -2,7 +2,8 @@
  * for layers with few output positions (direct_avx2.h). The convolution is a GEMM of output positions
  * x (input channels x taps) by (input channels x taps) x output channels, without im2col:
  *   - the weights are packed at plan time per 16 output channels in the order the reduction reads
- *     them ([k/16][c/8][tap][8][16]), so one block of output channels streams its weights once;
+ *     them ([k/16][c/8][tap][8][16]), so one block of output channels streams its weights from
+ *     memory once;
  *   - a register kernel of 5 or 6 positions x 16 output channels (12 accumulators) broadcasts each
  *     position's input value from the nChw8c input (a zero-padded copy in the scratch when pad > 0)
  *     through a table of the positions' window offsets, so the positions of a block may cross rows
@@ -11,13 +12,12 @@
  *     sums kept in y between chunks; bias (and the residual held in y when summing) start the first
  *     chunk, ReLU ends the last;
  *   - threads split the output channels, so each reads its share of the weights and no two write
- *     the same output; there is no barrier after the padding copy's.
+ *     the same output; the only barrier follows the padding copy.
  * The positions of a layer are cut into blocks of 5-6 (49 = 4 x 6 + 5 x 5), so little of the register
  * kernel is wasted on 7x7 and 14x14 maps. Summation order: bias (+ residual), then the input channels
  * in order, the taps of each channel block in row-major order. OpenMP when compiled with it. */
 #include "ops/cpu/direct_avx2.h"
 
-#include <assert.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -312,7 +312,7 @@ static void run_range(const mg_dconv *p, const float *x, float *y, int sum, int 
 void mg_dconv_forward(const mg_dconv *p, const float *x, float *y, int sum, int relu, void *scratch, int threads) {
     const int nthr = threads > 1 ? threads : 1, nkb = p->k / KB, planes = p->n * (p->c / 8);
     const float *xin = p->pad ? (const float *)scratch : x;
-    assert(!p->pad || scratch);
+    MG_ASSERT(!p->pad || scratch);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     {
