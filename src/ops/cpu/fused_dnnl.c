@@ -470,53 +470,33 @@ static const mg_dconv *donor_dconv(const mg_fnet *net, int c, int k, int r, int 
     return o && o->dconv && mg_dconv_matches(o->dconv, c, k, r, stride, pad) ? o->dconv : NULL;
 }
 
-/* The rest of add_conv for a convolution run by our direct kernel (direct_avx2.c): its plan (weights
- * packed once, or shared with the donor's) and its scratch (the padded input, in oneDNN's scratchpad
- * buffer). */
-static mg_status add_own_direct(mg_fnet *net, fop *op, const int xd[4], int k, int r, int stride, int pad,
-                                const float *w_plain, const float *b_plain, weights_fn get, void *ctx, int sum,
-                                int relu, int id, int *out) {
+/* The rest of add_conv for a convolution run by one of our kernels in place of the primitive: our
+ * Winograd F(4x4) kernel (wino_avx2.c) or, with `direct`, our direct kernel (direct_avx2.c). Its plan
+ * (weights transformed or packed once, or shared with the donor's) and its scratch (it shares oneDNN's
+ * scratchpad buffer). */
+static mg_status add_own(mg_fnet *net, fop *op, int direct, const int xd[4], int k, int r, int stride, int pad,
+                         const float *w_plain, const float *b_plain, weights_fn get, void *ctx, int sum, int relu,
+                         int id, int *out) {
     op->sum = sum;
     op->relu = relu;
-    const mg_dconv *dd = donor_dconv(net, xd[1], k, r, stride, pad);
+    const mg_wino4 *dw = direct ? NULL : donor_wino(net, xd[1], k);
+    const mg_dconv *dd = direct ? donor_dconv(net, xd[1], k, r, stride, pad) : NULL;
     net->nconv++;
-    if (dd) {
+    if (dw) {
+        MG_TRY(mg_wino4_init_like(&op->own, dw, xd[0], xd[2], xd[3]));
+    } else if (dd) {
         MG_TRY(mg_dconv_init_like(&op->dconv, dd, xd[0], xd[2], xd[3]));
     } else {
         const float *wp, *bp;
         float *owned;
         MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
-        mg_status ds = mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp);
-        free(owned);
-        MG_TRY(ds);
-        net->weight_bytes += mg_dconv_weight_bytes(op->dconv);
-    }
-    size_t sb = mg_dconv_scratch_bytes(op->dconv);
-    if (sb > net->scratch_bytes) net->scratch_bytes = sb;
-    *out = id;
-    return MG_OK;
-}
-
-/* The rest of add_conv for a convolution run by our Winograd kernel: its plan (weights transformed
- * once, or shared with the donor's) and its scratch (it shares oneDNN's scratchpad buffer). */
-static mg_status add_own_wino(mg_fnet *net, fop *op, const int xd[4], int k, const float *w_plain,
-                              const float *b_plain, weights_fn get, void *ctx, int sum, int relu, int id, int *out) {
-    op->sum = sum;
-    op->relu = relu;
-    const mg_wino4 *dw = donor_wino(net, xd[1], k);
-    net->nconv++;
-    if (dw) {
-        MG_TRY(mg_wino4_init_like(&op->own, dw, xd[0], xd[2], xd[3]));
-    } else {
-        const float *wp, *bp;
-        float *owned;
-        MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * 9, k, &wp, &bp, &owned));
-        mg_status ws = mg_wino4_init(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
+        mg_status ws = direct ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
+                              : mg_wino4_init(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
         free(owned);
         MG_TRY(ws);
-        net->weight_bytes += mg_wino4_weight_bytes(op->own);
+        net->weight_bytes += direct ? mg_dconv_weight_bytes(op->dconv) : mg_wino4_weight_bytes(op->own);
     }
-    size_t sb = mg_wino4_scratch_bytes(op->own, net->threads);
+    size_t sb = direct ? mg_dconv_scratch_bytes(op->dconv) : mg_wino4_scratch_bytes(op->own, net->threads);
     if (sb > net->scratch_bytes) net->scratch_bytes = sb;
     *out = id;
     return MG_OK;
@@ -617,8 +597,8 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         note_use(net, res);
         net->v[res].consumed = 1;
     }
-    if (own) return add_own_wino(net, op, xd, k, w_plain, b_plain, get, ctx, sum, relu, id, out);
-    if (direct) return add_own_direct(net, op, xd, k, r, stride, pad, w_plain, b_plain, get, ctx, sum, relu, id, out);
+    if (own || direct)
+        return add_own(net, op, direct, xd, k, r, stride, pad, w_plain, b_plain, get, ctx, sum, relu, id, out);
     DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
     MG_TRY(track_scratch(net, pd));
     fweights *wt = donor_weights(net, k, xd[1], r, stride, pad, wt_md, bi_md);
@@ -811,18 +791,14 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
-        if (op->own) {
+        if (op->own || op->dconv) { /* our kernels, on the values' buffers */
             void *xp = NULL, *yp = NULL;
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
-            mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
-            continue;
-        }
-        if (op->dconv) {
-            void *xp = NULL, *yp = NULL;
-            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
-            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
-            mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
+            if (op->own)
+                mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
+            else
+                mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
             continue;
         }
         dnnl_exec_arg_t a[6];
