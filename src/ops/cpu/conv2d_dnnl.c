@@ -410,13 +410,13 @@ static void scatter_rows(void *ctx, size_t r0, size_t r1) {
         const int y = (int)(r % (size_t)H);
         const size_t plane = r / (size_t)H;
         float *o = j->dx + r * (size_t)W * B;
-        if (y % 2 || y / 2 >= P) {
+        if (y % 2) { /* no padding, stride 2: even y is row y / 2 < P of t, even x column x / 2 < Q */
             memset(o, 0, (size_t)W * B * sizeof *o);
             continue;
         }
         const float *t = j->t + (plane * P + (size_t)(y / 2)) * Q * B;
         for (int x = 0; x < W; x++, o += B) {
-            if (x % 2 == 0 && x / 2 < Q)
+            if (x % 2 == 0)
                 memcpy(o, t + (size_t)(x / 2) * B, (size_t)B * sizeof *o);
             else
                 memset(o, 0, (size_t)B * sizeof *o);

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/cpu/wino_avx2.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -50,12 +52,11 @@ struct mg_dconv {
     dconv_weights *ww;
 };
 
+/* The channel and CPU checks are the Winograd kernel's (the same blocks of 8 and 16, AVX2 and FMA). */
 bool mg_dconv_fits(int n, int c, int k, int h, int w, int r, int stride, int pad) {
-    if (n < 1 || c < 8 || k < KB || c % 8 || k % KB || (r != 1 && r != 3) || (stride != 1 && stride != 2) ||
-        pad < 0 || pad >= r || h + 2 * pad < r || w + 2 * pad < r)
-        return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return n >= 1 && c >= 8 && k >= KB && mg_wino4_shape_ok(c, k) && (r == 1 || r == 3) &&
+           (stride == 1 || stride == 2) && pad >= 0 && pad < r && h + 2 * pad >= r && w + 2 * pad >= r &&
+           mg_wino4_cpu_ok();
 }
 
 bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, int pad) {

@@ -25,8 +25,8 @@ bool mg_dconv_fits(int n, int c, int k, int h, int w, int r, int stride, int pad
 #define MG_DCONV_MAX_POSITIONS 64
 bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2
- * pad - r) / stride + 1). weights: OIHW (k x c x r x r), bias: k values; both packed and copied (the
- * plan does not keep the pointers). */
+ * pad - r) / stride + 1). weights: OIHW (k x c x r x r), bias: k values (NULL: zeros); both packed and
+ * copied (the plan does not keep the pointers). */
 mg_status mg_dconv_init(mg_dconv **plan, int n, int c, int k, int h, int w, int r, int stride, int pad,
                         const float *weights, const float *bias);
 /* A plan for another input size sharing `donor`'s packed weights (reference counted). */
