@@ -412,15 +412,17 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
 }
 
 /* One of our kernels for AVX2 on the same values taken as nChw8c, with bias and ReLU, best of reps after
- * one warm-up run: the Winograd F(4x4, 3x3) kernel (src/ops/cpu/wino_avx2.c, what the fused network runs
- * on 3x3 stride-1 layers where oneDNN has no Winograd) or, with `direct`, the direct kernel
- * (src/ops/cpu/direct_avx2.c, which it runs on the 3x3 stride-2 layers of small maps). */
-static int time_own(int direct, const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
+ * one warm-up run: with tile 4 or 2 the Winograd F(4x4, 3x3) or F(2x2, 3x3) kernel
+ * (src/ops/cpu/wino_avx2.c, what the fused network runs on 3x3 stride-1 layers where oneDNN has no
+ * Winograd), with tile 0 the direct kernel (src/ops/cpu/direct_avx2.c, which it runs on the 3x3
+ * stride-2 layers of small maps). */
+static int time_own(int tile, const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
                     double flop) {
+    const int direct = tile == 0;
     mg_wino4 *wp = NULL;
     mg_dconv *dp = NULL;
     mg_status st = direct ? mg_dconv_init(&dp, s->n, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad, w, b)
-                          : mg_wino4_init(&wp, s->n, s->c, s->k, s->h, s->h, w, b);
+                          : mg_wino4_init_tile(&wp, tile, s->n, s->c, s->k, s->h, s->h, w, b);
     if (st != MG_OK) {
         fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
         return 1;
@@ -445,7 +447,9 @@ static int time_own(int direct, const shape *s, const float *x, const float *w, 
             if (rep >= 0 && t < best) best = t;
         }
         printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", direct ? "direct" : "winograd",
-               direct ? "ours:direct_avx2, nChw8c" : "ours:wino_avx2 F(4x4), nChw8c", best * 1e3, flop / best * 1e-9);
+               direct ? "ours:direct_avx2, nChw8c" : tile == 2 ? "ours:wino_avx2 F(2x2), nChw8c"
+                                                            : "ours:wino_avx2 F(4x4), nChw8c",
+               best * 1e3, flop / best * 1e-9);
         rc = 0;
     }
     mg_wino4_free(wp);
@@ -598,10 +602,10 @@ int main(int argc, char **argv) {
         dnnl_primitive_desc_iterator_destroy(it);
     }
     if (s.r == 3 && s.stride == 1 && mg_wino4_shape_ok(s.c, s.k) && mg_wino4_cpu_ok()) {
-        if (time_own(0, &s, x, w, b, reps, threads, flop)) return 1;
+        if (time_own(4, &s, x, w, b, reps, threads, flop) || time_own(2, &s, x, w, b, reps, threads, flop)) return 1;
         if (first_alg < 0) first_alg = 1;
     }
-    if (mg_dconv_fits(s.n, s.c, s.k, s.h, s.h, s.r, s.stride, s.pad) && time_own(1, &s, x, w, b, reps, threads, flop))
+    if (mg_dconv_fits(s.n, s.c, s.k, s.h, s.h, s.r, s.stride, s.pad) && time_own(0, &s, x, w, b, reps, threads, flop))
         return 1;
     if (first_alg < 0) {
         fprintf(stderr, "bench_dnnl_conv: oneDNN has no optimised implementation of this convolution\n");

@@ -11,6 +11,7 @@
 #include "mg_test.h"
 #include "multigrain/ops.h"
 #include "multigrain/ops_fused.h"
+#include "ops/cpu/wino_avx2.h"
 
 static uint64_t g_rng = 0x243F6A8885A308D3ull;
 
@@ -96,8 +97,9 @@ static void run_chain(int flags) {
     }
     assert_true(mg_fnet_bytes(net) > 0);
     /* the two 3x3 stride-1 convolutions (6x5 outputs) run Winograd where oneDNN has it (AVX-512,
-     * not capped by ONEDNN_MAX_CPU_ISA); on AVX2 our kernel needs 12 tiles of 4x4, these have 8 */
-    int want_wino = (flags & MG_FNET_WINOGRAD) && mg_conv2d_blocked_channels() == 16 ? 2 : 0;
+     * not capped by ONEDNN_MAX_CPU_ISA), and our kernel on AVX2 (F(4x4) or F(2x2)) */
+    int own = mg_conv2d_blocked_channels() == 8 && mg_wino4_inference_tile(n, k, k, h1, w1o) > 0;
+    int want_wino = (flags & MG_FNET_WINOGRAD) && (mg_conv2d_blocked_channels() == 16 || own) ? 2 : 0;
     assert_int_equal(mg_fnet_winograd_count(net), want_wino);
     mg_fnet_free(net);
     float *bufs[] = {x, w0, b0, w1, b1, w2, b2, wd, bd, w3, b3, r0, rp, rd, r1, r2, r3, y};

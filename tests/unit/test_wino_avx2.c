@@ -1,6 +1,6 @@
-/* test_wino_avx2.c: our Winograd F(4x4, 3x3) kernel for AVX2 (src/ops/cpu/wino_avx2.c) against a
- * direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data): map sizes that
- * are and are not multiples of the 4x4 tile, batch > 1, bias with and without the residual sum and
+/* test_wino_avx2.c: our Winograd F(4x4, 3x3) and F(2x2, 3x3) kernels for AVX2 (src/ops/cpu/wino_avx2.c)
+ * against a direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data): map
+ * sizes that are and are not multiples of the 4x4 and 2x2 tiles, batch > 1, bias with and without the residual sum and
  * ReLU, one and two threads, both ways a run is split (chunks of tiles per thread, or every tile with
  * each phase shared), a plan sharing another's weights, the training forward and backward data (the
  * adjoint convolution), both with weights set per call, and bad arguments. Skips without AVX2+FMA. */
@@ -60,13 +60,13 @@ static void check(const char *what, const float *got, const double *want, size_t
     }
 }
 
-static void run_case(int n, int c, int k, int h, int w, int sum, int relu, int threads) {
+static void run_case_tile(int tile, int n, int c, int k, int h, int w, int sum, int relu, int threads) {
     size_t nx = (size_t)n * c * h * w, ny = (size_t)n * k * h * w;
     float *x = mg_test_rand_buf(&g_rng, nx), *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
     float *bias = mg_test_rand_buf(&g_rng, k), *res = mg_test_rand_buf(&g_rng, ny);
     double *want = ref_conv(x, wt, bias, sum ? res : NULL, relu, n, c, k, h, w);
     mg_wino4 *plan;
-    mg_assert_ok(mg_wino4_init(&plan, n, c, k, h, w, wt, bias));
+    mg_assert_ok(mg_wino4_init_tile(&plan, tile, n, c, k, h, w, wt, bias));
     void *scratch = NULL;
     assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
     float *y = malloc(ny * sizeof *y);
@@ -74,11 +74,16 @@ static void run_case(int n, int c, int k, int h, int w, int sum, int relu, int t
         memcpy(y, res, ny * sizeof *y);
         mg_wino4_forward(plan, x, y, sum, relu, scratch, threads);
         char what[128];
-        snprintf(what, sizeof what, "n%d c%d k%d %dx%d sum %d relu %d threads %d", n, c, k, h, w, sum, relu, threads);
+        snprintf(what, sizeof what, "F(%dx%d) n%d c%d k%d %dx%d sum %d relu %d threads %d", tile, tile, n, c, k, h, w,
+                 sum, relu, threads);
         check(what, y, want, ny);
     }
     mg_wino4_free(plan);
     free(scratch), free(x), free(wt), free(bias), free(res), free(want), free(y);
+}
+
+static void run_case(int n, int c, int k, int h, int w, int sum, int relu, int threads) {
+    run_case_tile(4, n, c, k, h, w, sum, relu, threads);
 }
 
 static int skip_without_avx2(void) {
@@ -114,26 +119,74 @@ static void test_threads_and_splits(void **state) {
     }
 }
 
-/* A plan for another batch and map size sharing the first plan's transformed weights. */
+/* F(2x2, 3x3) (forward plans, the fused network's small maps): map sizes around the 2x2 tile (exact,
+ * odd, one tile, under one), batch > 1, the epilogue, and both ways a run is split on two threads (the
+ * 512-channel 7x7 map of ResNet-50's stage 4 at batch 1: 16 tiles, one chunk split phase by phase; 4 x
+ * 30x30 with 64 channels: chunks per thread). F(2x2) rounds through smaller transforms than F(4x4)
+ * (points 0, +-1; scales up to 2x2), so the F(4x4) bound of check() holds with more margin; a wrong
+ * coefficient or index is off by O(1). */
+static void test_tile2(void **state) {
+    (void)state;
+    const int sizes[][2] = {{8, 8}, {7, 7}, {5, 9}, {2, 2}, {1, 3}, {14, 14}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        run_case_tile(2, 2, 16, 16, sizes[i][0], sizes[i][1], 0, 0, 1);
+    run_case_tile(2, 1, 8, 32, 11, 10, 0, 1, 1);
+    run_case_tile(2, 3, 32, 48, 7, 9, 1, 1, 1);
+    for (int t = 1; t <= 2; t++) {
+        run_case_tile(2, 1, 64, 64, 7, 7, 1, 1, t);
+        run_case_tile(2, 4, 64, 64, 30, 30, 1, 1, t);
+    }
+}
+
+/* More input channels than one pass of phase 2 takes (wino_avx2.c, pass_rows: 128): 200 channels are
+ * a pass of 128 and one of 72, the second summing onto the first's products, for both tiles and both
+ * ways a run is split. */
+static void test_passes(void **state) {
+    (void)state;
+    for (int t = 1; t <= 2; t++) {
+        run_case_tile(4, 1, 200, 32, 9, 9, 1, 1, t);
+        run_case_tile(2, 1, 200, 32, 7, 7, 0, 1, t);
+        run_case_tile(4, 2, 136, 16, 16, 16, 0, 0, t);
+    }
+}
+
+/* Which tile the fused network uses: F(4x4) from MG_WINO2_MIN_TILES4 4x4 tiles up, F(2x2) below, none
+ * for channels the kernels do not take. */
+static void test_inference_tile(void **state) {
+    (void)state;
+    assert_int_equal(mg_wino4_inference_tile(1, 512, 512, 7, 7), 2);   /* 4 tiles */
+    assert_int_equal(mg_wino4_inference_tile(1, 512, 512, 8, 12), 2);  /* 6 */
+    assert_int_equal(mg_wino4_inference_tile(2, 512, 512, 7, 7), 4);   /* 8 */
+    assert_int_equal(mg_wino4_inference_tile(8, 512, 512, 7, 7), 4);   /* 32 */
+    assert_int_equal(mg_wino4_inference_tile(1, 64, 64, 56, 56), 4);   /* 196 */
+    assert_int_equal(mg_wino4_inference_tile(1, 12, 16, 56, 56), 0);   /* c not a multiple of 8 */
+    assert_int_equal(mg_wino4_inference_tile(0, 64, 64, 56, 56), 0);
+}
+
+/* A plan for another batch and map size sharing the first plan's transformed weights, for both tiles. */
 static void test_init_like(void **state) {
     (void)state;
     const int c = 16, k = 32;
     float *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9), *bias = mg_test_rand_buf(&g_rng, k);
-    mg_wino4 *a, *b;
-    mg_assert_ok(mg_wino4_init(&a, 1, c, k, 8, 8, wt, bias));
-    mg_assert_ok(mg_wino4_init_like(&b, a, 3, 10, 6));
-    assert_true(mg_wino4_channels_match(b, c, k));
-    assert_false(mg_wino4_channels_match(b, k, c));
-    mg_wino4_free(a); /* b keeps the weights */
-    size_t nx = (size_t)3 * c * 10 * 6, ny = (size_t)3 * k * 10 * 6;
-    float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y);
-    void *scratch = NULL;
-    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(b, 1)), 0);
-    mg_wino4_forward(b, x, y, 0, 0, scratch, 1);
-    double *want = ref_conv(x, wt, bias, NULL, 0, 3, c, k, 10, 6);
-    check("init_like", y, want, ny);
-    mg_wino4_free(b);
-    free(scratch), free(x), free(y), free(want), free(wt), free(bias);
+    for (int tile = 2; tile <= 4; tile += 2) {
+        mg_wino4 *a, *b;
+        mg_assert_ok(mg_wino4_init_tile(&a, tile, 1, c, k, 8, 8, wt, bias));
+        mg_assert_ok(mg_wino4_init_like(&b, a, 3, 10, 6));
+        assert_true(mg_wino4_matches(b, tile, c, k));
+        assert_false(mg_wino4_matches(b, tile, k, c));
+        assert_false(mg_wino4_matches(b, 6 - tile, c, k));
+        mg_wino4_free(a); /* b keeps the weights */
+        size_t nx = (size_t)3 * c * 10 * 6, ny = (size_t)3 * k * 10 * 6;
+        float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y);
+        void *scratch = NULL;
+        assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(b, 1)), 0);
+        mg_wino4_forward(b, x, y, 0, 0, scratch, 1);
+        double *want = ref_conv(x, wt, bias, NULL, 0, 3, c, k, 10, 6);
+        check(tile == 2 ? "init_like F(2x2)" : "init_like F(4x4)", y, want, ny);
+        mg_wino4_free(b);
+        free(scratch), free(x), free(y), free(want);
+    }
+    free(wt), free(bias);
 }
 
 /* Backward data of a forward layer c -> k: dx[c][y][x] = sum_k,a,b w[k][c][a][b] dy[k][y-a+1][x-b+1]
@@ -287,6 +340,8 @@ static void test_bad_args(void **state) {
     assert_int_equal(mg_wino4_init(&p, 1, 8, 24, 8, 8, wt, bias), MG_ERR_INVALID_ARG); /* k not of 16 */
     assert_int_equal(mg_wino4_init(&p, 0, 8, 16, 8, 8, wt, bias), MG_ERR_INVALID_ARG);
     assert_int_equal(mg_wino4_init(&p, 1, 8, 16, 8, 8, NULL, bias), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_wino4_init_tile(&p, 3, 1, 8, 16, 8, 8, wt, bias), MG_ERR_INVALID_ARG); /* tile 2 or 4 */
+    assert_null(p);
     assert_int_equal(mg_wino4_init_like(&p, NULL, 1, 8, 8), MG_ERR_INVALID_ARG);
     mg_wino4 *bwd;
     mg_assert_ok(mg_wino4_init_bwd_data(&bwd, 1, 16, 8, 8, 8));
@@ -303,7 +358,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_sizes),       cmocka_unit_test(test_epilogue), cmocka_unit_test(test_threads_and_splits),
         cmocka_unit_test(test_init_like),       cmocka_unit_test(test_backward_data), cmocka_unit_test(test_backward_weights),
-        cmocka_unit_test(test_forward_scratch),
+        cmocka_unit_test(test_forward_scratch), cmocka_unit_test(test_tile2), cmocka_unit_test(test_passes),
+        cmocka_unit_test(test_inference_tile),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -430,9 +430,9 @@ static mg_status fetch_weights(const float *w_plain, const float *b_plain, weigh
 }
 
 /* oneDNN 2.6's Winograd kernels are AVX-512 only: on AVX2 (nChw8c activations) the 3x3 stride-1
- * convolutions where mg_wino4_applies (enough 4x4 output tiles, channels that fit) run our F(4x4, 3x3)
- * kernel (wino_avx2.c) instead of oneDNN's direct one. MG_FNET_OWN_WINO=0 turns it off (for
- * comparison). */
+ * convolutions whose channels fit run our Winograd kernel (wino_avx2.c) instead of oneDNN's direct one:
+ * F(4x4, 3x3), or F(2x2, 3x3) on small maps at small batches (mg_wino4_inference_tile).
+ * MG_FNET_OWN_WINO=0 turns it off (for comparison). */
 static int own_wino_enabled(void) {
     const char *e = getenv("MG_FNET_OWN_WINO");
     return !(e && e[0] == '0');
@@ -459,9 +459,9 @@ static const fop *donor_conv(const mg_fnet *net) {
 }
 
 /* The donor's convolution's Winograd plan when it is ours with the same channels. */
-static const mg_wino4 *donor_wino(const mg_fnet *net, int c, int k) {
+static const mg_wino4 *donor_wino(const mg_fnet *net, int tile, int c, int k) {
     const fop *o = donor_conv(net);
-    return o && o->own && mg_wino4_channels_match(o->own, c, k) ? o->own : NULL;
+    return o && o->own && mg_wino4_matches(o->own, tile, c, k) ? o->own : NULL;
 }
 
 /* The donor's convolution's direct plan when it is ours with the same convolution. */
@@ -471,15 +471,17 @@ static const mg_dconv *donor_dconv(const mg_fnet *net, int c, int k, int r, int 
 }
 
 /* The rest of add_conv for a convolution run by one of our kernels in place of the primitive: our
- * Winograd F(4x4) kernel (wino_avx2.c) or, with `direct`, our direct kernel (direct_avx2.c). Its plan
+ * Winograd kernel (wino_avx2.c) with output tiles of `tile` x `tile` (4 or 2) or, with tile 0, our
+ * direct kernel (direct_avx2.c). Its plan
  * (weights transformed or packed once, or shared with the donor's) and its scratch (it shares oneDNN's
  * scratchpad buffer). */
-static mg_status add_own(mg_fnet *net, fop *op, int direct, const int xd[4], int k, int r, int stride, int pad,
+static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k, int r, int stride, int pad,
                          const float *w_plain, const float *b_plain, weights_fn get, void *ctx, int sum, int relu,
                          int id, int *out) {
+    const int direct = tile == 0;
     op->sum = sum;
     op->relu = relu;
-    const mg_wino4 *dw = direct ? NULL : donor_wino(net, xd[1], k);
+    const mg_wino4 *dw = direct ? NULL : donor_wino(net, tile, xd[1], k);
     const mg_dconv *dd = direct ? donor_dconv(net, xd[1], k, r, stride, pad) : NULL;
     net->nconv++;
     if (dw) {
@@ -491,7 +493,7 @@ static mg_status add_own(mg_fnet *net, fop *op, int direct, const int xd[4], int
         float *owned;
         MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
         mg_status ws = direct ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
-                              : mg_wino4_init(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
+                              : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
         free(owned);
         MG_TRY(ws);
         net->weight_bytes += direct ? mg_dconv_weight_bytes(op->dconv) : mg_wino4_weight_bytes(op->own);
@@ -562,9 +564,11 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     if (!pd)
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
-    int own = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p == xd[2] &&
-              q == xd[3] && act_block() == 8 && own_wino_enabled() && mg_wino4_applies(xd[0], xd[1], k, p, q) &&
-              pd_is_nchw8c(pd, xd, k, p, q);
+    const int tile = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p == xd[2] &&
+                             q == xd[3] && act_block() == 8 && own_wino_enabled()
+                         ? mg_wino4_inference_tile(xd[0], xd[1], k, p, q)
+                         : 0;
+    const int own = tile > 0 && pd_is_nchw8c(pd, xd, k, p, q);
     /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h) */
     int direct = !wino && !own && act_block() == 8 &&
                  mg_dconv_preferred(xd[0], xd[1], k, xd[2], xd[3], r, stride, pad) && pd_is_nchw8c(pd, xd, k, p, q);
@@ -598,7 +602,7 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         net->v[res].consumed = 1;
     }
     if (own || direct)
-        return add_own(net, op, direct, xd, k, r, stride, pad, w_plain, b_plain, get, ctx, sum, relu, id, out);
+        return add_own(net, op, own ? tile : 0, xd, k, r, stride, pad, w_plain, b_plain, get, ctx, sum, relu, id, out);
     DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
     MG_TRY(track_scratch(net, pd));
     fweights *wt = donor_weights(net, k, xd[1], r, stride, pad, wt_md, bi_md);

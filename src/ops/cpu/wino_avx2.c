@@ -2,10 +2,13 @@
  * activations, for CPUs where oneDNN 2.6 has no Winograd (its kernels are AVX-512 only): the forward
  * of the fused inference network, and the backward data and backward weights of the training chain.
  * 6x6 input tiles with stride 4, 36 transformed products per tile, so 36 multiplications per 16
- * outputs against 144 for the direct convolution. Three phases per forward run:
- *   1. input transform B^T d B of every 6x6 tile, 8 channels per vector: V[xi][tile][c]
- *   2. 36 matrix products M[xi] = V[xi] U[xi] (tiles x c times c x k), a 6-tile x 16-channel register
- *      kernel with the transformed weights U packed per 16 output channels at plan time
+ * outputs against 144 for the direct convolution. Forward plans may instead use F(2x2, 3x3): 4x4 input
+ * tiles with stride 2, 16 products per 4 outputs against 36, but transformed weights 16/9 the direct
+ * ones instead of 4x (small maps at batch 1-2, where reading U from memory is most of the cost).
+ * Three phases per forward run:
+ *   1. input transform B^T d B of every input tile, 8 channels per vector: V[xi][tile][c]
+ *   2. 36 (16) matrix products M[xi] = V[xi] U[xi] (tiles x c times c x k), a 6-tile x 16-channel
+ *      register kernel with the transformed weights U packed per 16 output channels at plan time
  *   3. output transform A^T m A of every tile, bias, optional residual sum and ReLU, into nChw8c.
  * Backward data is the forward on dy with the kernel rotated and its channels swapped (weights
  * transformed at every call); backward weights is at the end of the file. The points are 0, +-1, +-2
@@ -21,11 +24,7 @@
 
 #define KB 16 /* output channels per register block */
 #define TB 6  /* tiles per register block */
-#define NXI 36
-/* floats of U the register kernel prefetches ahead (16 of its iterations, about 100 cycles): U comes
- * from L3 once per chunk of tiles, and without it the kernel waited on those loads (the 512-channel
- * 7x7 layer at batch 4 took 20 % longer; 64, 256 and 1024 floats measured alike or worse) */
-#define PF_DIST 256
+#define NXI 36 /* F(4x4)'s transformed matrices (6x6); F(2x2) plans have 16 (4x4): the plan's nxi */
 
 #ifdef _OPENMP
 #define OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nthr) schedule(static) if (nthr > 1)")
@@ -38,7 +37,7 @@
 
 typedef struct wino_weights {
     int refs;
-    float *u;    /* [NXI][k / KB][c][KB] */
+    float *u;    /* [nxi][k / KB][c][KB] */
     float *bias; /* [k] */
 } wino_weights;
 
@@ -46,6 +45,7 @@ enum { PLAN_FWD, PLAN_FWD_SCRATCH, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 
 struct mg_wino4 {
     int n, c, k, h, w;
+    int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices */
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
     int tiles_pad; /* rounded up to TB */
@@ -66,6 +66,14 @@ bool mg_wino4_applies(int n, int c, int k, int h, int w) {
            mg_wino4_cpu_ok();
 }
 
+int mg_wino4_inference_tile(int n, int c, int k, int h, int w) {
+    if (!mg_wino4_shape_ok(c, k) || n < 1 || h < 1 || w < 1 || !mg_wino4_cpu_ok()) return 0;
+    long tiles4 = (long)n * ((h + 3) / 4) * ((w + 3) / 4);
+    const char *e = getenv("MG_WINO2_MIN_TILES4"); /* experiments */
+    long min4 = e ? atol(e) : MG_WINO2_MIN_TILES4;
+    return tiles4 >= min4 ? 4 : 2;
+}
+
 /* Floats between two of the 36 matrices of `rows` x `cols` (U, V, M, dM, dU): rows * cols rounded up to a
  * whole, odd number of 64-byte lines. The transforms touch all 36 matrices for each tile; a distance
  * that is a multiple of 4 KiB (every chunk size here: 48 tiles x 64 channels x 4 bytes is 12 KiB) maps
@@ -81,22 +89,26 @@ static size_t xi_stride(int rows, int cols) {
  * which reads them, hit one L1 and L2 set: 2x slower at 512 channels. */
 static size_t u_xi(const mg_wino4 *p) { return xi_stride(p->c, p->k); }
 
-/* U = G g G^T for one 3x3 kernel g (row-major), in double. */
-static void weight_transform(const float g[9], double u[36]) {
-    static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                   {0, 0, 1}};
+/* U = G g G^T for one 3x3 kernel g (row-major), in double: a x a values (a = m + 2) for tile m. */
+static void weight_transform(const float g[9], double *u, int m) {
+    static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                    {0, 0, 1}};
+    /* F(2x2, 3x3): points 0, +-1 (Lavin & Gray 2016) */
+    static const double G2[6][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    const double(*G)[3] = m == 2 ? G2 : G4;
+    const int a = m + 2;
     double t[6][3];
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < a; i++)
         for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0 * 3 + j] + G[i][1] * g[1 * 3 + j] + G[i][2] * g[2 * 3 + j];
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++) u[i * 6 + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) u[i * a + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
 }
 
-static mg_status plan_new(mg_wino4 **plan, int n, int c, int k, int h, int w) {
+static mg_status plan_new(mg_wino4 **plan, int m, int n, int c, int k, int h, int w) {
     if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null plan");
     *plan = NULL;
     if (n < 1 || h < 1 || w < 1 || !mg_wino4_shape_ok(c, k))
@@ -106,7 +118,8 @@ static mg_status plan_new(mg_wino4 **plan, int n, int c, int k, int h, int w) {
     mg_wino4 *p = calloc(1, sizeof *p);
     if (!p) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->n = n, p->c = c, p->k = k, p->h = h, p->w = w;
-    p->th = (h + 3) / 4, p->tw = (w + 3) / 4;
+    p->m = m, p->nxi = (m + 2) * (m + 2);
+    p->th = (h + m - 1) / m, p->tw = (w + m - 1) / m;
     p->tiles = n * p->th * p->tw;
     p->tiles_pad = (p->tiles + TB - 1) / TB * TB;
     *plan = p;
@@ -119,7 +132,7 @@ static mg_status weights_alloc(mg_wino4 *p) {
     if (!ww) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->ww = ww;
     ww->refs = 1;
-    size_t un = p->kind != PLAN_FWD ? 0 : NXI * u_xi(p);
+    size_t un = p->kind != PLAN_FWD ? 0 : p->nxi * u_xi(p);
     if (un && posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
     if (posix_memalign((void **)&ww->bias, 64, (size_t)p->k * sizeof(float)) != 0) ww->bias = NULL;
     if ((un && !ww->u) || !ww->bias)
@@ -127,10 +140,12 @@ static mg_status weights_alloc(mg_wino4 *p) {
     return MG_OK;
 }
 
-mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
-                        const float *bias) {
+mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int h, int w, const float *weights,
+                             const float *bias) {
+    if (plan) *plan = NULL;
+    if (tile != 2 && tile != 4) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: expected tile 2 or 4, found %d", tile);
     if (!weights || !bias) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null weights or bias");
-    MG_TRY(plan_new(plan, n, c, k, h, w));
+    MG_TRY(plan_new(plan, tile, n, c, k, h, w));
     mg_wino4 *p = *plan;
     mg_status s = weights_alloc(p);
     if (s != MG_OK) {
@@ -142,17 +157,22 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
     memcpy(ww->bias, bias, (size_t)k * sizeof(float));
     for (int o = 0; o < k; o++)
         for (int i = 0; i < c; i++) {
-            double u[36];
-            weight_transform(weights + ((size_t)o * c + i) * 9, u);
-            for (int xi = 0; xi < NXI; xi++)
+            double u[NXI];
+            weight_transform(weights + ((size_t)o * c + i) * 9, u, tile);
+            for (int xi = 0; xi < p->nxi; xi++)
                 ww->u[xi * u_xi(p) + ((size_t)(o / KB) * c + i) * KB + o % KB] = (float)u[xi];
         }
     return MG_OK;
 }
 
+mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
+                        const float *bias) {
+    return mg_wino4_init_tile(plan, 4, n, c, k, h, w, weights, bias);
+}
+
 /* A plan whose U lives in the scratch, with zero bias: `kind` PLAN_FWD_SCRATCH or PLAN_BWD_DATA. */
 static mg_status init_scratch_u(mg_wino4 **plan, int kind, int n, int c, int k, int h, int w) {
-    MG_TRY(plan_new(plan, n, c, k, h, w));
+    MG_TRY(plan_new(plan, 4, n, c, k, h, w));
     (*plan)->kind = kind;
     mg_status s = weights_alloc(*plan);
     if (s != MG_OK) {
@@ -177,7 +197,7 @@ mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int 
         if (plan) *plan = NULL;
         return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: init_like needs a forward plan with weights");
     }
-    MG_TRY(plan_new(plan, n, donor->c, donor->k, h, w));
+    MG_TRY(plan_new(plan, donor->m, n, donor->c, donor->k, h, w));
     (*plan)->ww = donor->ww;
     donor->ww->refs++;
     return MG_OK;
@@ -194,15 +214,17 @@ void mg_wino4_free(mg_wino4 *plan) {
     free(plan);
 }
 
-bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k) { return plan && plan->c == c && plan->k == k; }
+bool mg_wino4_matches(const mg_wino4 *plan, int tile, int c, int k) {
+    return plan && plan->m == tile && plan->c == c && plan->k == k;
+}
 
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
     if (!plan || !plan->ww) return 0;
-    return ((plan->kind != PLAN_FWD ? 0 : NXI * u_xi(plan)) + (size_t)plan->k) * sizeof(float);
+    return ((plan->kind != PLAN_FWD ? 0 : plan->nxi * u_xi(plan)) + (size_t)plan->k) * sizeof(float);
 }
 
 /* Floats of U at the start of the scratch (backward-data plans), a multiple of 16. */
-static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? NXI * u_xi(p) : 0; }
+static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? p->nxi * u_xi(p) : 0; }
 
 #define TGT __attribute__((target("avx2,fma")))
 
@@ -228,23 +250,41 @@ TGT static inline void at6(const __m256 m[6], __m256 o[4]) {
     o[3] = _mm256_add_ps(_mm256_fmadd_ps(c8, d34, d12), m[5]);
 }
 
+/* F(2x2, 3x3): out = B^T d along one dimension (4 -> 4), on 8 channels */
+TGT static inline void bt4(const __m256 d[4], __m256 o[4]) {
+    o[0] = _mm256_sub_ps(d[0], d[2]);
+    o[1] = _mm256_add_ps(d[1], d[2]);
+    o[2] = _mm256_sub_ps(d[2], d[1]);
+    o[3] = _mm256_sub_ps(d[1], d[3]);
+}
+
+/* F(2x2, 3x3): out = A^T m along one dimension (4 -> 2), on 8 channels */
+TGT static inline void at4(const __m256 m[4], __m256 o[2]) {
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], m[1]), m[2]);
+    o[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
+}
+
+#define INLINE __attribute__((always_inline)) inline
+
 /* Phase 1 for tiles t0 .. t0+nt-1 (numbered n, tile row, tile column), every channel block, into V
- * (tile t0 at row 0; vxi floats between the 36 matrices). */
-TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
-    const int H = p->h, W = p->w, C = p->c, CB = C / 8;
+ * (tile t0 at row 0; vxi floats between the matrices), for output tiles of M x M (a constant at each
+ * call: the loops unroll). */
+TGT static INLINE void input_tiles_m(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt,
+                                     const int M) {
+    const int H = p->h, W = p->w, C = p->c, CB = C / 8, A = M + 2;
     for (int tt = 0; tt < nt; tt++) {
         const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
-        const int y0 = 4 * i - 1, x0 = 4 * j - 1;
-        const int inside = y0 >= 0 && y0 + 6 <= H && x0 >= 0 && x0 + 6 <= W;
+        const int y0 = M * i - 1, x0 = M * j - 1;
+        const int inside = y0 >= 0 && y0 + A <= H && x0 >= 0 && x0 + A <= W;
         for (int cb = 0; cb < CB; cb++) {
             const float *xp = x + ((size_t)n * CB + cb) * H * W * 8;
             __m256 d[6][6];
             if (inside) {
-                for (int a = 0; a < 6; a++)
-                    for (int b = 0; b < 6; b++) d[a][b] = _mm256_loadu_ps(xp + ((size_t)(y0 + a) * W + x0 + b) * 8);
+                for (int a = 0; a < A; a++)
+                    for (int b = 0; b < A; b++) d[a][b] = _mm256_loadu_ps(xp + ((size_t)(y0 + a) * W + x0 + b) * 8);
             } else {
-                for (int a = 0; a < 6; a++)
-                    for (int b = 0; b < 6; b++) {
+                for (int a = 0; a < A; a++)
+                    for (int b = 0; b < A; b++) {
                         int yy = y0 + a, xx = x0 + b;
                         d[a][b] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
                                       ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * 8)
@@ -252,18 +292,25 @@ TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t 
                     }
             }
             __m256 t6[6][6], col[6], o[6];
-            for (int b = 0; b < 6; b++) { /* along rows (a) for every column b */
-                for (int a = 0; a < 6; a++) col[a] = d[a][b];
-                bt6(col, o);
-                for (int a = 0; a < 6; a++) t6[a][b] = o[a];
+            for (int b = 0; b < A; b++) { /* along rows (a) for every column b */
+                for (int a = 0; a < A; a++) col[a] = d[a][b];
+                if (M == 4) bt6(col, o); else bt4(col, o);
+                for (int a = 0; a < A; a++) t6[a][b] = o[a];
             }
             float *vt = v + (size_t)tt * C + (size_t)cb * 8;
-            for (int a = 0; a < 6; a++) { /* along columns */
-                bt6(t6[a], o);
-                for (int b = 0; b < 6; b++) _mm256_storeu_ps(vt + (size_t)(a * 6 + b) * vxi, o[b]);
+            for (int a = 0; a < A; a++) { /* along columns */
+                if (M == 4) bt6(t6[a], o); else bt4(t6[a], o);
+                for (int b = 0; b < A; b++) _mm256_storeu_ps(vt + (size_t)(a * A + b) * vxi, o[b]);
             }
         }
     }
+}
+
+TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
+    if (p->m == 2)
+        input_tiles_m(p, x, v, vxi, t0, nt, 2);
+    else
+        input_tiles_m(p, x, v, vxi, t0, nt, 4);
 }
 
 /* One row of a register kernel: x = the row's value broadcast, acc0/acc1 (the row's 16 outputs) += x
@@ -272,15 +319,28 @@ TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t 
     x = _mm256_broadcast_ss(src);                                                                           \
     acc##0 = _mm256_fmadd_ps(x, b0, acc##0), acc##1 = _mm256_fmadd_ps(x, b1, acc##1);
 
-/* Phase 2 register kernel: m[6 tiles][16] = v[6 tiles][c] u[c][16] */
-TGT static void kernel_6x16(int C, const float *v, const float *u, float *m, size_t ldm) {
+/* Phase 2 register kernel: m[6 tiles][16] = (acc ? m : 0) + v[6 tiles][nc] u[nc][16] (rows of v ldv
+ * floats apart, of m ldm). Prefetches one line of U's next rows from pf every pf_every iterations. */
+TGT static void kernel_6x16(int nc, const float *v, size_t ldv, const float *u, float *m, size_t ldm, int acc,
+                            const float *pf, int pf_every) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float *v0 = v, *v1 = v + C, *v2 = v + 2 * (size_t)C, *v3 = v + 3 * (size_t)C, *v4 = v + 4 * (size_t)C,
-                *v5 = v + 5 * (size_t)C;
-    for (int i = 0; i < C; i++) {
+    if (acc) {
+        const float *q = m;
+        c00 = _mm256_load_ps(q), c01 = _mm256_load_ps(q + 8), q += ldm;
+        c10 = _mm256_load_ps(q), c11 = _mm256_load_ps(q + 8), q += ldm;
+        c20 = _mm256_load_ps(q), c21 = _mm256_load_ps(q + 8), q += ldm;
+        c30 = _mm256_load_ps(q), c31 = _mm256_load_ps(q + 8), q += ldm;
+        c40 = _mm256_load_ps(q), c41 = _mm256_load_ps(q + 8), q += ldm;
+        c50 = _mm256_load_ps(q), c51 = _mm256_load_ps(q + 8);
+    }
+    const float *v0 = v, *v1 = v + ldv, *v2 = v + 2 * ldv, *v3 = v + 3 * ldv, *v4 = v + 4 * ldv, *v5 = v + 5 * ldv;
+    for (int i = 0, cnt = 1; i < nc; i++) {
         __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8), x;
-        _mm_prefetch((const char *)(u + PF_DIST), _MM_HINT_T0);
+        if (--cnt == 0) {
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            pf += KB, cnt = pf_every;
+        }
         u += KB;
         FMA_ROW(c0, v0 + i) FMA_ROW(c1, v1 + i) FMA_ROW(c2, v2 + i) FMA_ROW(c3, v3 + i) FMA_ROW(c4, v4 + i)
         FMA_ROW(c5, v5 + i)
@@ -293,28 +353,29 @@ TGT static void kernel_6x16(int C, const float *v, const float *u, float *m, siz
     _mm256_store_ps(m, c50), _mm256_store_ps(m + 8, c51);
 }
 
-/* Phase 3 for tiles t0 .. t0+nt-1 from M (tile t0 at row 0; mxi floats between the 36 matrices). */
-TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt, int sum,
-                             int relu) {
-    const int H = p->h, W = p->w, K = p->k, KB8 = K / 8;
+/* Phase 3 for tiles t0 .. t0+nt-1 from M (tile t0 at row 0; mxi floats between the matrices), for
+ * output tiles of M x M (a constant at each call). */
+TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt,
+                                      int sum, int relu, const int M) {
+    const int H = p->h, W = p->w, K = p->k, KB8 = K / 8, A = M + 2;
     const __m256 zero = _mm256_setzero_ps();
     for (int tt = 0; tt < nt; tt++) {
         const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
-        const int y0 = 4 * i, x0 = 4 * j;
+        const int y0 = M * i, x0 = M * j;
         for (int kb8 = 0; kb8 < KB8; kb8++) {
             const float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
             float *yp = y + ((size_t)n * KB8 + kb8) * H * W * 8;
             const __m256 bias = _mm256_loadu_ps(p->ww->bias + (size_t)kb8 * 8);
             __m256 t4[4][6], row[6], o[4];
-            for (int b = 0; b < 6; b++) { /* along rows */
-                for (int a = 0; a < 6; a++) row[a] = _mm256_load_ps(mt + (size_t)(a * 6 + b) * mxi);
-                at6(row, o);
-                for (int a = 0; a < 4; a++) t4[a][b] = o[a];
+            for (int b = 0; b < A; b++) { /* along rows */
+                for (int a = 0; a < A; a++) row[a] = _mm256_load_ps(mt + (size_t)(a * A + b) * mxi);
+                if (M == 4) at6(row, o); else at4(row, o);
+                for (int a = 0; a < M; a++) t4[a][b] = o[a];
             }
-            for (int a = 0; a < 4 && y0 + a < H; a++) {
-                at6(t4[a], o);
+            for (int a = 0; a < M && y0 + a < H; a++) {
+                if (M == 4) at6(t4[a], o); else at4(t4[a], o);
                 float *yr = yp + ((size_t)(y0 + a) * W + x0) * 8;
-                for (int b = 0; b < 4 && x0 + b < W; b++) {
+                for (int b = 0; b < M && x0 + b < W; b++) {
                     __m256 r = _mm256_add_ps(o[b], bias);
                     if (sum) r = _mm256_add_ps(r, _mm256_loadu_ps(yr + b * 8));
                     if (relu) r = _mm256_max_ps(r, zero);
@@ -325,22 +386,48 @@ TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, floa
     }
 }
 
+TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt, int sum,
+                             int relu) {
+    if (p->m == 2)
+        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 2);
+    else
+        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4);
+}
+
+/* Input channels per pass of phase 2 over a block's tiles: the U rows of a pass (8 KiB) are read from
+ * memory by the first 6 tiles and from L1 by the others. Whole passes over c (one pass per 6 tiles)
+ * left the U stream waiting on memory in the first pass and idle in the others: on 7x7 maps at batch
+ * 1 (3 blocks of 6 tiles), F(2x2) ran at about 50 GFLOP/s on one thread. */
+static int pass_rows(void) {
+    const char *e = getenv("MG_WINO_PASS_ROWS"); /* experiments */
+    return e && atoi(e) > 0 ? atoi(e) : 128;
+}
+
 /* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
 TGT static void products(const mg_wino4 *p, const float *ubase, const float *v, size_t vxi, float *m, size_t mxi,
                          int nt_pad, int xi, int kb0, int kb1) {
-    const int C = p->c, K = p->k;
+    const int C = p->c, K = p->k, pr = pass_rows();
     const float *vx = v + xi * vxi;
     for (int kb = kb0; kb < kb1; kb++) {
         const float *u = ubase + xi * u_xi(p) + (size_t)kb * C * KB;
         float *mx = m + xi * mxi + (size_t)kb * KB;
-        for (int tb = 0; tb < nt_pad; tb += TB) kernel_6x16(C, vx + (size_t)tb * C, u, mx + (size_t)tb * K, K);
+        for (int c0 = 0; c0 < C; c0 += pr) {
+            const int nc = C - c0 < pr ? C - c0 : pr, nb = nt_pad / TB, share = (nc + nb - 1) / nb;
+            /* the U rows after this pass's (the next pass, or the next block of output channels), a line
+             * every nb iterations spread over the pass's blocks, so that they stream in while the pass
+             * computes */
+            const float *next = u + (size_t)(c0 + nc) * KB;
+            for (int tb = 0, b = 0; tb < nt_pad; tb += TB, b++)
+                kernel_6x16(nc, vx + (size_t)tb * C + c0, C, u + (size_t)c0 * KB, mx + (size_t)tb * K, K, c0 > 0,
+                            next + (size_t)b * share * KB, nb);
+        }
     }
 }
 
 /* Zeroes V's rows nt .. nt_pad-1 (padding tiles: their products are computed and never read). */
 static void zero_pad_rows(const mg_wino4 *p, float *v, size_t vxi, int nt, int nt_pad) {
     if (nt_pad > nt)
-        for (int xi = 0; xi < NXI; xi++)
+        for (int xi = 0; xi < p->nxi; xi++)
             memset(v + xi * vxi + (size_t)nt * p->c, 0, (size_t)(nt_pad - nt) * p->c * sizeof(float));
 }
 
@@ -349,7 +436,7 @@ static void zero_pad_rows(const mg_wino4 *p, float *v, size_t vxi, int nt, int n
  * 128) the minimum decides; chunks of 12 to 96 tiles measured alike within the noise (bench_dnnl_conv,
  * batch 4, one thread), so the L2 size of the machine hardly matters. */
 static int chunk_tiles(const mg_wino4 *p) {
-    int t = (int)((512u << 10) / ((size_t)NXI * (p->c + p->k) * sizeof(float)));
+    int t = (int)((512u << 10) / ((size_t)p->nxi * (p->c + p->k) * sizeof(float)));
     t = t / TB * TB;
     return t < 48 ? 48 : t;
 }
@@ -359,10 +446,10 @@ static void run_chunk(const mg_wino4 *p, const float *u, const float *x, float *
                       int cap, int t0, int nt) {
     const int nt_pad = (nt + TB - 1) / TB * TB;
     const size_t vxi = xi_stride(cap, p->c), mxi = xi_stride(cap, p->k);
-    float *v = scr, *m = scr + NXI * vxi;
+    float *v = scr, *m = scr + p->nxi * vxi;
     zero_pad_rows(p, v, vxi, nt, nt_pad);
     input_tiles(p, x, v, vxi, t0, nt);
-    for (int xi = 0; xi < NXI; xi++) products(p, u, v, vxi, m, mxi, nt_pad, xi, 0, p->k / KB);
+    for (int xi = 0; xi < p->nxi; xi++) products(p, u, v, vxi, m, mxi, nt_pad, xi, 0, p->k / KB);
     output_tiles(p, m, mxi, y, t0, nt, sum, relu);
 }
 
@@ -390,7 +477,9 @@ static run_split split_for(const mg_wino4 *p, int threads) {
     return r;
 }
 
-static size_t region_floats(const mg_wino4 *p, int cap) { return NXI * (xi_stride(cap, p->c) + xi_stride(cap, p->k)); }
+static size_t region_floats(const mg_wino4 *p, int cap) {
+    return p->nxi * (xi_stride(cap, p->c) + xi_stride(cap, p->k));
+}
 
 size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads) {
     if (!plan) return 0;
@@ -479,14 +568,14 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
     /* one chunk of every tile, each phase split between the threads */
     const int cap = r.cap, nkb = p->k / KB, tiles = p->tiles;
     const size_t vxi = xi_stride(cap, p->c), mxi = xi_stride(cap, p->k);
-    float *v = scr, *m = scr + NXI * vxi;
+    float *v = scr, *m = scr + p->nxi * vxi;
     zero_pad_rows(p, v, vxi, tiles, cap);
     OMP_PARALLEL_FOR
     for (int th = 0; th < nthr; th++) {
         int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);
         input_tiles(p, x, v + (size_t)a * p->c, vxi, a, b - a);
     }
-    const int jobs = NXI * nkb;
+    const int jobs = p->nxi * nkb;
     OMP_PARALLEL_FOR
     for (int job = 0; job < jobs; job++) products(p, u, v, vxi, m, mxi, cap, job / nkb, job % nkb, job % nkb + 1);
     OMP_PARALLEL_FOR
@@ -519,7 +608,7 @@ static int bwdw_cap(const mg_wino4 *p) {
 }
 
 mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w) {
-    MG_TRY(plan_new(plan, n, c, k, h, w));
+    MG_TRY(plan_new(plan, 4, n, c, k, h, w));
     (*plan)->kind = PLAN_BWD_WEIGHTS; /* no weights of its own: dU is in the scratch */
     (*plan)->bwdw_cap = bwdw_cap(*plan);
     return MG_OK;

@@ -20,6 +20,12 @@ bool mg_wino4_shape_ok(int c, int k);
  * 4x the direct ones, are then read from memory for too little work (ResNet-50's 7x7 maps at batch
  * 1-2; docs/PERFORMANCE.md, "AVX2 machines: our Winograd kernels"). */
 #define MG_WINO4_MIN_TILES 12
+/* Below this many 4x4 output tiles the fused inference network uses F(2x2) (mg_wino4_inference_tile).
+ * Since phase 2 streams the next transformed weights in while it computes, F(4x4) beats oneDNN's direct
+ * kernel from 8 tiles up (512 channels on 7x7 at batch 2: 5.3 against 8.9 ms on one thread), and ties
+ * with F(2x2) there; on fewer tiles F(2x2), with 4/9 of the weights to read, is faster (batch 1: 2.9
+ * against 4.1 ms; docs/PERFORMANCE.md, "Batch 1: F(2x2)"). */
+#define MG_WINO2_MIN_TILES4 8
 /* The one rule for using these kernels on a 3x3 stride-1 pad-1 layer of n x c x h x w -> k channels
  * (for backward data pass the channels swapped): channels that fit, at least MG_WINO4_MIN_TILES
  * tiles, and a CPU with AVX2 and FMA. */
@@ -29,6 +35,16 @@ bool mg_wino4_applies(int n, int c, int k, int h, int w);
  * (the plan does not keep the pointers). */
 mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
                         const float *bias);
+/* The same with output tiles of tile x tile: 4 (F(4x4, 3x3), as mg_wino4_init) or 2 (F(2x2, 3x3):
+ * 16 transformed matrices instead of 36, 4 multiplications per output against F(4x4)'s 2.25 and the
+ * direct convolution's 9, with transformed weights 16/9 the size of the direct ones instead of 4x).
+ * Forward plans only. */
+mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int h, int w, const float *weights,
+                             const float *bias);
+/* The tile the fused inference network runs a 3x3 stride-1 pad-1 layer of n x c x h x w -> k channels
+ * with: 4 from MG_WINO2_MIN_TILES4 4x4 tiles up, 2 on fewer, 0 where neither fits (channels, or a CPU
+ * without AVX2 and FMA). MG_WINO2_MIN_TILES4=N in the environment moves the threshold (experiments). */
+int mg_wino4_inference_tile(int n, int c, int k, int h, int w);
 /* The backward-data convolution of a 3x3 stride-1 pad-1 layer with c_fwd input and k_fwd output
  * channels, on n x k_fwd x h x w gradients dy (nChw8c), giving dx (n x c_fwd x h x w, nChw8c): a plan
  * of k_fwd -> c_fwd channels with zero bias. Its transformed weights live at the start of the scratch
@@ -48,8 +64,8 @@ void mg_wino4_set_weights_scratch(const mg_wino4 *plan, const float *w, void *sc
 /* A plan for another batch size sharing `donor`'s transformed weights (reference counted). */
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w);
 void mg_wino4_free(mg_wino4 *plan);
-/* Whether the plan convolves c -> k channels (a donor's weights fit). */
-bool mg_wino4_channels_match(const mg_wino4 *plan, int c, int k);
+/* Whether the plan convolves c -> k channels with output tiles of tile x tile (a donor's weights fit). */
+bool mg_wino4_matches(const mg_wino4 *plan, int tile, int c, int k);
 /* Bytes of the transformed weights (shared by plans made with init_like) and of the scratch a run
  * on `threads` threads needs, for every kind of plan (give it a 64-byte aligned buffer). */
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan);
