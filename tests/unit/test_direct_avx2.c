@@ -173,14 +173,17 @@ static void test_init_like(void **state) {
 }
 
 /* The rule the fused network follows (direct_avx2.h): 3x3 stride 2, at most 64 output positions per
- * image, any batch; off with MG_FNET_OWN_DIRECT=0. */
+ * image at any batch or 196 in all; off with MG_FNET_OWN_DIRECT=0. */
 static void test_rule(void **state) {
     (void)state;
     assert_true(mg_dconv_preferred(1, 512, 512, 14, 14, 3, 2, 1));   /* 7x7 out */
     assert_true(mg_dconv_preferred(8, 512, 512, 14, 14, 3, 2, 1));   /* at any batch */
     assert_true(mg_dconv_preferred(1, 512, 512, 16, 16, 3, 2, 1));   /* 8x8 out */
-    assert_false(mg_dconv_preferred(1, 512, 512, 17, 17, 3, 2, 1));  /* 9x9 out */
-    assert_false(mg_dconv_preferred(1, 256, 256, 28, 28, 3, 2, 1));  /* 14x14 out */
+    assert_true(mg_dconv_preferred(1, 512, 512, 17, 17, 3, 2, 1));   /* 9x9 out, 81 positions in all */
+    assert_false(mg_dconv_preferred(4, 512, 512, 17, 17, 3, 2, 1));  /* 324 */
+    assert_true(mg_dconv_preferred(1, 256, 256, 28, 28, 3, 2, 1));   /* 14x14 out, 196 */
+    assert_false(mg_dconv_preferred(2, 256, 256, 28, 28, 3, 2, 1));  /* 392 */
+    assert_false(mg_dconv_preferred(1, 128, 128, 56, 56, 3, 2, 1));  /* 784 */
     assert_false(mg_dconv_preferred(1, 512, 512, 7, 7, 3, 1, 1));
     assert_false(mg_dconv_preferred(1, 1024, 2048, 14, 14, 1, 2, 0));
     assert_false(mg_dconv_preferred(1, 12, 16, 14, 14, 3, 2, 1)); /* does not fit */

@@ -64,7 +64,7 @@ bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, in
     if (e && e[0] == '0') return false;
     if (!mg_dconv_fits(n, c, k, h, w, r, stride, pad)) return false;
     long p = (h + 2 * pad - r) / stride + 1, q = (w + 2 * pad - r) / stride + 1;
-    return r == 3 && stride == 2 && p * q <= MG_DCONV_MAX_POSITIONS;
+    return r == 3 && stride == 2 && (p * q <= MG_DCONV_MAX_POSITIONS || n * p * q <= MG_DCONV_MAX_BATCH_POSITIONS);
 }
 
 bool mg_dconv_matches(const mg_dconv *p, int c, int k, int r, int stride, int pad) {
@@ -201,12 +201,12 @@ mg_status mg_dconv_init_like(mg_dconv **out, const mg_dconv *d, int n, int h, in
  * the reduction. x: the input at the chunk's first channel block; xo: the positions' window offsets;
  * u: the block's packed weights at the chunk; y: the output at the first of the two 8-channel blocks
  * (ys floats to the second); first: start from the bias (plus y when sum), else from y; last: ReLU
- * when relu. */
+ * when relu. pf: lines of weights to prefetch, one every pf_every lines of u read (NULL: none). */
 static inline __attribute__((always_inline)) TGT void block_np(const int NP, const float *x, const int *xo,
                                                                const int *tap, int ntap, int ncb, size_t cbs,
                                                                const float *u, float *y, const int *yo, size_t ys,
                                                                const float *bias, int first, int last, int sum,
-                                                               int relu) {
+                                                               int relu, const float *pf, int pf_every) {
     __m256 a[PB][2];
     const float *xp[PB];
 #pragma GCC unroll 6
@@ -225,9 +225,13 @@ static inline __attribute__((always_inline)) TGT void block_np(const int NP, con
         }
         xp[i] = x + xo[i];
     }
+    int pf_due = 0;
     for (int cb = 0; cb < ncb; cb++) {
         for (int t = 0; t < ntap; t++) {
             const size_t off = (size_t)cb * cbs + (size_t)tap[t];
+            if (pf)
+                for (pf_due += 8; pf_due >= pf_every; pf_due -= pf_every, pf += KB)
+                    _mm_prefetch((const char *)pf, _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int ci = 0; ci < 8; ci++) {
                 const __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8);
@@ -256,8 +260,8 @@ static inline __attribute__((always_inline)) TGT void block_np(const int NP, con
 #define BLOCK_FN(NP)                                                                                             \
     TGT static void block_##NP(const float *x, const int *xo, const int *tap, int ntap, int ncb, size_t cbs,    \
                                const float *u, float *y, const int *yo, size_t ys, const float *bias, int first, \
-                               int last, int sum, int relu) {                                                   \
-        block_np(NP, x, xo, tap, ntap, ncb, cbs, u, y, yo, ys, bias, first, last, sum, relu);                   \
+                               int last, int sum, int relu, const float *pf, int pf_every) {                    \
+        block_np(NP, x, xo, tap, ntap, ncb, cbs, u, y, yo, ys, bias, first, last, sum, relu, pf, pf_every);     \
     }
 BLOCK_FN(1)
 BLOCK_FN(2)
@@ -268,7 +272,7 @@ BLOCK_FN(6)
 #undef BLOCK_FN
 
 typedef void (*block_fn)(const float *, const int *, const int *, int, int, size_t, const float *, float *,
-                         const int *, size_t, const float *, int, int, int, int);
+                         const int *, size_t, const float *, int, int, int, int, const float *, int);
 static const block_fn blocks[PB + 1] = {NULL, block_1, block_2, block_3, block_4, block_5, block_6};
 
 /* The zero-padded copy of planes [a, b) of the n * c / 8 input planes. */
@@ -289,9 +293,13 @@ static void pad_planes(const mg_dconv *p, const float *x, float *xp, int a, int 
     }
 }
 
-/* Output channel blocks [kb0, kb1) over the whole reduction, chunk by chunk. */
+/* Output channel blocks [kb0, kb1) over the whole reduction, chunk by chunk. The register blocks of
+ * one output block and chunk read its weights from memory once, the first block from memory and the
+ * others from L1 or L2; so that the stream does not wait in the first and idle in the others, every
+ * block also prefetches its share of the next output block's (or chunk's) weights, a line at a time,
+ * spread over its reads. */
 static void run_range(const mg_dconv *p, const float *x, float *y, int sum, int relu, int kb0, int kb1) {
-    const int CB = p->c / 8, nt = p->ntap;
+    const int CB = p->c / 8, nt = p->ntap, nblk = p->nblk;
     const size_t cbs = (size_t)p->hp * p->wp * 8, ys = (size_t)p->p * p->q * 8;
     const size_t ukb = (size_t)CB * nt * 8 * KB; /* floats of one output block's weights */
     for (int c0 = 0; c0 < CB; c0 += p->cbc) {
@@ -301,10 +309,16 @@ static void run_range(const mg_dconv *p, const float *x, float *y, int sum, int 
             const float *u = p->ww->u + (size_t)kb * ukb + (size_t)c0 * nt * 8 * KB;
             float *yk = y + (size_t)kb * 2 * ys;
             const float *bias = p->ww->bias + (size_t)kb * KB;
-            for (int b = 0; b < p->nblk; b++) {
+            /* the weights read next: the next output block's at this chunk, else the next chunk's first */
+            const int c1 = c0 + ncb, ncb1 = CB - c1 < p->cbc ? CB - c1 : p->cbc;
+            const float *next = kb + 1 < kb1 ? u + ukb : c1 < CB ? p->ww->u + (size_t)kb0 * ukb + (size_t)c1 * nt * 8 * KB : NULL;
+            const int lines = (kb + 1 < kb1 ? ncb : ncb1) * nt * 8, share = (lines + nblk - 1) / nblk;
+            const int every = (ncb * nt * 8 + share - 1) / (share > 0 ? share : 1);
+            for (int b = 0; b < nblk; b++) {
                 const int i0 = p->blk[b], np = p->blk[b + 1] - i0;
-                blocks[np](xc, p->xo + i0, p->tap, nt, ncb, cbs, u, yk, p->yo + i0, ys, bias, first, last, sum,
-                           relu);
+                const float *pf = next && b * share < lines ? next + (size_t)b * share * KB : NULL;
+                blocks[np](xc, p->xo + i0, p->tap, nt, ncb, cbs, u, yk, p->yo + i0, ys, bias, first, last, sum, relu,
+                           pf, every);
             }
         }
     }

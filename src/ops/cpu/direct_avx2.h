@@ -18,11 +18,14 @@ typedef struct mg_dconv mg_dconv;
 bool mg_dconv_fits(int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* The rule the fused network follows: the kernel fits, a 3x3 stride-2 layer, at most
  * MG_DCONV_MAX_POSITIONS output positions per image (ResNet-50's entry to stage 4, 14x14 -> 7x7 at
- * 224x224). There oneDNN 2.6's AVX2 direct kernel ran at 45-60 % of the FMA peak and this one was
- * 1.13-1.36x faster (batch 1 to 8). It was not faster on the 1x1 layers, the 3x3 stride-1 7x7 layers,
- * or the stride-2 layers of larger maps (14x14 out: 0.96-1.09x; docs/PERFORMANCE.md, "Batch 1 and 8:
- * our direct kernel"). MG_FNET_OWN_DIRECT=0 turns it off. */
+ * 224x224) or at most MG_DCONV_MAX_BATCH_POSITIONS in all (its entry to stage 3 at batch 1, 28x28 ->
+ * 14x14). There oneDNN 2.6's AVX2 direct kernel ran at 45-60 % of the FMA peak and this one, once it
+ * streamed the next weights in while computing, was 1.3-1.4x (512 channels, batch 1 and 8) and 1.2x
+ * (256 channels, batch 1) faster. It tied with oneDNN's on the 1x1 layers of stages 3 and 4 and the
+ * stride-2 layer of 56x56 maps, and lost on 256 channels at batch 8 on one thread (0.93x;
+ * docs/PERFORMANCE.md, "Batch 1: F(2x2), and weights streamed in"). MG_FNET_OWN_DIRECT=0 turns it off. */
 #define MG_DCONV_MAX_POSITIONS 64
+#define MG_DCONV_MAX_BATCH_POSITIONS 196
 bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2
  * pad - r) / stride + 1). weights: OIHW (k x c x r x r), bias: k values (NULL: zeros); both packed and
