@@ -320,7 +320,9 @@ TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t 
     acc##0 = _mm256_fmadd_ps(x, b0, acc##0), acc##1 = _mm256_fmadd_ps(x, b1, acc##1);
 
 /* Phase 2 register kernel: m[6 tiles][16] = (acc ? m : 0) + v[6 tiles][nc] u[nc][16] (rows of v ldv
- * floats apart, of m ldm). Prefetches one line of U's next rows from pf every pf_every iterations. */
+ * floats apart, of m ldm). Prefetches U's next rows from pf onwards, advancing 64 / pf_every bytes
+ * (a line every pf_every iterations) per iteration: unconditionally, as a branch taken every pf_every
+ * iterations is mispredicted when that period is long. */
 TGT static void kernel_6x16(int nc, const float *v, size_t ldv, const float *u, float *m, size_t ldm, int acc,
                             const float *pf, int pf_every) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -335,12 +337,11 @@ TGT static void kernel_6x16(int nc, const float *v, size_t ldv, const float *u, 
         c50 = _mm256_load_ps(q), c51 = _mm256_load_ps(q + 8);
     }
     const float *v0 = v, *v1 = v + ldv, *v2 = v + 2 * ldv, *v3 = v + 3 * ldv, *v4 = v + 4 * ldv, *v5 = v + 5 * ldv;
-    for (int i = 0, cnt = 1; i < nc; i++) {
+    const char *pfb = (const char *)pf;
+    const unsigned step = (64u << 16) / (unsigned)pf_every; /* bytes per iteration, 16.16 fixed point */
+    for (int i = 0; i < nc; i++) {
         __m256 b0 = _mm256_load_ps(u), b1 = _mm256_load_ps(u + 8), x;
-        if (--cnt == 0) {
-            _mm_prefetch((const char *)pf, _MM_HINT_T0);
-            pf += KB, cnt = pf_every;
-        }
+        _mm_prefetch(pfb + (((unsigned)i * step) >> 16), _MM_HINT_T0);
         u += KB;
         FMA_ROW(c0, v0 + i) FMA_ROW(c1, v1 + i) FMA_ROW(c2, v2 + i) FMA_ROW(c3, v3 + i) FMA_ROW(c4, v4 + i)
         FMA_ROW(c5, v5 + i)
