@@ -16,9 +16,11 @@ typedef struct mg_wino4 mg_wino4;
 bool mg_wino4_cpu_ok(void);
 /* Whether a convolution of c -> k channels fits the kernels: c a multiple of 8, k of 16. */
 bool mg_wino4_shape_ok(int c, int k);
-/* Layers with fewer 4x4 output tiles than this lose to oneDNN's direct kernel: the transformed weights,
- * 4x the direct ones, are then read from memory for too little work (ResNet-50's 7x7 maps at batch
- * 1-2; docs/PERFORMANCE.md, "AVX2 machines: our Winograd kernels"). */
+/* Layers with fewer 4x4 output tiles than this lost to oneDNN's direct kernel before phase 2 streamed
+ * the next transformed weights in while computing: U, 4x the direct weights, was read from memory for
+ * too little work (ResNet-50's 7x7 maps at batch 1-2; docs/PERFORMANCE.md, "AVX2 machines: our
+ * Winograd kernels"). The training chain keeps this rule (its batches give far more tiles); the fused
+ * inference network follows mg_wino4_inference_tile. */
 #define MG_WINO4_MIN_TILES 12
 /* Below this many 4x4 output tiles the fused inference network uses F(2x2) (mg_wino4_inference_tile).
  * Since phase 2 streams the next transformed weights in while it computes, F(4x4) beats oneDNN's direct
