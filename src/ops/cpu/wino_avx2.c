@@ -46,6 +46,7 @@ enum { PLAN_FWD, PLAN_FWD_SCRATCH, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 struct mg_wino4 {
     int n, c, k, h, w;
     int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices */
+    int pass_rows; /* input channels per pass of phase 2 (pass_rows()) */
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
     int tiles_pad; /* rounded up to TB */
@@ -108,6 +109,15 @@ static void weight_transform(const float g[9], double *u, int m) {
         for (int j = 0; j < a; j++) u[i * a + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
 }
 
+/* Input channels per pass of phase 2 over a block's tiles: the U rows of a pass (8 KiB) are read from
+ * memory by the first 6 tiles and from L1 by the others. Whole passes over c (one pass per 6 tiles)
+ * left the U stream waiting on memory in the first pass and idle in the others: on 7x7 maps at batch
+ * 1 (3 blocks of 6 tiles), F(2x2) ran at about 50 GFLOP/s on one thread. Read once per plan. */
+static int pass_rows(void) {
+    const char *e = getenv("MG_WINO_PASS_ROWS"); /* experiments */
+    return e && atoi(e) > 0 ? atoi(e) : 128;
+}
+
 static mg_status plan_new(mg_wino4 **plan, int m, int n, int c, int k, int h, int w) {
     if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null plan");
     *plan = NULL;
@@ -118,7 +128,7 @@ static mg_status plan_new(mg_wino4 **plan, int m, int n, int c, int k, int h, in
     mg_wino4 *p = calloc(1, sizeof *p);
     if (!p) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->n = n, p->c = c, p->k = k, p->h = h, p->w = w;
-    p->m = m, p->nxi = (m + 2) * (m + 2);
+    p->m = m, p->nxi = (m + 2) * (m + 2), p->pass_rows = pass_rows();
     p->th = (h + m - 1) / m, p->tw = (w + m - 1) / m;
     p->tiles = n * p->th * p->tw;
     p->tiles_pad = (p->tiles + TB - 1) / TB * TB;
@@ -395,19 +405,10 @@ TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, floa
         output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4);
 }
 
-/* Input channels per pass of phase 2 over a block's tiles: the U rows of a pass (8 KiB) are read from
- * memory by the first 6 tiles and from L1 by the others. Whole passes over c (one pass per 6 tiles)
- * left the U stream waiting on memory in the first pass and idle in the others: on 7x7 maps at batch
- * 1 (3 blocks of 6 tiles), F(2x2) ran at about 50 GFLOP/s on one thread. */
-static int pass_rows(void) {
-    const char *e = getenv("MG_WINO_PASS_ROWS"); /* experiments */
-    return e && atoi(e) > 0 ? atoi(e) : 128;
-}
-
 /* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
 TGT static void products(const mg_wino4 *p, const float *ubase, const float *v, size_t vxi, float *m, size_t mxi,
                          int nt_pad, int xi, int kb0, int kb1) {
-    const int C = p->c, K = p->k, pr = pass_rows();
+    const int C = p->c, K = p->k, pr = p->pass_rows;
     const float *vx = v + xi * vxi;
     for (int kb = kb0; kb < kb1; kb++) {
         const float *u = ubase + xi * u_xi(p) + (size_t)kb * C * KB;
