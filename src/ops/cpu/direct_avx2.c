@@ -310,10 +310,13 @@ static void run_range(const mg_dconv *p, const float *x, float *y, int sum, int 
             float *yk = y + (size_t)kb * 2 * ys;
             const float *bias = p->ww->bias + (size_t)kb * KB;
             /* the weights read next: the next output block's at this chunk, else the next chunk's first */
-            const int c1 = c0 + ncb, ncb1 = CB - c1 < p->cbc ? CB - c1 : p->cbc;
-            const float *next = kb + 1 < kb1 ? u + ukb : c1 < CB ? p->ww->u + (size_t)kb0 * ukb + (size_t)c1 * nt * 8 * KB : NULL;
-            const int lines = (kb + 1 < kb1 ? ncb : ncb1) * nt * 8, share = (lines + nblk - 1) / nblk;
-            const int every = (ncb * nt * 8 + share - 1) / (share > 0 ? share : 1);
+            const int c1 = c0 + ncb, last_kb = kb + 1 == kb1;
+            const float *next = !last_kb ? u + ukb
+                                : c1 < CB ? p->ww->u + (size_t)kb0 * ukb + (size_t)c1 * nt * 8 * KB
+                                          : NULL;
+            const int lines = (!last_kb ? ncb : CB - c1 < p->cbc ? CB - c1 : p->cbc) * nt * 8;
+            const int share = (lines + nblk - 1) / nblk; /* 0 only when there is nothing to prefetch */
+            const int every = share ? (ncb * nt * 8 + share - 1) / share : 1;
             for (int b = 0; b < nblk; b++) {
                 const int i0 = p->blk[b], np = p->blk[b + 1] - i0;
                 const float *pf = next && b * share < lines ? next + (size_t)b * share * KB : NULL;
