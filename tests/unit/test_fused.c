@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mg_test.h"
 #include "multigrain/ops.h"
@@ -194,6 +195,95 @@ static void test_shared_weights(void **state) {
     free(wt), free(b), free(w2), free(b2), free(x), free(y), free(want);
 }
 
+/* MG_FNET_PROFILE=1 at finalize: the outputs stay those of the reference, and freeing the network
+ * writes a table to stderr with a line per op, the run count, each convolution's GFLOP/s equal to its
+ * hand-counted FLOPs over its printed time, and shares that add up to 100 %. */
+static void test_profile(void **state) {
+    (void)state;
+    const int n = 2, c = 32, h = 28, k = 64, runs = 3;
+    float *x = mg_test_rand_buf(&g_rng, (size_t)n * c * h * h), *w3 = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
+    float *b3 = mg_test_rand_buf(&g_rng, k), *w1 = mg_test_rand_buf(&g_rng, (size_t)16 * k);
+    float *b1 = mg_test_rand_buf(&g_rng, 16);
+    int oh, ow, ph, pw, qh, qw;
+    float *r3 = ref_conv(x, n, c, h, h, w3, b3, k, 3, 1, 1, NULL, 1, &oh, &ow);
+    mg_win2d win = {3, 3, 2, 2, 1, 1};
+    mg_assert_ok(mg_win2d_out_size(&win, oh, ow, &ph, &pw));
+    float *rp = malloc((size_t)n * k * ph * pw * sizeof *rp);
+    mg_assert_ok(mg_maxpool2d_forward(n, k, oh, ow, &win, r3, rp, NULL));
+    float *want = ref_conv(rp, n, k, ph, pw, w1, b1, 16, 1, 1, 0, NULL, 0, &qh, &qw);
+    setenv("MG_FNET_PROFILE", "1", 1);
+    mg_fnet *net;
+    mg_assert_ok(mg_fnet_init(&net, n, c, h, h));
+    int v3, vp, v1;
+    mg_assert_ok(mg_fnet_add_conv(net, 0, k, 3, 1, 1, w3, b3, -1, MG_FNET_RELU, &v3));
+    mg_assert_ok(mg_fnet_add_maxpool(net, v3, 3, 2, 1, &vp));
+    mg_assert_ok(mg_fnet_add_conv(net, vp, 16, 1, 1, 0, w1, b1, -1, 0, &v1));
+    mg_assert_ok(mg_fnet_finalize(net, v1));
+    unsetenv("MG_FNET_PROFILE"); /* read at finalize */
+    size_t ny = (size_t)n * 16 * qh * qw;
+    float *y = malloc(ny * sizeof *y);
+    for (int i = 0; i < runs; i++) {
+        mg_assert_ok(mg_fnet_run(net, x, y));
+        check_close("profiled network", y, want, ny);
+    }
+    /* the report, from stderr into a file */
+    char path[] = "/tmp/mg_test_profile_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0 && dup2(fd, 2) == 2);
+    mg_fnet_free(net);
+    fflush(stderr);
+    assert_true(dup2(saved, 2) == 2);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    int header = 0, convs = 0, pools = 0, ops = 0;
+    double share = 0;
+    /* hand-counted: 2 n k p q c r^2 */
+    const double flop3 = 2.0 * n * k * oh * ow * c * 9, flop1 = 2.0 * n * 16 * qh * qw * k;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "fused network profile:")) {
+            char want_runs[32];
+            snprintf(want_runs, sizeof want_runs, "%d run(s)", runs);
+            assert_non_null(strstr(line, want_runs));
+            assert_non_null(strstr(line, "input 2x32x28x28"));
+            header = 1;
+            continue;
+        }
+        int idx;
+        double ms, gf, pct;
+        char kind[16];
+        if (sscanf(line, "%d %lf %lf %lf %15s", &idx, &ms, &gf, &pct, kind) != 5) continue;
+        assert_int_equal(idx, ops);
+        ops++;
+        share += pct;
+        assert_true(ms >= 0 && pct >= 0 && pct <= 100);
+        if (strcmp(kind, "conv") == 0) {
+            double flop = convs == 0 ? flop3 : flop1;
+            convs++;
+            if (ms >= 0.05) /* printed to 1 us and 0.1 GFLOP/s: 2 % covers the rounding at 0.05 ms */
+                assert_true(fabs(gf - flop / (ms * 1e6)) <= 0.02 * flop / (ms * 1e6) + 0.1);
+        } else if (strcmp(kind, "maxpool") == 0) {
+            pools++;
+            assert_true(gf == 0);
+        } else {
+            assert_string_equal(kind, "reorder");
+        }
+    }
+    fclose(f);
+    remove(path);
+    assert_true(header);
+    assert_int_equal(convs, 2);
+    assert_int_equal(pools, 1);
+    assert_true(ops >= 3);
+    assert_true(fabs(share - 100.0) <= 0.05 * ops + 1e-9); /* each share printed to 0.1 % */
+    free(x), free(w3), free(b3), free(w1), free(b1), free(r3), free(rp), free(want), free(y);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     mg_fnet *net;
@@ -229,6 +319,7 @@ int main(void) {
         cmocka_unit_test(test_chain_winograd),
         cmocka_unit_test(test_winograd_layer),
         cmocka_unit_test(test_shared_weights),
+        cmocka_unit_test(test_profile),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "multigrain/ops_fused.h"
 #include "ops/cpu/conv2d_internal.h"
@@ -64,6 +65,7 @@ typedef struct fop {
     mg_dconv *dconv; /* our direct kernel in place of the primitive (AVX2, few output positions) */
     int sum, relu;  /* its post-ops */
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
+    int r, stride; /* convolutions and pooling: window and stride (for the profile) */
 } fop;
 
 typedef struct fstore {
@@ -96,6 +98,8 @@ struct mg_fnet {
     int threads; /* the OpenMP thread count its primitives are created and run with */
     const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
     int finalized;
+    double *prof; /* MG_FNET_PROFILE: seconds per op, summed over prof_runs runs (see profile_report) */
+    int prof_runs;
 };
 
 bool mg_fnet_available(void) { return true; }
@@ -213,6 +217,52 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     return MG_OK;
 }
 
+/* MG_FNET_PROFILE=1 times every op of every run and, when the network is freed, writes a table to
+ * stderr: per op its kind, shape, implementation, milliseconds per run, GFLOP/s (convolutions, counted
+ * as direct ones: 2 n k p q c r^2) and share of the run. A diagnostic, as ONEDNN_VERBOSE is; the
+ * per-op timer adds one clock read per op. docs/PERFORMANCE.md says where the time goes with it. */
+static int profile_enabled(void) {
+    const char *e = getenv("MG_FNET_PROFILE");
+    return e && e[0] && e[0] != '0';
+}
+
+static double profile_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void profile_report(const mg_fnet *net) {
+    if (!net->prof || net->prof_runs == 0) return;
+    double total = 0;
+    for (int i = 0; i < net->nop; i++) total += net->prof[i];
+    const int *d0 = net->v[0].dims;
+    fprintf(stderr, "fused network profile: input %dx%dx%dx%d, %d thread(s), %d run(s), %.3f ms per run\n", d0[0],
+            d0[1], d0[2], d0[3], net->threads, net->prof_runs, 1e3 * total / net->prof_runs);
+    fprintf(stderr, " op   ms/run  GFLOP/s      %%  kind     shape                           implementation\n");
+    for (int i = 0; i < net->nop; i++) {
+        const fop *op = &net->op[i];
+        const int *x = net->v[op->in].dims, *y = net->v[op->out].dims;
+        const char *impl = "?";
+        if (op->own) impl = mg_wino4_matches(op->own, 2, x[1], y[1]) ? "ours:wino F(2x2,3x3)" : "ours:wino F(4x4,3x3)";
+        else if (op->dconv) impl = "ours:direct";
+        else if (op->pd) dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl);
+        char shape[64];
+        double ms = 1e3 * net->prof[i] / net->prof_runs, gf = 0;
+        if (op->kind == OP_REORDER) {
+            snprintf(shape, sizeof shape, "%dx%dx%dx%d", x[0], x[1], x[2], x[3]);
+        } else {
+            snprintf(shape, sizeof shape, "%d->%d %dx%d/%d %dx%d->%dx%d", x[1], y[1], op->r, op->r, op->stride, x[2],
+                     x[3], y[2], y[3]);
+            if (op->kind == OP_CONV && ms > 0)
+                gf = 2.0 * y[0] * y[1] * y[2] * y[3] * x[1] * op->r * op->r / (ms * 1e6);
+        }
+        const char *kind = op->kind == OP_CONV ? "conv" : op->kind == OP_POOL ? "maxpool" : "reorder";
+        fprintf(stderr, "%3d %8.3f %8.1f %6.1f  %-8s %-31s %s\n", i, ms, gf,
+                total > 0 ? 100.0 * net->prof[i] / total : 0.0, kind, shape, impl);
+    }
+}
+
 static mg_status fnet_init(mg_fnet **out, int n, int c, int h, int w, int threads);
 
 mg_status mg_fnet_init_like(mg_fnet **out, int n, int c, int h, int w, const mg_fnet *donor, int threads) {
@@ -251,6 +301,8 @@ static mg_status fnet_init(mg_fnet **out, int n, int c, int h, int w, int thread
 
 void mg_fnet_free(mg_fnet *net) {
     if (!net) return;
+    profile_report(net);
+    free(net->prof);
     for (int i = 0; i < net->nop; i++) {
         fop *op = &net->op[i];
         if (op->prim) dnnl_primitive_destroy(op->prim);
@@ -595,6 +647,8 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     op->pd = pd;
     op->in = src;
     op->out = id;
+    op->r = r;
+    op->stride = stride;
     op->winograd = wino || own;
     note_use(net, src);
     if (res >= 0) {
@@ -690,6 +744,8 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
     op->pd = pd;
     op->in = in;
     op->out = id;
+    op->r = r;
+    op->stride = stride;
     note_use(net, in);
     DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
     MG_TRY(track_scratch(net, pd));
@@ -776,6 +832,8 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
     dnnl_status_t s = dnnl_primitive_create(&net->out_reorder, rpd);
     dnnl_primitive_desc_destroy(rpd);
     if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): output reorder (status %d)", (int)s);
+    if (profile_enabled() && !(net->prof = calloc((size_t)net->nop, sizeof *net->prof)))
+        return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for the profile");
     net->output = output;
     net->donor = NULL;
     net->finalized = 1;
@@ -795,6 +853,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
+        const double t0 = net->prof ? profile_now() : 0;
         if (op->own || op->dconv) { /* our kernels, on the values' buffers */
             void *xp = NULL, *yp = NULL;
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
@@ -803,6 +862,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
                 mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
             else
                 mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
+            if (net->prof) net->prof[i] += profile_now() - t0;
             continue;
         }
         dnnl_exec_arg_t a[6];
@@ -822,12 +882,14 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
         if (op->serial) mg_omp_set_threads(1);
         dnnl_status_t s = dnnl_primitive_execute(op->prim, net->stream, na, a);
         if (op->serial) mg_omp_set_threads(net->threads);
+        if (net->prof) net->prof[i] += profile_now() - t0;
         if (s != dnnl_success)
             return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
     }
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
     DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
     DNNL_TRY(dnnl_stream_wait(net->stream));
+    net->prof_runs++;
     return MG_OK;
 }
 
