@@ -217,10 +217,11 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     return MG_OK;
 }
 
-/* MG_FNET_PROFILE=1 times every op of every run and, when the network is freed, writes a table to
- * stderr: per op its kind, shape, implementation, milliseconds per run, GFLOP/s (convolutions, counted
- * as direct ones: 2 n k p q c r^2) and share of the run. A diagnostic, as ONEDNN_VERBOSE is; the
- * per-op timer adds one clock read per op. docs/PERFORMANCE.md says where the time goes with it. */
+/* MG_FNET_PROFILE=1 (read at finalize) times every op of every run and, when the network is freed,
+ * writes a table to stderr: per op its milliseconds per run, GFLOP/s (convolutions, counted as direct
+ * ones: 2 n k p q c r^2), share of the ops' time, kind, shape and implementation (the final reorder
+ * to plain NCHW is not among them). A diagnostic, as ONEDNN_VERBOSE is; the timer adds two clock reads
+ * per op. docs/PERFORMANCE.md says where the time goes with it. */
 static int profile_enabled(void) {
     const char *e = getenv("MG_FNET_PROFILE");
     return e && e[0] && e[0] != '0';
