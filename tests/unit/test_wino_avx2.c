@@ -164,6 +164,37 @@ static void test_inference_tile(void **state) {
     assert_int_equal(mg_wino4_inference_tile(0, 64, 64, 56, 56), 0);
 }
 
+/* What Winograd saves over the direct kernels' multiply-adds inside the map, counted by hand:
+ * (3h - 2)(3w - 2) taps over (tile + 2)^2 products per tile, whole tiles. And the gate it sets
+ * (MG_WINO_MIN_SAVING_DEFAULT 1.3) for the fused network: none on maps of 2x2, 3x3 and 5x5, F(2x2)
+ * where F(4x4) saves too little; MG_WINO_MIN_SAVING=0 lifts the gate. */
+static void test_saving(void **state) {
+    (void)state;
+    const double eps = 1e-12;
+    assert_true(fabs(mg_wino4_saving(2, 7, 7) - 361.0 / 256) < eps);        /* 19^2 / (16 x 16 tiles) */
+    assert_true(fabs(mg_wino4_saving(4, 14, 14) - 1600.0 / 576) < eps);     /* 40^2 / (36 x 16) */
+    assert_true(fabs(mg_wino4_saving(2, 2, 2) - 1.0) < eps);                /* 16 / 16 */
+    assert_true(fabs(mg_wino4_saving(4, 2, 2) - 16.0 / 36) < eps);
+    assert_true(fabs(mg_wino4_saving(2, 3, 3) - 49.0 / 64) < eps);          /* 4 tiles, 7 of 16 outputs lost */
+    assert_true(fabs(mg_wino4_saving(2, 5, 5) - 169.0 / 144) < eps);
+    assert_true(fabs(mg_wino4_saving(2, 2, 16) - 4.0 * 46 / (16 * 8)) < eps); /* rectangular */
+    assert_true(mg_wino4_saving(3, 7, 7) == 0 && mg_wino4_saving(2, 0, 7) == 0);
+    /* the fused network's tile */
+    assert_int_equal(mg_wino4_inference_tile(1, 512, 512, 2, 2), 0);
+    assert_int_equal(mg_wino4_inference_tile(8, 512, 512, 2, 2), 0); /* 8 tiles: F(4x4) 0.44, F(2x2) 1.0 */
+    assert_int_equal(mg_wino4_inference_tile(1, 256, 256, 3, 3), 0);
+    assert_int_equal(mg_wino4_inference_tile(1, 512, 512, 5, 5), 0);
+    assert_int_equal(mg_wino4_inference_tile(1, 256, 256, 4, 4), 2);  /* 100 / 64 = 1.56 */
+    assert_int_equal(mg_wino4_inference_tile(8, 256, 256, 4, 4), 4);  /* 8 tiles, 100 / 36 */
+    assert_int_equal(mg_wino4_inference_tile(1, 512, 512, 6, 6), 2);  /* 256 / 144 = 1.78 */
+    assert_int_equal(mg_wino4_inference_tile(1, 64, 64, 2, 16), 2);   /* 1.44 */
+    assert_int_equal(mg_wino4_inference_tile(16, 64, 64, 3, 3), 4);   /* 16 tiles of 4x4: 49 / 36 = 1.36 */
+    assert_int_equal(mg_wino4_inference_tile(16, 64, 64, 2, 3), 0);   /* F(4x4) 28 / 36, F(2x2) 28 / 32 */
+    setenv("MG_WINO_MIN_SAVING", "0", 1);
+    assert_int_equal(mg_wino4_inference_tile(1, 512, 512, 2, 2), 2);
+    unsetenv("MG_WINO_MIN_SAVING");
+}
+
 /* A plan for another batch and map size sharing the first plan's transformed weights, for both tiles. */
 static void test_init_like(void **state) {
     (void)state;
@@ -361,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_init_like),       cmocka_unit_test(test_backward_data), cmocka_unit_test(test_backward_weights),
         cmocka_unit_test(test_forward_scratch), cmocka_unit_test(test_tile2), cmocka_unit_test(test_passes),
         cmocka_unit_test(test_inference_tile),
+        cmocka_unit_test(test_saving),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,6 +62,20 @@ bool mg_wino4_cpu_ok(void) {
 
 bool mg_wino4_shape_ok(int c, int k) { return c > 0 && k > 0 && c % 8 == 0 && k % KB == 0; }
 
+double mg_wino4_saving(int tile, int h, int w) {
+    if (h < 1 || w < 1 || (tile != 2 && tile != 4)) return 0;
+    /* taps inside the map along a dimension of n outputs, padding 1: 3n - 2 */
+    const double direct = (3.0 * h - 2) * (3.0 * w - 2);
+    const double a = tile + 2, tiles = (double)((h + tile - 1) / tile) * ((w + tile - 1) / tile);
+    return direct / (a * a * tiles);
+}
+
+/* MG_WINO_MIN_SAVING (experiments; 0 turns the gate off) or MG_WINO_MIN_SAVING_DEFAULT. */
+static double min_saving(void) {
+    const char *e = getenv("MG_WINO_MIN_SAVING");
+    return e ? atof(e) : MG_WINO_MIN_SAVING_DEFAULT;
+}
+
 bool mg_wino4_applies(int n, int c, int k, int h, int w) {
     return mg_wino4_shape_ok(c, k) && (long)n * ((h + 3) / 4) * ((w + 3) / 4) >= MG_WINO4_MIN_TILES &&
            mg_wino4_cpu_ok();
@@ -72,7 +86,11 @@ int mg_wino4_inference_tile(int n, int c, int k, int h, int w) {
     long tiles4 = (long)n * ((h + 3) / 4) * ((w + 3) / 4);
     const char *e = getenv("MG_WINO2_MIN_TILES4"); /* experiments */
     long min4 = e ? atol(e) : MG_WINO2_MIN_TILES4;
-    return tiles4 >= min4 ? 4 : 2;
+    const double need = min_saving();
+    int tile = tiles4 >= min4 ? 4 : 2;
+    if (mg_wino4_saving(tile, h, w) >= need) return tile;
+    if (tile == 4 && mg_wino4_saving(2, h, w) >= need) return 2;
+    return 0;
 }
 
 /* Floats between two of the 36 matrices of `rows` x `cols` (U, V, M, dM, dU): rows * cols rounded up to a

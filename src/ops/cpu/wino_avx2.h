@@ -28,9 +28,28 @@ bool mg_wino4_shape_ok(int c, int k);
  * with F(2x2) there; on fewer tiles F(2x2), with 4/9 of the weights to read, is faster (batch 1: 2.9
  * against 4.1 ms; docs/PERFORMANCE.md, "Batch 1: F(2x2)"). */
 #define MG_WINO2_MIN_TILES4 8
+/* What Winograd with output tiles of tile x tile (2 or 4) saves on a 3x3 stride-1 pad-1 layer of h x w
+ * maps: the direct convolution's multiply-adds inside the map, (3h - 2)(3w - 2) per channel pair
+ * (oneDNN's direct kernels skip the padding taps), over Winograd's products, (tile + 2)^2 per tile of
+ * the map rounded up to whole tiles. 7x7 with F(2x2): 361 / 256 = 1.41; 14x14 with F(4x4): 1600 / 576
+ * = 2.78; 2x2: 16 / 16 = 1.0 (F(2x2)) and 16 / 36 (F(4x4)); 3x3: 49 / 64; 5x5: 169 / 144 = 1.17. 0
+ * for a bad tile or size. */
+double mg_wino4_saving(int tile, int h, int w);
+/* Below this saving our kernels lose to oneDNN's direct ones in the fused inference network: their transforms, their transformed
+ * weights (16/9 or 4x the direct ones) and the wasted outputs of partial tiles cost more than the
+ * products save. Measured at batch 1 (bench_dnnl_conv, one thread): oneDNN's direct kernel is faster
+ * on 2x2 maps (512 channels: 0.70 against 1.85 ms with F(2x2)), on 3x3 (1.07 against 1.29) and 5x5
+ * (1.82 against 1.94), F(2x2) on 4x4 (1.06 against 1.78; saving 1.56), 6x6 (1.64 against 2.38; 1.78)
+ * and 7x7 (1.41); ResNet-18 at 64x64 (2x2 maps in stage 4) ran 1.12x faster at batch 1 without our
+ * Winograd there (docs/PERFORMANCE.md). MG_WINO_MIN_SAVING=X in the environment moves the threshold
+ * (experiments; 0: no gate). */
+#define MG_WINO_MIN_SAVING_DEFAULT 1.3
 /* The one rule for using these kernels on a 3x3 stride-1 pad-1 layer of n x c x h x w -> k channels
  * (for backward data pass the channels swapped): channels that fit, at least MG_WINO4_MIN_TILES
- * tiles, and a CPU with AVX2 and FMA. */
+ * tiles, and a CPU with AVX2 and FMA. Without the saving gate of the inference network: on the
+ * demo's training step (ResNet-18 at 64x64, batch 96, 2x2 maps in stage 4, where F(4x4) computes 2.25x
+ * the direct products) the gate measured no difference in 9 alternating pairs of bench_train_step
+ * (one and two threads; docs/PERFORMANCE.md). */
 bool mg_wino4_applies(int n, int c, int k, int h, int w);
 /* A plan for input n x c x h x w (nChw8c), k output channels, 3x3 kernel, stride 1, padding 1 (output
  * n x k x h x w, nChw8c). w: OIHW weights (k x c x 3 x 3), bias: k values; both transformed and copied
@@ -44,8 +63,10 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
 mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int h, int w, const float *weights,
                              const float *bias);
 /* The tile the fused inference network runs a 3x3 stride-1 pad-1 layer of n x c x h x w -> k channels
- * with: 4 from MG_WINO2_MIN_TILES4 4x4 tiles up, 2 on fewer, 0 where neither fits (channels, or a CPU
- * without AVX2 and FMA). MG_WINO2_MIN_TILES4=N in the environment moves the threshold (experiments). */
+ * with: 4 from MG_WINO2_MIN_TILES4 4x4 tiles up, 2 on fewer; F(2x2) instead where F(4x4) saves less
+ * than MG_WINO_MIN_SAVING_DEFAULT and F(2x2) does not; 0 (oneDNN's direct kernel) where neither
+ * saves that much (maps of 2x2, 3x3, 5x5), the channels do not fit or the CPU lacks AVX2 and FMA.
+ * MG_WINO2_MIN_TILES4=N in the environment moves the tile threshold (experiments). */
 int mg_wino4_inference_tile(int n, int c, int k, int h, int w);
 /* The backward-data convolution of a 3x3 stride-1 pad-1 layer with c_fwd input and k_fwd output
  * channels, on n x k_fwd x h x w gradients dy (nChw8c), giving dx (n x c_fwd x h x w, nChw8c): a plan
