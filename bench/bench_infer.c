@@ -43,49 +43,42 @@ static int run_ab(mg_bench_model *a, const mg_bench_model_cfg *c, const char *va
     else unsetenv(var);
     free(saved);
     double *ratio = malloc((size_t)reps * sizeof *ratio);
-    if (s != MG_OK || !ratio) {
-        fprintf(stderr, "bench_infer: %s\n", s != MG_OK ? mg_error_message() : "out of memory");
-        free(ratio);
-        mg_bench_model_free(b);
-        mg_bench_model_free(a);
-        return 1;
-    }
     double total[2] = {0, 0}, sum[2] = {0, 0};
     int b_faster = 0;
-    for (int r = 0; r < reps; r++) {
+    if (s == MG_OK && !ratio) s = MG_FAIL(MG_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < reps && s == MG_OK; r++) {
         double t[2];
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 2 && s == MG_OK; k++) {
             int which = (r % 2) ^ k; /* 0 = A, 1 = B; A first in even pairs */
             mg_bench_model *m = which ? b : a;
-            if (mg_bench_model_run(m, &t[which]) != MG_OK) {
-                fprintf(stderr, "bench_infer: %s\n", mg_error_message());
-                free(ratio);
-                mg_bench_model_free(b);
-                mg_bench_model_free(a);
-                return 1;
-            }
+            s = mg_bench_model_run(m, &t[which]);
             sum[which] += mg_bench_model_last_value(m);
         }
+        if (s != MG_OK) break;
         total[0] += t[0], total[1] += t[1];
         ratio[r] = t[0] / t[1]; /* speed of B over speed of A */
         b_faster += t[1] < t[0];
         if (trace) fprintf(stderr, "%.1f/%.1f%s", t[0] * 1e3, t[1] * 1e3, r + 1 < reps ? " " : "\n");
     }
-    qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
-    double med = reps % 2 ? ratio[reps / 2] : 0.5 * (ratio[reps / 2 - 1] + ratio[reps / 2]);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    const int n = c->batch;
-    printf("%s batch %d at %dx%d, %d threads, %d A/B pairs (B: %s=%s): A %.4f s/batch, %.2f images/s; B %.4f "
-           "s/batch, %.2f images/s; B/A speed median %.4f (pairs %.4f-%.4f), B faster in %d of %d; peak RSS "
-           "of both %.1f MiB (checksums %.3g, %.3g)\n",
-           c->arch, n, c->size, c->size, mg_ops_get_threads(), reps, var, value, total[0] / reps,
-           n * reps / total[0], total[1] / reps, n * reps / total[1], med, ratio[0], ratio[reps - 1], b_faster, reps,
-           ru.ru_maxrss / 1024.0, sum[0], sum[1]);
+    if (s == MG_OK) {
+        qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
+        double med = reps % 2 ? ratio[reps / 2] : 0.5 * (ratio[reps / 2 - 1] + ratio[reps / 2]);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        const int n = c->batch;
+        printf("%s batch %d at %dx%d, %d threads, %d A/B pairs (B: %s=%s): A %.4f s/batch, %.2f images/s; B %.4f "
+               "s/batch, %.2f images/s; B/A speed median %.4f (pairs %.4f-%.4f), B faster in %d of %d; peak RSS "
+               "of both %.1f MiB (checksums %.3g, %.3g)\n",
+               c->arch, n, c->size, c->size, mg_ops_get_threads(), reps, var, value, total[0] / reps,
+               n * reps / total[0], total[1] / reps, n * reps / total[1], med, ratio[0], ratio[reps - 1], b_faster,
+               reps, ru.ru_maxrss / 1024.0, sum[0], sum[1]);
+    } else {
+        fprintf(stderr, "bench_infer: %s\n", mg_error_message());
+    }
     free(ratio);
     mg_bench_model_free(b);
     mg_bench_model_free(a);
-    return 0;
+    return s == MG_OK ? 0 : 1;
 }
 
 int main(int argc, char **argv) {

@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/progress.h"
 #include "multigrain/ops_fused.h"
 #include "ops/cpu/conv2d_internal.h"
 #include "ops/cpu/direct_avx2.h"
@@ -225,12 +225,6 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
 static int profile_enabled(void) {
     const char *e = getenv("MG_FNET_PROFILE");
     return e && e[0] && e[0] != '0';
-}
-
-static double profile_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static void profile_report(const mg_fnet *net) {
@@ -854,7 +848,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
-        const double t0 = net->prof ? profile_now() : 0;
+        const double t0 = net->prof ? mg_time_now() : 0;
         if (op->own || op->dconv) { /* our kernels, on the values' buffers */
             void *xp = NULL, *yp = NULL;
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
@@ -863,7 +857,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
                 mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
             else
                 mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
-            if (net->prof) net->prof[i] += profile_now() - t0;
+            if (net->prof) net->prof[i] += mg_time_now() - t0;
             continue;
         }
         dnnl_exec_arg_t a[6];
@@ -883,7 +877,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
         if (op->serial) mg_omp_set_threads(1);
         dnnl_status_t s = dnnl_primitive_execute(op->prim, net->stream, na, a);
         if (op->serial) mg_omp_set_threads(net->threads);
-        if (net->prof) net->prof[i] += profile_now() - t0;
+        if (net->prof) net->prof[i] += mg_time_now() - t0;
         if (s != dnnl_success)
             return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
     }
