@@ -110,6 +110,9 @@ static void run_chain(int flags) {
 static void test_chain_direct(void **state) {
     (void)state;
     run_chain(0);
+    setenv("MG_FNET_OWN_POOL", "0", 1); /* oneDNN's pooling instead of ours (AVX2, nChw8c) */
+    run_chain(0);
+    unsetenv("MG_FNET_OWN_POOL");
 }
 
 static void test_chain_winograd(void **state) {

@@ -5,7 +5,8 @@
  * at build time, and every activation buffer assigned at finalize from a free list by liveness (a
  * consumed residual is summed into in place). On AVX2 CPUs some convolutions run our kernels in place
  * of the primitive, on the same nChw8c buffers: 3x3 stride-1 layers our Winograd F(4x4)
- * (wino_avx2.c), 3x3 stride-2 layers of small maps our direct kernel (direct_avx2.c).
+ * (wino_avx2.c), 3x3 stride-2 layers of small maps our direct kernel (direct_avx2.c), max pooling
+ * ours (pool_avx2.c).
  *
  * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
  * a network has one thread count (given to mg_fnet_init_like, else mg_ops_get_threads()), set before
@@ -20,6 +21,7 @@
 #include "multigrain/ops_fused.h"
 #include "ops/cpu/conv2d_internal.h"
 #include "ops/cpu/direct_avx2.h"
+#include "ops/cpu/pool_avx2.h"
 #include "ops/cpu/wino_avx2.h"
 
 #define ALIGN 64
@@ -66,6 +68,8 @@ typedef struct fop {
     int sum, relu;  /* its post-ops */
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
     int r, stride; /* convolutions and pooling: window and stride (for the profile) */
+    int pad;       /* pooling: padding */
+    int own_pool;  /* our max pooling (pool_avx2.c) in place of the primitive */
 } fop;
 
 typedef struct fstore {
@@ -241,6 +245,7 @@ static void profile_report(const mg_fnet *net) {
         const char *impl = "?";
         if (op->own) impl = mg_wino4_matches(op->own, 2, x[1], y[1]) ? "ours:wino F(2x2,3x3)" : "ours:wino F(4x4,3x3)";
         else if (op->dconv) impl = "ours:direct";
+        else if (op->own_pool) impl = "ours:pool_avx2";
         else if (op->pd) dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl);
         char shape[64];
         double ms = 1e3 * net->prof[i] / net->prof_runs, gf = 0;
@@ -700,6 +705,21 @@ mg_status mg_fnet_add_conv_cb(mg_fnet *net, int in, int k, int r, int stride, in
     return add_conv(net, in, k, r, stride, pad, NULL, NULL, get_weights, ctx, residual, flags, out);
 }
 
+/* Our max pooling (pool_avx2.c) in place of oneDNN's, where the input is nChw8c and the kernel fits:
+ * after ResNet's stem, oneDNN 2.6's AVX2 pooling took 1.04-1.09 ms per image on one thread, ours
+ * 0.43-0.49 in the same runs (docs/PERFORMANCE.md, "The stem's max pooling"). MG_FNET_OWN_POOL=0
+ * turns it off (for comparison). */
+static int own_pool_applies(const mg_fnet *net, int in, int r, int stride, int pad) {
+    const char *e = getenv("MG_FNET_OWN_POOL");
+    if (e && e[0] == '0') return 0;
+    const int *d = net->v[in].dims;
+    dnnl_memory_desc_t x8;
+    dnnl_dims_t xd = {d[0], d[1], d[2], d[3]};
+    return mg_maxpool8_fits(d[0], d[1], d[2], d[3], r, stride, pad) &&
+           dnnl_memory_desc_init_by_tag(&x8, 4, xd, dnnl_f32, dnnl_nChw8c) == dnnl_success &&
+           dnnl_memory_desc_equal(&net->v[in].md, &x8);
+}
+
 mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, int *out) {
     MG_TRY(check_value(net, in, "max pooling"));
     mg_omp_set_threads(net->threads); /* the primitives created here keep this thread count */
@@ -712,6 +732,19 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
                        xd[2], xd[3]);
     int p = (xd[2] + 2 * pad - r) / stride + 1, q = (xd[3] + 2 * pad - r) / stride + 1;
     int ydims[4] = {xd[0], xd[1], p, q};
+    if (own_pool_applies(net, in, r, stride, pad)) {
+        dnnl_memory_desc_t y8;
+        dnnl_dims_t y8d = {ydims[0], ydims[1], p, q};
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&y8, 4, y8d, dnnl_f32, dnnl_nChw8c));
+        int id;
+        fop *op;
+        MG_TRY(new_value(net, ydims, &y8, -1, &id));
+        MG_TRY(new_op(net, OP_POOL, &op));
+        *op = (fop){.kind = OP_POOL, .in = in, .out = id, .r = r, .stride = stride, .pad = pad, .own_pool = 1};
+        note_use(net, in);
+        *out = id;
+        return MG_OK;
+    }
     dnnl_dims_t ydm = {ydims[0], ydims[1], p, q}, strides = {stride, stride}, kernel = {r, r}, padding = {pad, pad};
     /* PyTorch's floor-mode output can leave the right padding partly unused: oneDNN wants the
      * right padding that makes the sizes consistent. */
@@ -849,11 +882,14 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
         const double t0 = net->prof ? mg_time_now() : 0;
-        if (op->own || op->dconv) { /* our kernels, on the values' buffers */
+        if (op->own || op->dconv || op->own_pool) { /* our kernels, on the values' buffers */
             void *xp = NULL, *yp = NULL;
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
             DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
-            if (op->own)
+            if (op->own_pool) {
+                const int *d = net->v[op->in].dims;
+                mg_maxpool8_forward(xp, yp, d[0], d[1], d[2], d[3], op->r, op->stride, op->pad, net->threads);
+            } else if (op->own)
                 mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
             else
                 mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
