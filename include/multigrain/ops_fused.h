@@ -79,6 +79,11 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y);
 size_t mg_fnet_bytes(const mg_fnet *net);
 /* How many convolutions run Winograd (after mg_fnet_finalize). */
 int mg_fnet_winograd_count(const mg_fnet *net);
+/* How many leading ops a run of a batch takes image by image, each image through all of them before
+ * the next (after mg_fnet_finalize; 0 at batch 1): the ops whose outputs have at least 28x28
+ * positions per image (MG_FNET_MICRO_MIN=N positions instead, read at finalize; 0 turns it off), where
+ * a batch's activations outgrow the caches (docs/ops.md, "Image by image"). */
+int mg_fnet_per_image_count(const mg_fnet *net);
 
 #ifdef __cplusplus
 }

@@ -47,7 +47,7 @@ static void check_close(const char *what, const float *got, const float *want, s
 
 /* A small residual block: x -> pool -> [a = conv3x3 relu] -> [b = conv3x3, + ds(pooled) 1x1 stride 1,
  * relu] -> conv 3x3 stride 2 -> out; checked against the reference chain. */
-static void run_chain(int flags) {
+static void run_chain(int flags, int per_image) {
     const int n = 2, c = 3, h = 23, w = 19, k = 16;
     float *x = mg_test_rand_buf(&g_rng, (size_t)n * c * h * w);
     float *w0 = mg_test_rand_buf(&g_rng, (size_t)k * c * 49), *b0 = mg_test_rand_buf(&g_rng, k);
@@ -66,7 +66,8 @@ static void run_chain(int flags) {
     float *r1 = ref_conv(rp, n, k, hp, wp, w1, b1, k, 3, 1, 1, NULL, 1, &h1, &w1o);
     float *r2 = ref_conv(r1, n, k, h1, w1o, w2, b2, k, 3, 1, 1, rd, 1, &h2, &w2o);
     float *r3 = ref_conv(r2, n, k, h2, w2o, w3, b3, 8, 3, 2, 1, NULL, 0, &h3, &w3o);
-    /* fused */
+    /* fused; per_image: every leading op that can image by image (a threshold of 1 position) */
+    if (per_image) setenv("MG_FNET_MICRO_MIN", "1", 1);
     mg_fnet *net;
     mg_assert_ok(mg_fnet_init(&net, n, c, h, w));
     int v0, vp, vd, v1, v2, v3;
@@ -84,6 +85,13 @@ static void run_chain(int flags) {
     assert_int_equal(dims[2], hp);
     assert_int_equal(dims[3], wp);
     mg_assert_ok(mg_fnet_finalize(net, v3));
+    unsetenv("MG_FNET_MICRO_MIN"); /* read at finalize */
+    /* image by image: at least the stem and the pooling (plain NCHW in, blocked out; any of our kernels
+     * or oneDNN's primitives); by default none of these small maps (12x10 at most) */
+    if (per_image)
+        assert_true(mg_fnet_per_image_count(net) >= 2);
+    else
+        assert_int_equal(mg_fnet_per_image_count(net), 0);
     mg_fnet_value_dims(net, v3, dims);
     assert_int_equal(dims[1], 8);
     assert_int_equal(dims[2], h3);
@@ -109,15 +117,86 @@ static void run_chain(int flags) {
 
 static void test_chain_direct(void **state) {
     (void)state;
-    run_chain(0);
+    run_chain(0, 0);
     setenv("MG_FNET_OWN_POOL", "0", 1); /* oneDNN's pooling instead of ours (AVX2, nChw8c) */
-    run_chain(0);
+    run_chain(0, 0);
+    run_chain(0, 1);
     unsetenv("MG_FNET_OWN_POOL");
 }
 
 static void test_chain_winograd(void **state) {
     (void)state;
-    run_chain(MG_FNET_WINOGRAD);
+    run_chain(MG_FNET_WINOGRAD, 0);
+}
+
+/* The batch image by image through every op that can (see mg_fnet_per_image_count): the same
+ * outputs as the reference, with Winograd, and our pooling or oneDNN's (above). */
+static void test_chain_per_image(void **state) {
+    (void)state;
+    run_chain(0, 1);
+    run_chain(MG_FNET_WINOGRAD, 1);
+}
+
+/* Image by image through the first ops, with buffers reused inside them: x (3 images) -> a = conv3x3
+ * (16, relu) -> b = conv1x1 (8, relu) -> c = conv3x3 (8, relu) -> d = conv1x1 (16) + a, relu -> e =
+ * conv1x1 (32) -> f = conv3x3 stride 2 (16). With MG_FNET_MICRO_MIN=101 the ops up to e (20x20
+ * outputs) run image by image and f (10x10) on the batch: b and c are dead within those ops and need
+ * one image's room, reused by every image, while e is read after them and must keep all three
+ * images; a buffer planned as if the ops ran in order for the whole batch (e in b's or c's dead
+ * buffer) has the second image's b written over the first image's e. Checked against the
+ * reference, and bit for bit against the same network run on the whole batch. */
+static void test_per_image_buffers(void **state) {
+    (void)state;
+    const int n = 3, c = 8, h = 20;
+    float *x = mg_test_rand_buf(&g_rng, (size_t)n * c * h * h);
+    const int ks[6] = {16, 8, 8, 16, 32, 16}, rs[6] = {3, 1, 3, 1, 1, 3};
+    const int cin[6] = {c, 16, 8, 8, 16, 32};
+    float *w[6], *b[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = mg_test_rand_buf(&g_rng, (size_t)ks[i] * cin[i] * rs[i] * rs[i]);
+        b[i] = mg_test_rand_buf(&g_rng, (size_t)ks[i]);
+    }
+    int oh, ow;
+    float *ra = ref_conv(x, n, c, h, h, w[0], b[0], 16, 3, 1, 1, NULL, 1, &oh, &ow);
+    float *rb = ref_conv(ra, n, 16, h, h, w[1], b[1], 8, 1, 1, 0, NULL, 1, &oh, &ow);
+    float *rc = ref_conv(rb, n, 8, h, h, w[2], b[2], 8, 3, 1, 1, NULL, 1, &oh, &ow);
+    float *rd = ref_conv(rc, n, 8, h, h, w[3], b[3], 16, 1, 1, 0, ra, 1, &oh, &ow);
+    float *re = ref_conv(rd, n, 16, h, h, w[4], b[4], 32, 1, 1, 0, NULL, 0, &oh, &ow);
+    float *rf = ref_conv(re, n, 32, h, h, w[5], b[5], 16, 3, 2, 1, NULL, 0, &oh, &ow);
+    const size_t ny = (size_t)n * 16 * oh * ow;
+    float *y[2];
+    for (int per_image = 0; per_image < 2; per_image++) {
+        setenv("MG_FNET_MICRO_MIN", per_image ? "101" : "0", 1);
+        mg_fnet *net;
+        mg_assert_ok(mg_fnet_init(&net, n, c, h, h));
+        int va, vb, vc, vd, ve, vf;
+        mg_assert_ok(mg_fnet_add_conv(net, 0, 16, 3, 1, 1, w[0], b[0], -1, MG_FNET_RELU | MG_FNET_WINOGRAD, &va));
+        mg_assert_ok(mg_fnet_add_conv(net, va, 8, 1, 1, 0, w[1], b[1], -1, MG_FNET_RELU, &vb));
+        mg_assert_ok(mg_fnet_add_conv(net, vb, 8, 3, 1, 1, w[2], b[2], -1, MG_FNET_RELU | MG_FNET_WINOGRAD, &vc));
+        mg_assert_ok(mg_fnet_add_conv(net, vc, 16, 1, 1, 0, w[3], b[3], va, MG_FNET_RELU, &vd));
+        mg_assert_ok(mg_fnet_add_conv(net, vd, 32, 1, 1, 0, w[4], b[4], -1, 0, &ve));
+        mg_assert_ok(mg_fnet_add_conv(net, ve, 16, 3, 2, 1, w[5], b[5], -1, 0, &vf));
+        mg_assert_ok(mg_fnet_finalize(net, vf));
+        unsetenv("MG_FNET_MICRO_MIN");
+        /* per image: the five convolutions (and any reorder among them), not the strided one */
+        if (per_image) {
+            assert_true(mg_fnet_per_image_count(net) >= 5);
+            assert_true(mg_fnet_per_image_count(net) < 6 + 2);
+        } else {
+            assert_int_equal(mg_fnet_per_image_count(net), 0);
+        }
+        y[per_image] = malloc(ny * sizeof(float));
+        for (int rep = 0; rep < 2; rep++) { /* the second run must not depend on what the first left */
+            memset(y[per_image], 0, ny * sizeof(float));
+            mg_assert_ok(mg_fnet_run(net, x, y[per_image]));
+            check_close(per_image ? "per image" : "whole batch", y[per_image], rf, ny);
+        }
+        mg_fnet_free(net);
+    }
+    /* the batch-1 twins run the batch's kernels: the same numbers */
+    assert_memory_equal(y[0], y[1], ny * sizeof(float));
+    for (int i = 0; i < 6; i++) free(w[i]), free(b[i]);
+    free(x), free(ra), free(rb), free(rc), free(rd), free(re), free(rf), free(y[0]), free(y[1]);
 }
 
 /* Winograd on a shape where it runs (ResNet's layer2 3x3 at 28x28, batch 1), with a residual sum
@@ -323,6 +402,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_direct),
         cmocka_unit_test(test_chain_winograd),
+        cmocka_unit_test(test_chain_per_image),
+        cmocka_unit_test(test_per_image_buffers),
         cmocka_unit_test(test_winograd_layer),
         cmocka_unit_test(test_shared_weights),
         cmocka_unit_test(test_profile),

@@ -54,4 +54,8 @@ int mg_fnet_winograd_count(const mg_fnet *net) {
     (void)net;
     return 0;
 }
+int mg_fnet_per_image_count(const mg_fnet *net) {
+    (void)net;
+    return 0;
+}
 #endif

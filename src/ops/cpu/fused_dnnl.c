@@ -6,7 +6,8 @@
  * consumed residual is summed into in place). On AVX2 CPUs some convolutions run our kernels in place
  * of the primitive, on the same nChw8c buffers: 3x3 stride-1 layers our Winograd F(4x4)
  * (wino_avx2.c), 3x3 stride-2 layers of small maps our direct kernel (direct_avx2.c), max pooling
- * ours (pool_avx2.c).
+ * ours (pool_avx2.c). A batch runs its first ops (large maps) image by image, each image through all of
+ * them before the next, with batch-1 twins of those ops (micro_plan).
  *
  * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
  * a network has one thread count (given to mg_fnet_init_like, else mg_ops_get_threads()), set before
@@ -55,6 +56,17 @@ typedef struct fweights {
     int k, c, r, stride, pad;
 } fweights;
 
+/* An op's batch-1 twin, for running the first ops of a batch image by image (micro_plan): its
+ * primitive or our kernel's plan for one image, and memory objects re-pointed at each image. */
+typedef struct fmicro {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t in, out;
+    mg_wino4 *own;
+    mg_dconv *dconv;
+    size_t in_step, out_step; /* bytes per image of the input and output values */
+} fmicro;
+
 typedef struct fop {
     int kind;
     int in, out;
@@ -70,12 +82,14 @@ typedef struct fop {
     int r, stride; /* convolutions and pooling: window and stride (for the profile) */
     int pad;       /* pooling: padding */
     int own_pool;  /* our max pooling (pool_avx2.c) in place of the primitive */
+    fmicro *micro; /* the op's batch-1 twin when the network runs it image by image (micro_plan) */
 } fop;
 
 typedef struct fstore {
     size_t bytes;
     int slot;
     int last_use;
+    int per_image; /* dead within the ops run image by image: one image's room, reused (micro_plan) */
 } fstore;
 
 struct mg_fnet {
@@ -102,6 +116,7 @@ struct mg_fnet {
     int threads; /* the OpenMP thread count its primitives are created and run with */
     const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
     int finalized;
+    int micro_ops; /* ops 0 .. micro_ops-1 run image by image (micro_plan) */
     double *prof; /* MG_FNET_PROFILE: seconds per op, summed over prof_runs runs (see profile_report) */
     int prof_runs;
 };
@@ -258,8 +273,9 @@ static void profile_report(const mg_fnet *net) {
                 gf = 2.0 * y[0] * y[1] * y[2] * y[3] * x[1] * op->r * op->r / (ms * 1e6);
         }
         const char *kind = op->kind == OP_CONV ? "conv" : op->kind == OP_POOL ? "maxpool" : "reorder";
-        fprintf(stderr, "%3d %8.3f %8.1f %6.1f  %-8s %-31s %s\n", i, ms, gf,
-                total > 0 ? 100.0 * net->prof[i] / total : 0.0, kind, shape, impl);
+        fprintf(stderr, "%3d %8.3f %8.1f %6.1f  %-8s %-31s %s%s\n", i, ms, gf,
+                total > 0 ? 100.0 * net->prof[i] / total : 0.0, kind, shape, impl,
+                i < net->micro_ops ? ", image by image" : "");
     }
 }
 
@@ -299,6 +315,17 @@ static mg_status fnet_init(mg_fnet **out, int n, int c, int h, int w, int thread
     return MG_OK;
 }
 
+static void micro_free(fmicro *m) {
+    if (!m) return;
+    if (m->prim) dnnl_primitive_destroy(m->prim);
+    if (m->pd) dnnl_primitive_desc_destroy(m->pd);
+    if (m->in) dnnl_memory_destroy(m->in);
+    if (m->out) dnnl_memory_destroy(m->out);
+    mg_wino4_free(m->own);
+    mg_dconv_free(m->dconv);
+    free(m);
+}
+
 void mg_fnet_free(mg_fnet *net) {
     if (!net) return;
     profile_report(net);
@@ -311,6 +338,7 @@ void mg_fnet_free(mg_fnet *net) {
         if (op->b_mem) dnnl_memory_destroy(op->b_mem);
         mg_wino4_free(op->own);
         mg_dconv_free(op->dconv);
+        micro_free(op->micro);
         if (op->wt && --op->wt->refs == 0) {
             free(op->wt->w);
             free(op->wt->b);
@@ -781,6 +809,148 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
     return MG_OK;
 }
 
+/* Image by image through the first ops of a batch. At batch 8 the activations of ResNet-50's stages 1
+ * and 2 (25.7 MB per 256-channel 56x56 value) outgrow a 32 MiB L3, so every layer streams the batch
+ * through memory, and those stages ran 3.4 ms per image slower than at batch 1, while stage 4 gained
+ * from reading its weights once for 8 images (docs/PERFORMANCE.md, "Where one thread's time goes
+ * now"). So the leading ops whose outputs have at least micro_min() positions per image get a batch-1
+ * twin, and a run takes image 0 through all of them, then image 1, ..., on the same full-batch buffers
+ * (in these layouts each image's part of a value is one contiguous block), before the rest of the
+ * network runs on the whole batch. The prefix ends at the first op with fewer positions, or whose
+ * twin cannot be made (a layout without the batch outermost, or oneDNN choosing other weights for one
+ * image). MG_FNET_MICRO_MIN (read at finalize) sets the positions; 0 turns it off. */
+#define MG_FNET_MICRO_MIN_DEFAULT (28 * 28) /* positions per image: ResNet-50's stages 1 and 2 at 224 */
+static int micro_min(void) {
+    const char *e = getenv("MG_FNET_MICRO_MIN");
+    return e ? atoi(e) : MG_FNET_MICRO_MIN_DEFAULT;
+}
+
+/* md for one image of a value of n images, and the bytes between images; 0 when the images are not
+ * contiguous blocks one after the other. */
+static int micro_md(const dnnl_memory_desc_t *md, int n, dnnl_memory_desc_t *m1, size_t *step) {
+    if (md->format_kind != dnnl_blocked || md->ndims != 4 || md->dims[0] != n || md->padded_dims[0] != n ||
+        md->offset0 != 0)
+        return 0;
+    for (int i = 0; i < md->format_desc.blocking.inner_nblks; i++)
+        if (md->format_desc.blocking.inner_idxs[i] == 0) return 0; /* images blocked together */
+    const size_t bytes = dnnl_memory_desc_get_size(md);
+    if ((size_t)md->format_desc.blocking.strides[0] * sizeof(float) * n != bytes) return 0;
+    *m1 = *md;
+    m1->dims[0] = 1;
+    m1->padded_dims[0] = 1;
+    *step = bytes / n;
+    return 1;
+}
+
+/* op's batch-1 primitive on in1 -> out1 (the same descriptor and attributes otherwise); NULL pd (and
+ * MG_OK) when oneDNN has none. */
+static mg_status micro_pd(mg_fnet *net, const fop *op, const dnnl_memory_desc_t *in1, const dnnl_memory_desc_t *out1,
+                          dnnl_primitive_desc_t *pd) {
+    *pd = NULL;
+    const_dnnl_primitive_attr_t attr = NULL;
+    DNNL_TRY(dnnl_primitive_desc_get_attr(op->pd, &attr));
+    dnnl_status_t s = dnnl_unimplemented;
+    if (op->kind == OP_REORDER) {
+        s = dnnl_reorder_primitive_desc_create(pd, in1, net->engine, out1, net->engine, attr);
+    } else if (op->kind == OP_CONV) {
+        const dnnl_convolution_desc_t *cd = NULL;
+        DNNL_TRY(dnnl_primitive_desc_query(op->pd, dnnl_query_convolution_d, 0, &cd));
+        dnnl_convolution_desc_t c1 = *cd;
+        c1.src_desc = *in1;
+        c1.dst_desc = *out1;
+        s = dnnl_primitive_desc_create(pd, &c1, attr, net->engine, NULL);
+    } else if (op->kind == OP_POOL) {
+        const dnnl_pooling_desc_t *pdsc = NULL;
+        DNNL_TRY(dnnl_primitive_desc_query(op->pd, dnnl_query_pooling_d, 0, &pdsc));
+        dnnl_pooling_desc_t p1 = *pdsc;
+        p1.src_desc = *in1;
+        p1.dst_desc = *out1;
+        s = dnnl_primitive_desc_create(pd, &p1, attr, net->engine, NULL);
+    }
+    if (s != dnnl_success) {
+        *pd = NULL;
+        return MG_OK;
+    }
+    /* the twin must read the weights the op has */
+    if (op->kind == OP_CONV &&
+        !dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(*pd, dnnl_query_weights_md, 0),
+                                dnnl_primitive_desc_query_md(op->pd, dnnl_query_weights_md, 0))) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+    }
+    return MG_OK;
+}
+
+/* The batch-1 twins of the leading ops (see micro_min); sets net->micro_ops. */
+static mg_status micro_plan(mg_fnet *net) {
+    const int n = net->v[0].dims[0], min = micro_min();
+    if (n < 2 || min <= 0) return MG_OK;
+    for (int i = 0; i < net->nop; i++) {
+        fop *op = &net->op[i];
+        const int *xd = net->v[op->in].dims, *yd = net->v[op->out].dims;
+        if ((long)yd[2] * yd[3] < min) break;
+        dnnl_memory_desc_t in1, out1;
+        size_t in_step, out_step;
+        if (!micro_md(&net->v[op->in].md, n, &in1, &in_step) || !micro_md(&net->v[op->out].md, n, &out1, &out_step))
+            break;
+        fmicro *m = calloc(1, sizeof *m);
+        if (!m) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
+        m->in_step = in_step, m->out_step = out_step;
+        mg_status s = MG_OK;
+        size_t sb = 0;
+        if (op->own) {
+            s = mg_wino4_init_like(&m->own, op->own, 1, xd[2], xd[3]);
+            if (s == MG_OK) sb = mg_wino4_scratch_bytes(m->own, net->threads);
+        } else if (op->dconv) {
+            s = mg_dconv_init_like(&m->dconv, op->dconv, 1, xd[2], xd[3]);
+            if (s == MG_OK) sb = mg_dconv_scratch_bytes(m->dconv);
+        } else if (!op->own_pool) {
+            mg_omp_set_threads(op->serial ? 1 : net->threads); /* the primitive keeps this thread count */
+            s = micro_pd(net, op, &in1, &out1, &m->pd);
+            if (s == MG_OK && m->pd) {
+                if (dnnl_primitive_create(&m->prim, m->pd) != dnnl_success ||
+                    dnnl_memory_create(&m->in, &in1, net->engine, DNNL_MEMORY_NONE) != dnnl_success ||
+                    dnnl_memory_create(&m->out, &out1, net->engine, DNNL_MEMORY_NONE) != dnnl_success)
+                    s = MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): op %d for one image", i);
+                const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(m->pd, dnnl_query_scratchpad_md, 0);
+                sb = smd ? dnnl_memory_desc_get_size(smd) : 0;
+            }
+            mg_omp_set_threads(net->threads);
+            if (s == MG_OK && !m->pd) { /* no twin: the prefix ends here */
+                micro_free(m);
+                break;
+            }
+        }
+        if (s != MG_OK) {
+            micro_free(m);
+            return s;
+        }
+        if (sb > net->scratch_bytes) net->scratch_bytes = sb;
+        op->micro = m;
+        net->micro_ops = i + 1;
+    }
+    return MG_OK;
+}
+
+/* A free slot for group st (the smallest that fits, else the largest free one grown, else a new one),
+ * marked busy. */
+static void take_slot(mg_fnet *net, fstore *st, int *busy) {
+    int fit = -1, grow = -1;
+    for (int s = 0; s < net->nslot; s++) {
+        if (busy[s]) continue;
+        if (net->slot_bytes[s] >= st->bytes) {
+            if (fit < 0 || net->slot_bytes[s] < net->slot_bytes[fit]) fit = s;
+        } else if (grow < 0 || net->slot_bytes[s] > net->slot_bytes[grow]) {
+            grow = s;
+        }
+    }
+    int best = fit >= 0 ? fit : grow;
+    if (best < 0) best = net->nslot++;
+    if (net->slot_bytes[best] < st->bytes) net->slot_bytes[best] = st->bytes;
+    st->slot = best;
+    busy[best] = 1;
+}
+
 mg_status mg_fnet_finalize(mg_fnet *net, int output) {
     if (!net) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: finalize: null network");
     mg_omp_set_threads(net->threads); /* the primitives created here keep this thread count */
@@ -799,9 +969,21 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
         }
     }
     net->st[net->v[output].store].last_use = net->nop; /* read by the final reorder */
+    int input_store = net->v[0].store;
+    /* the ops a run takes image by image, and the groups that then need one image's room only: those
+     * dead within those ops (each image's pass ends with them dead, before the next one starts) */
+    MG_TRY(micro_plan(net));
+    const int n = net->v[0].dims[0], S = net->micro_ops;
+    for (int g = 0; g < net->nst; g++)
+        if (S > 0 && g != input_store && net->st[g].last_use < S) {
+            net->st[g].bytes /= (size_t)n;
+            net->st[g].per_image = 1;
+        }
     /* slots: walk the ops; an output whose group has no slot yet takes a free one (the smallest
      * that fits, else the largest free one grown, else a new one); groups dead after an op free
-     * their slot. The input (value 0) is the caller's memory. */
+     * their slot. The input (value 0) is the caller's memory. A group written image by image and
+     * read after those ops holds every image from the first image's pass on: it takes its slot
+     * before the walk, so that no group of the image-by-image ops shares it. */
     int cap = net->nst;
     net->slot_buf = calloc((size_t)cap, sizeof *net->slot_buf);
     net->slot_bytes = calloc((size_t)cap, sizeof *net->slot_bytes);
@@ -810,30 +992,24 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
         free(busy);
         return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
     }
-    int input_store = net->v[0].store;
+    for (int i = 0; i < S; i++) {
+        fstore *st = &net->st[net->v[net->op[i].out].store];
+        if (st->slot < 0 && !st->per_image) take_slot(net, st, busy);
+    }
     for (int i = 0; i < net->nop; i++) {
         fstore *st = &net->st[net->v[net->op[i].out].store];
-        if (st->slot < 0) {
-            /* the smallest free slot that fits, else the largest free one (grown), else a new one */
-            int fit = -1, grow = -1;
-            for (int s = 0; s < net->nslot; s++) {
-                if (busy[s]) continue;
-                if (net->slot_bytes[s] >= st->bytes) {
-                    if (fit < 0 || net->slot_bytes[s] < net->slot_bytes[fit]) fit = s;
-                } else if (grow < 0 || net->slot_bytes[s] > net->slot_bytes[grow]) {
-                    grow = s;
-                }
-            }
-            int best = fit >= 0 ? fit : grow;
-            if (best < 0) best = net->nslot++;
-            if (net->slot_bytes[best] < st->bytes) net->slot_bytes[best] = st->bytes;
-            st->slot = best;
-            busy[best] = 1;
-        }
+        if (st->slot < 0) take_slot(net, st, busy);
         for (int g = 0; g < net->nst; g++)
             if (g != input_store && net->st[g].slot >= 0 && net->st[g].last_use == i) busy[net->st[g].slot] = 0;
     }
     free(busy);
+    /* each image-by-image op's input and output: the image's part of a whole-batch value, or one
+     * image's room reused by every image */
+    for (int i = 0; i < S; i++) {
+        fop *op = &net->op[i];
+        if (net->st[net->v[op->in].store].per_image) op->micro->in_step = 0;
+        if (net->st[net->v[op->out].store].per_image) op->micro->out_step = 0;
+    }
     for (int s = 0; s < net->nslot; s++) {
         net->slot_buf[s] = aligned(net->slot_bytes[s]);
         if (!net->slot_buf[s]) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for activations");
@@ -873,50 +1049,74 @@ void mg_fnet_value_dims(const mg_fnet *net, int value, int dims[4]) {
     memcpy(dims, net->v[value].dims, 4 * sizeof(int));
 }
 
+/* Op i on the whole batch (img < 0) or, through its batch-1 twin, on image img. */
+static mg_status run_op(mg_fnet *net, int i, int img) {
+    const fop *op = &net->op[i];
+    const fmicro *m = img >= 0 ? op->micro : NULL;
+    const double t0 = net->prof ? mg_time_now() : 0;
+    char *xp = NULL, *yp = NULL;
+    if (m || op->own || op->dconv || op->own_pool) {
+        void *a = NULL, *b = NULL;
+        DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &a));
+        DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &b));
+        xp = a, yp = b;
+        if (m) xp += (size_t)img * m->in_step, yp += (size_t)img * m->out_step;
+    }
+    if (op->own || op->dconv || op->own_pool) { /* our kernels, on the values' buffers */
+        if (op->own_pool) {
+            const int *d = net->v[op->in].dims;
+            mg_maxpool8_forward((const float *)xp, (float *)yp, m ? 1 : d[0], d[1], d[2], d[3], op->r, op->stride,
+                                op->pad, net->threads);
+        } else if (op->own) {
+            mg_wino4_forward(m ? m->own : op->own, (const float *)xp, (float *)yp, op->sum, op->relu, net->scratch_buf,
+                             net->threads);
+        } else {
+            mg_dconv_forward(m ? m->dconv : op->dconv, (const float *)xp, (float *)yp, op->sum, op->relu,
+                             net->scratch_buf, net->threads);
+        }
+        if (net->prof) net->prof[i] += mg_time_now() - t0;
+        return MG_OK;
+    }
+    dnnl_memory_t in = net->v[op->in].mem, out = net->v[op->out].mem;
+    dnnl_primitive_t prim = op->prim;
+    if (m) {
+        DNNL_TRY(dnnl_memory_set_data_handle(m->in, xp));
+        DNNL_TRY(dnnl_memory_set_data_handle(m->out, yp));
+        in = m->in, out = m->out, prim = m->prim;
+    }
+    dnnl_exec_arg_t a[6];
+    int na = 0;
+    if (op->kind == OP_REORDER) {
+        a[na++] = (dnnl_exec_arg_t){DNNL_ARG_FROM, in};
+        a[na++] = (dnnl_exec_arg_t){DNNL_ARG_TO, out};
+    } else {
+        a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, in};
+        a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
+        if (op->kind == OP_CONV) {
+            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, op->w_mem};
+            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, op->b_mem};
+        }
+    }
+    if (net->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, net->scratch};
+    if (op->serial) mg_omp_set_threads(1);
+    dnnl_status_t s = dnnl_primitive_execute(prim, net->stream, na, a);
+    if (op->serial) mg_omp_set_threads(net->threads);
+    if (net->prof) net->prof[i] += mg_time_now() - t0;
+    if (s != dnnl_success)
+        return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
+    return MG_OK;
+}
+
 mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     if (!net || !x || !y) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: null argument");
     if (!net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: not finalized");
     mg_omp_set_threads(net->threads);
     DNNL_TRY(dnnl_memory_set_data_handle(net->v[0].mem, (void *)x));
     DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
-    for (int i = 0; i < net->nop; i++) {
-        const fop *op = &net->op[i];
-        const double t0 = net->prof ? mg_time_now() : 0;
-        if (op->own || op->dconv || op->own_pool) { /* our kernels, on the values' buffers */
-            void *xp = NULL, *yp = NULL;
-            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &xp));
-            DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &yp));
-            if (op->own_pool) {
-                const int *d = net->v[op->in].dims;
-                mg_maxpool8_forward(xp, yp, d[0], d[1], d[2], d[3], op->r, op->stride, op->pad, net->threads);
-            } else if (op->own)
-                mg_wino4_forward(op->own, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
-            else
-                mg_dconv_forward(op->dconv, xp, yp, op->sum, op->relu, net->scratch_buf, net->threads);
-            if (net->prof) net->prof[i] += mg_time_now() - t0;
-            continue;
-        }
-        dnnl_exec_arg_t a[6];
-        int na = 0;
-        if (op->kind == OP_REORDER) {
-            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_FROM, net->v[op->in].mem};
-            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_TO, net->v[op->out].mem};
-        } else {
-            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, net->v[op->in].mem};
-            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, net->v[op->out].mem};
-            if (op->kind == OP_CONV) {
-                a[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, op->w_mem};
-                a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, op->b_mem};
-            }
-        }
-        if (net->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, net->scratch};
-        if (op->serial) mg_omp_set_threads(1);
-        dnnl_status_t s = dnnl_primitive_execute(op->prim, net->stream, na, a);
-        if (op->serial) mg_omp_set_threads(net->threads);
-        if (net->prof) net->prof[i] += mg_time_now() - t0;
-        if (s != dnnl_success)
-            return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
-    }
+    const int n = net->v[0].dims[0];
+    for (int img = 0; img < n && net->micro_ops > 0; img++)
+        for (int i = 0; i < net->micro_ops; i++) MG_TRY(run_op(net, i, img));
+    for (int i = net->micro_ops; i < net->nop; i++) MG_TRY(run_op(net, i, -1));
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
     DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
     DNNL_TRY(dnnl_stream_wait(net->stream));
@@ -935,3 +1135,5 @@ int mg_fnet_winograd_count(const mg_fnet *net) {
     for (int i = 0; i < net->nop; i++) c += net->op[i].winograd;
     return c;
 }
+
+int mg_fnet_per_image_count(const mg_fnet *net) { return net->micro_ops; }
