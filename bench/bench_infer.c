@@ -23,11 +23,6 @@
 #include "multigrain/ops.h"
 #include "multigrain/runtime.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* --ab: model B made and planned with var=value in the environment (restored afterwards), then reps
  * pairs of forwards, alternating which of A and B goes first. */
 static int run_ab(mg_bench_model *a, const mg_bench_model_cfg *c, const char *var, const char *value, int reps,
@@ -61,8 +56,8 @@ static int run_ab(mg_bench_model *a, const mg_bench_model_cfg *c, const char *va
         if (trace) fprintf(stderr, "%.1f/%.1f%s", t[0] * 1e3, t[1] * 1e3, r + 1 < reps ? " " : "\n");
     }
     if (s == MG_OK) {
-        qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
-        double med = reps % 2 ? ratio[reps / 2] : 0.5 * (ratio[reps / 2 - 1] + ratio[reps / 2]);
+        double med, lo, hi;
+        mg_bench_summarize(ratio, reps, &med, &lo, &hi);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         const int n = c->batch;
@@ -70,7 +65,7 @@ static int run_ab(mg_bench_model *a, const mg_bench_model_cfg *c, const char *va
                "s/batch, %.2f images/s; B/A speed median %.4f (pairs %.4f-%.4f), B faster in %d of %d; peak RSS "
                "of both %.1f MiB (checksums %.3g, %.3g)\n",
                c->arch, n, c->size, c->size, mg_ops_get_threads(), reps, var, value, total[0] / reps,
-               n * reps / total[0], total[1] / reps, n * reps / total[1], med, ratio[0], ratio[reps - 1], b_faster,
+               n * reps / total[0], total[1] / reps, n * reps / total[1], med, lo, hi, b_faster,
                reps, ru.ru_maxrss / 1024.0, sum[0], sum[1]);
     } else {
         fprintf(stderr, "bench_infer: %s\n", mg_error_message());

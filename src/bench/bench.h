@@ -77,6 +77,8 @@ const mg_model *mg_bench_model_network(const mg_bench_model *b);
 /* A value of the last iteration that depends on all of it: the first embedding value (infer) or
  * the loss (train). */
 double mg_bench_model_last_value(const mg_bench_model *b);
+/* Median, minimum and maximum of n > 0 values (sorts them in place). */
+void mg_bench_summarize(double *t, int n, double *median, double *min, double *max);
 void mg_bench_model_free(mg_bench_model *b);
 
 /* ---- loader throughput (loader_timing.c) ------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* model_timing.c: one timed iteration of a network on random images: an inference forward
  * (MG_MODE_INFER, the fused path) or a full MultiGrain training step through the trainer (forward,
- * joint loss, backward, SGD), as bench_infer and bench_train_step measure them (see bench.h). */
+ * joint loss, backward, SGD), as bench_infer and bench_train_step measure them (see bench.h), and
+ * the median and range of repeated timings. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -93,6 +94,18 @@ mg_status mg_bench_model_run(mg_bench_model *b, double *seconds) {
 const mg_model *mg_bench_model_network(const mg_bench_model *b) { return b->model; }
 
 double mg_bench_model_last_value(const mg_bench_model *b) { return b->last; }
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void mg_bench_summarize(double *t, int n, double *median, double *min, double *max) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    *median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    *min = t[0];
+    *max = t[n - 1];
+}
 
 void mg_bench_model_free(mg_bench_model *b) {
     if (!b) return;

@@ -38,19 +38,6 @@ static double bench_get_peak_rss_mib(void) {
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
-static int bench_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median, minimum and maximum of n > 0 times (sorts them in place). */
-static void bench_summarize_times(double *t, int n, double *median, double *min, double *max) {
-    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
-    *median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    *min = t[0];
-    *max = t[n - 1];
-}
-
 /* Writes a JSON object atomically to the file of --json and frees it. */
 static mg_status bench_write_json(cJSON *o, const char *path) {
     char *text = o ? cJSON_Print(o) : NULL;
@@ -161,7 +148,7 @@ static mg_status bench_run_model(int argc, char **argv) {
         return s;
     }
     double median, min, max;
-    bench_summarize_times(times, a.reps, &median, &min, &max);
+    mg_bench_summarize(times, a.reps, &median, &min, &max);
     free(times);
     const char *mode = a.train ? "train" : "infer";
     const int threads = mg_ops_get_threads();

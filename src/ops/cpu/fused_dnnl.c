@@ -64,7 +64,6 @@ typedef struct fmicro {
     dnnl_memory_t in, out;
     mg_wino4 *own;
     mg_dconv *dconv;
-    size_t in_step, out_step; /* bytes per image of the input and output values */
 } fmicro;
 
 typedef struct fop {
@@ -89,7 +88,8 @@ typedef struct fstore {
     size_t bytes;
     int slot;
     int last_use;
-    int per_image; /* dead within the ops run image by image: one image's room, reused (micro_plan) */
+    size_t image_step; /* bytes between images for the ops run image by image: 0 for a group dead
+                        * within them (one image's room, reused by every image; micro_plan) */
 } fstore;
 
 struct mg_fnet {
@@ -518,12 +518,17 @@ static int own_wino_enabled(void) {
     return !(e && e[0] == '0');
 }
 
+/* md = nChw8c float32 of n x c x h x w, the layout our kernels run on. */
+static dnnl_status_t nchw8c_md(dnnl_memory_desc_t *md, int n, int c, int h, int w) {
+    dnnl_dims_t d = {n, c, h, w};
+    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nChw8c);
+}
+
 /* Whether the convolution's primitive reads and writes nChw8c, the layout our kernel runs on. */
 static int pd_is_nchw8c(const_dnnl_primitive_desc_t pd, const int xd[4], int k, int p, int q) {
     dnnl_memory_desc_t bx, by;
-    dnnl_dims_t xdims = {xd[0], xd[1], xd[2], xd[3]}, ydims = {xd[0], k, p, q};
-    if (dnnl_memory_desc_init_by_tag(&bx, 4, xdims, dnnl_f32, dnnl_nChw8c) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&by, 4, ydims, dnnl_f32, dnnl_nChw8c) != dnnl_success)
+    if (nchw8c_md(&bx, xd[0], xd[1], xd[2], xd[3]) != dnnl_success ||
+        nchw8c_md(&by, xd[0], k, p, q) != dnnl_success)
         return 0;
     return dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &bx) &&
            dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &by);
@@ -742,10 +747,8 @@ static int own_pool_applies(const mg_fnet *net, int in, int r, int stride, int p
     if (e && e[0] == '0') return 0;
     const int *d = net->v[in].dims;
     dnnl_memory_desc_t x8;
-    dnnl_dims_t xd = {d[0], d[1], d[2], d[3]};
     return mg_maxpool8_fits(d[0], d[1], d[2], d[3], r, stride, pad) &&
-           dnnl_memory_desc_init_by_tag(&x8, 4, xd, dnnl_f32, dnnl_nChw8c) == dnnl_success &&
-           dnnl_memory_desc_equal(&net->v[in].md, &x8);
+           nchw8c_md(&x8, d[0], d[1], d[2], d[3]) == dnnl_success && dnnl_memory_desc_equal(&net->v[in].md, &x8);
 }
 
 mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, int *out) {
@@ -762,8 +765,7 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
     int ydims[4] = {xd[0], xd[1], p, q};
     if (own_pool_applies(net, in, r, stride, pad)) {
         dnnl_memory_desc_t y8;
-        dnnl_dims_t y8d = {ydims[0], ydims[1], p, q};
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&y8, 4, y8d, dnnl_f32, dnnl_nChw8c));
+        DNNL_TRY(nchw8c_md(&y8, xd[0], xd[1], p, q));
         int id;
         fop *op;
         MG_TRY(new_value(net, ydims, &y8, -1, &id));
@@ -825,9 +827,9 @@ static int micro_min(void) {
     return e ? atoi(e) : MG_FNET_MICRO_MIN_DEFAULT;
 }
 
-/* md for one image of a value of n images, and the bytes between images; 0 when the images are not
- * contiguous blocks one after the other. */
-static int micro_md(const dnnl_memory_desc_t *md, int n, dnnl_memory_desc_t *m1, size_t *step) {
+/* md for one image of a value of n images; 0 when the images are not contiguous blocks one after the
+ * other. */
+static int micro_md(const dnnl_memory_desc_t *md, int n, dnnl_memory_desc_t *m1) {
     if (md->format_kind != dnnl_blocked || md->ndims != 4 || md->dims[0] != n || md->padded_dims[0] != n ||
         md->offset0 != 0)
         return 0;
@@ -838,7 +840,6 @@ static int micro_md(const dnnl_memory_desc_t *md, int n, dnnl_memory_desc_t *m1,
     *m1 = *md;
     m1->dims[0] = 1;
     m1->padded_dims[0] = 1;
-    *step = bytes / n;
     return 1;
 }
 
@@ -890,12 +891,9 @@ static mg_status micro_plan(mg_fnet *net) {
         const int *xd = net->v[op->in].dims, *yd = net->v[op->out].dims;
         if ((long)yd[2] * yd[3] < min) break;
         dnnl_memory_desc_t in1, out1;
-        size_t in_step, out_step;
-        if (!micro_md(&net->v[op->in].md, n, &in1, &in_step) || !micro_md(&net->v[op->out].md, n, &out1, &out_step))
-            break;
+        if (!micro_md(&net->v[op->in].md, n, &in1) || !micro_md(&net->v[op->out].md, n, &out1)) break;
         fmicro *m = calloc(1, sizeof *m);
         if (!m) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory");
-        m->in_step = in_step, m->out_step = out_step;
         mg_status s = MG_OK;
         size_t sb = 0;
         if (op->own) {
@@ -974,11 +972,13 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
      * dead within those ops (each image's pass ends with them dead, before the next one starts) */
     MG_TRY(micro_plan(net));
     const int n = net->v[0].dims[0], S = net->micro_ops;
-    for (int g = 0; g < net->nst; g++)
-        if (S > 0 && g != input_store && net->st[g].last_use < S) {
-            net->st[g].bytes /= (size_t)n;
-            net->st[g].per_image = 1;
-        }
+    for (int g = 0; g < net->nst; g++) {
+        fstore *st = &net->st[g];
+        if (S > 0 && g != input_store && st->last_use < S)
+            st->bytes /= (size_t)n; /* image_step 0 */
+        else
+            st->image_step = st->bytes / (size_t)n;
+    }
     /* slots: walk the ops; an output whose group has no slot yet takes a free one (the smallest
      * that fits, else the largest free one grown, else a new one); groups dead after an op free
      * their slot. The input (value 0) is the caller's memory. A group written image by image and
@@ -994,7 +994,7 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
     }
     for (int i = 0; i < S; i++) {
         fstore *st = &net->st[net->v[net->op[i].out].store];
-        if (st->slot < 0 && !st->per_image) take_slot(net, st, busy);
+        if (st->slot < 0 && st->last_use >= S) take_slot(net, st, busy);
     }
     for (int i = 0; i < net->nop; i++) {
         fstore *st = &net->st[net->v[net->op[i].out].store];
@@ -1003,13 +1003,6 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
             if (g != input_store && net->st[g].slot >= 0 && net->st[g].last_use == i) busy[net->st[g].slot] = 0;
     }
     free(busy);
-    /* each image-by-image op's input and output: the image's part of a whole-batch value, or one
-     * image's room reused by every image */
-    for (int i = 0; i < S; i++) {
-        fop *op = &net->op[i];
-        if (net->st[net->v[op->in].store].per_image) op->micro->in_step = 0;
-        if (net->st[net->v[op->out].store].per_image) op->micro->out_step = 0;
-    }
     for (int s = 0; s < net->nslot; s++) {
         net->slot_buf[s] = aligned(net->slot_bytes[s]);
         if (!net->slot_buf[s]) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for activations");
@@ -1054,15 +1047,19 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
     const fop *op = &net->op[i];
     const fmicro *m = img >= 0 ? op->micro : NULL;
     const double t0 = net->prof ? mg_time_now() : 0;
+    const int ours = op->own || op->dconv || op->own_pool;
     char *xp = NULL, *yp = NULL;
-    if (m || op->own || op->dconv || op->own_pool) {
+    if (m || ours) { /* the values' buffers; for image img its block (or the one image's room) */
         void *a = NULL, *b = NULL;
         DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->in].mem, &a));
         DNNL_TRY(dnnl_memory_get_data_handle(net->v[op->out].mem, &b));
         xp = a, yp = b;
-        if (m) xp += (size_t)img * m->in_step, yp += (size_t)img * m->out_step;
+        if (m) {
+            xp += (size_t)img * net->st[net->v[op->in].store].image_step;
+            yp += (size_t)img * net->st[net->v[op->out].store].image_step;
+        }
     }
-    if (op->own || op->dconv || op->own_pool) { /* our kernels, on the values' buffers */
+    if (ours) {
         if (op->own_pool) {
             const int *d = net->v[op->in].dims;
             mg_maxpool8_forward((const float *)xp, (float *)yp, m ? 1 : d[0], d[1], d[2], d[3], op->r, op->stride,

@@ -64,7 +64,7 @@ mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int
                              const float *bias);
 /* The tile the fused inference network runs a 3x3 stride-1 pad-1 layer of n x c x h x w -> k channels
  * with: 4 from MG_WINO2_MIN_TILES4 4x4 tiles up, 2 on fewer; F(2x2) instead where F(4x4) saves less
- * than MG_WINO_MIN_SAVING_DEFAULT and F(2x2) does not; 0 (oneDNN's direct kernel) where neither
+ * than MG_WINO_MIN_SAVING_DEFAULT and F(2x2) saves at least that; 0 (oneDNN's direct kernel) where neither
  * saves that much (maps of 2x2, 3x3, 5x5), the channels do not fit or the CPU lacks AVX2 and FMA.
  * MG_WINO2_MIN_TILES4=N in the environment moves the tile threshold (experiments). */
 int mg_wino4_inference_tile(int n, int c, int k, int h, int w);
