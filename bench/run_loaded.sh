@@ -10,6 +10,8 @@ BUILD=${1:-build}
 for p in bench_infer bench_train_step; do
   [ -x "$BUILD/$p" ] || { echo "run_loaded.sh: $BUILD/$p not found (build first: make)" >&2; exit 1; }
 done
+. "$(dirname "$0")/busy.sh"
+busy_warn "$(busy_share)" before # the load must be ours alone
 OUT=$(mktemp)
 trap 'rm -f "$OUT"; [ -n "${YPID:-}" ] && kill "$YPID" 2>/dev/null || true' EXIT
 if [ "${BUSY:-1}" = 1 ]; then yes > /dev/null & YPID=$!; fi
