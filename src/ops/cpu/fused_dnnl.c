@@ -979,9 +979,8 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
         else
             st->image_step = st->bytes / (size_t)n;
     }
-    /* slots: walk the ops; an output whose group has no slot yet takes a free one (the smallest
-     * that fits, else the largest free one grown, else a new one); groups dead after an op free
-     * their slot. The input (value 0) is the caller's memory. A group written image by image and
+    /* slots: walk the ops; an output whose group has no slot yet takes one (take_slot); groups dead
+     * after an op free their slot. The input (value 0) is the caller's memory. A group written image by image and
      * read after those ops holds every image from the first image's pass on: it takes its slot
      * before the walk, so that no group of the image-by-image ops shares it. */
     int cap = net->nst;
