@@ -32,7 +32,8 @@
  * with AVX-512, nChw8c with AVX2 only); blocked16 and blocked8 pick nChw16c or nChw8c (AVX2's
  * block). For 3x3 stride-1 shapes whose channels fit (c a multiple of 8, k of 16) on a CPU with AVX2
  * and FMA it also times our Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network
- * runs where oneDNN has no Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2), and for 1x1 and 3x3
+ * runs where oneDNN has no Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2), for 3x3 stride-2 pad-1
+ * shapes our stride-2 Winograd plan (the same file, which it runs on large maps), and for 1x1 and 3x3
  * shapes at stride 1 or 2 whose channels fit, our direct kernel (src/ops/cpu/direct_avx2.c), which it
  * runs on the 3x3 stride-2 layers of small maps. */
 #include <stdio.h>
@@ -414,14 +415,15 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
 /* One of our kernels for AVX2 on the same values taken as nChw8c, with bias and ReLU, best of reps after
  * one warm-up run: with tile 4 or 2 the Winograd F(4x4, 3x3) or F(2x2, 3x3) kernel
  * (src/ops/cpu/wino_avx2.c, what the fused network runs on 3x3 stride-1 layers where oneDNN has no
- * Winograd), with tile 0 the direct kernel (src/ops/cpu/direct_avx2.c, which it runs on the 3x3
- * stride-2 layers of small maps). */
+ * Winograd; on a stride-2 shape, tile 4 is the stride-2 plan), with tile 0 the direct kernel
+ * (src/ops/cpu/direct_avx2.c, which it runs on the 3x3 stride-2 layers of small maps). */
 static int time_own(int tile, const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
                     double flop) {
-    const int direct = tile == 0;
+    const int direct = tile == 0, s2 = !direct && s->stride == 2;
     mg_wino4 *wp = NULL;
     mg_dconv *dp = NULL;
     mg_status st = direct ? mg_dconv_init(&dp, s->n, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad, w, b)
+                   : s2   ? mg_wino4_init_stride2(&wp, s->n, s->c, s->k, s->h, s->h, w, b)
                           : mg_wino4_init_tile(&wp, tile, s->n, s->c, s->k, s->h, s->h, w, b);
     if (st != MG_OK) {
         fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
@@ -447,8 +449,10 @@ static int time_own(int tile, const shape *s, const float *x, const float *w, co
             if (rep >= 0 && t < best) best = t;
         }
         printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", direct ? "direct" : "winograd",
-               direct ? "ours:direct_avx2, nChw8c" : tile == 2 ? "ours:wino_avx2 F(2x2), nChw8c"
-                                                            : "ours:wino_avx2 F(4x4), nChw8c",
+               direct      ? "ours:direct_avx2, nChw8c"
+               : s2        ? "ours:wino_avx2 stride 2, nChw8c"
+               : tile == 2 ? "ours:wino_avx2 F(2x2), nChw8c"
+                           : "ours:wino_avx2 F(4x4), nChw8c",
                best * 1e3, flop / best * 1e-9);
         rc = 0;
     }
@@ -605,6 +609,9 @@ int main(int argc, char **argv) {
         if (time_own(4, &s, x, w, b, reps, threads, flop) || time_own(2, &s, x, w, b, reps, threads, flop)) return 1;
         if (first_alg < 0) first_alg = 1;
     }
+    if (s.r == 3 && s.stride == 2 && s.pad == 1 && mg_wino4_shape_ok(s.c, s.k) && mg_wino4_cpu_ok() &&
+        time_own(4, &s, x, w, b, reps, threads, flop))
+        return 1;
     if (mg_dconv_fits(s.n, s.c, s.k, s.h, s.h, s.r, s.stride, s.pad) && time_own(0, &s, x, w, b, reps, threads, flop))
         return 1;
     if (first_alg < 0) {

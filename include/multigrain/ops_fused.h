@@ -35,7 +35,8 @@ typedef struct mg_fnet mg_fnet;
 /* Build flags. */
 enum {
     MG_FNET_RELU = 1,     /* ReLU after the (sum and) bias */
-    MG_FNET_WINOGRAD = 2, /* allow Winograd for this 3x3 stride-1 convolution (falls back to direct) */
+    MG_FNET_WINOGRAD = 2, /* allow Winograd for this 3x3 convolution: stride 1, and on AVX2 stride 2
+                             (our kernels, docs/ops.md); falls back to direct */
 };
 
 bool mg_fnet_available(void);

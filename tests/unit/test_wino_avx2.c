@@ -14,29 +14,36 @@
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 
-/* y[n][k][h][w] (nChw8c) = sum_c,a,b w[k][c][a][b] x[n][c][h+a-1][w+b-1] + bias (+ res, relu) */
-static double *ref_conv(const float *x, const float *wt, const float *bias, const float *res, int relu, int n, int c,
-                        int k, int h, int w) {
-    double *y = malloc((size_t)n * k * h * w * sizeof *y);
+/* y[n][k][p][q] (nChw8c) = sum_c,a,b w[k][c][a][b] x[n][c][s p+a-1][s q+b-1] + bias (+ res, relu), stride s,
+ * output p x q = ((h - 1) / s + 1) x ((w - 1) / s + 1) */
+static double *ref_conv_stride(const float *x, const float *wt, const float *bias, const float *res, int relu, int n,
+                               int c, int k, int h, int w, int s) {
+    const int ho = (h - 1) / s + 1, wo = (w - 1) / s + 1;
+    double *y = malloc((size_t)n * k * ho * wo * sizeof *y);
     for (int in = 0; in < n; in++)
         for (int o = 0; o < k; o++)
-            for (int yy = 0; yy < h; yy++)
-                for (int xx = 0; xx < w; xx++) {
+            for (int yy = 0; yy < ho; yy++)
+                for (int xx = 0; xx < wo; xx++) {
                     double acc = bias[o];
                     for (int i = 0; i < c; i++)
                         for (int a = 0; a < 3; a++)
                             for (int b = 0; b < 3; b++) {
-                                int iy = yy + a - 1, ix = xx + b - 1;
+                                int iy = s * yy + a - 1, ix = s * xx + b - 1;
                                 if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                                 acc += (double)wt[((size_t)o * c + i) * 9 + a * 3 + b] *
                                        x[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)iy * w + ix) * 8 + i % 8];
                             }
-                    size_t at = (((size_t)in * (k / 8) + o / 8) * h * w + (size_t)yy * w + xx) * 8 + o % 8;
+                    size_t at = (((size_t)in * (k / 8) + o / 8) * ho * wo + (size_t)yy * wo + xx) * 8 + o % 8;
                     if (res) acc += res[at];
                     if (relu && acc < 0) acc = 0;
                     y[at] = acc;
                 }
     return y;
+}
+
+static double *ref_conv(const float *x, const float *wt, const float *bias, const float *res, int relu, int n, int c,
+                        int k, int h, int w) {
+    return ref_conv_stride(x, wt, bias, res, relu, n, c, k, h, w, 1);
 }
 
 /* Winograd F(4x4) rounds through its transforms (points 0, +-1, +-2; the output transform scales by
@@ -85,6 +92,30 @@ static void run_case_tile(int tile, int n, int c, int k, int h, int w, int sum, 
 
 static void run_case(int n, int c, int k, int h, int w, int sum, int relu, int threads) {
     run_case_tile(4, n, c, k, h, w, sum, relu, threads);
+}
+
+/* The stride-2 plan on an h x w input against the double direct convolution at stride 2, twice. */
+static void run_case_s2(int n, int c, int k, int h, int w, int sum, int relu, int threads) {
+    const int ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
+    size_t nx = (size_t)n * c * h * w, ny = (size_t)n * k * ho * wo;
+    float *x = mg_test_rand_buf(&g_rng, nx), *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
+    float *bias = mg_test_rand_buf(&g_rng, k), *res = mg_test_rand_buf(&g_rng, ny);
+    double *want = ref_conv_stride(x, wt, bias, sum ? res : NULL, relu, n, c, k, h, w, 2);
+    mg_wino4 *plan;
+    mg_assert_ok(mg_wino4_init_stride2(&plan, n, c, k, h, w, wt, bias));
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
+    float *y = malloc(ny * sizeof *y);
+    for (int rep = 0; rep < 2; rep++) {
+        memcpy(y, res, ny * sizeof *y);
+        mg_wino4_forward(plan, x, y, sum, relu, scratch, threads);
+        char what[128];
+        snprintf(what, sizeof what, "stride 2 n%d c%d k%d %dx%d sum %d relu %d threads %d", n, c, k, h, w, sum, relu,
+                 threads);
+        check(what, y, want, ny);
+    }
+    mg_wino4_free(plan);
+    free(scratch), free(x), free(wt), free(bias), free(res), free(want), free(y);
 }
 
 static int skip_without_avx2(void) {
@@ -137,6 +168,61 @@ static void test_tile2(void **state) {
         run_case_tile(2, 1, 64, 64, 7, 7, 1, 1, t);
         run_case_tile(2, 4, 64, 64, 30, 30, 1, 1, t);
     }
+}
+
+/* The stride-2 plan (3x3, padding 1; the fused network's stride-2 layers): input maps of whole 8x8 tiles
+ * (16, 56: the entry to ResNet-50's stage 2), a partial tile (9, 20, 28), odd sizes whose last output's
+ * third tap is padding (7, 15, 13x11), a single output (1, 2), rectangles, batch > 1, the epilogue,
+ * both ways a run is split on two threads (4 x 60x60: 64 tiles each, chunks per thread; one 30x30:
+ * 16 tiles, phase by phase), more channels than a pass (200), and a plan sharing the weights. Its
+ * transforms scale like F(4x4)'s (F(4, 2)'s output transform up to 8 in one dimension), so check()'s
+ * F(4x4) bound holds; a wrong coefficient, index or U matrix is off by O(1). */
+static void test_stride2(void **state) {
+    (void)state;
+    const int sizes[][2] = {{16, 16}, {9, 9}, {7, 7}, {15, 15}, {1, 1}, {2, 2}, {13, 11}, {20, 6}, {28, 28}, {56, 56}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        run_case_s2(2, 16, 16, sizes[i][0], sizes[i][1], 0, 0, 1);
+    run_case_s2(1, 8, 32, 11, 10, 0, 1, 1);
+    run_case_s2(3, 32, 48, 14, 14, 1, 1, 1);
+    for (int t = 1; t <= 2; t++) {
+        run_case_s2(4, 64, 64, 60, 60, 1, 1, t);
+        run_case_s2(1, 64, 32, 30, 30, 0, 1, t);
+        run_case_s2(1, 200, 32, 17, 17, 1, 0, t);
+    }
+    const int c = 16, k = 32;
+    float *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9), *bias = mg_test_rand_buf(&g_rng, k);
+    mg_wino4 *a, *b;
+    mg_assert_ok(mg_wino4_init_stride2(&a, 1, c, k, 8, 8, wt, bias));
+    mg_assert_ok(mg_wino4_init_like(&b, a, 3, 10, 7));
+    assert_true(mg_wino4_matches(b, 4, 2, c, k));
+    assert_false(mg_wino4_matches(b, 4, 1, c, k));
+    mg_wino4_free(a);
+    size_t nx = (size_t)3 * c * 10 * 7, ny = (size_t)3 * k * 5 * 4;
+    float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y);
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(b, 1)), 0);
+    mg_wino4_forward(b, x, y, 0, 0, scratch, 1);
+    double *want = ref_conv_stride(x, wt, bias, NULL, 0, 3, c, k, 10, 7, 2);
+    check("init_like stride 2", y, want, ny);
+    mg_wino4_free(b);
+    free(scratch), free(x), free(y), free(want), free(wt), free(bias);
+}
+
+/* What the stride-2 plan saves, counted by hand (taps inside the map over 81 products per tile), and
+ * the fused network's gate (MG_WINO_S2_MIN_SAVING). */
+static void test_s2_saving(void **state) {
+    (void)state;
+    const double eps = 1e-12;
+    assert_true(fabs(mg_wino4_s2_saving(56, 56) - 83.0 * 83 / (81 * 49)) < eps); /* 28 outputs: 84 - 1 taps, 7 tiles */
+    assert_true(fabs(mg_wino4_s2_saving(28, 28) - 41.0 * 41 / (81 * 16)) < eps);
+    assert_true(fabs(mg_wino4_s2_saving(14, 14) - 20.0 * 20 / (81 * 4)) < eps);
+    assert_true(fabs(mg_wino4_s2_saving(7, 7) - 10.0 * 10 / 81) < eps);           /* 4 outputs: 12 - 1 - 1 taps */
+    assert_true(fabs(mg_wino4_s2_saving(1, 1) - 1.0 / 81) < eps);
+    assert_true(fabs(mg_wino4_s2_saving(16, 9) - 23.0 * 13 / (81 * 2 * 2)) < eps); /* 8 x 5 outputs */
+    assert_true(mg_wino4_s2_saving(0, 4) == 0);
+    assert_true(mg_wino4_inference_s2(1, 128, 128, 56, 56));
+    assert_false(mg_wino4_inference_s2(1, 12, 16, 56, 56));
+    assert_false(mg_wino4_inference_s2(0, 128, 128, 56, 56));
 }
 
 /* More input channels than one pass of phase 2 takes (wino_avx2.c, pass_rows: 128): 200 channels are
@@ -204,9 +290,10 @@ static void test_init_like(void **state) {
         mg_wino4 *a, *b;
         mg_assert_ok(mg_wino4_init_tile(&a, tile, 1, c, k, 8, 8, wt, bias));
         mg_assert_ok(mg_wino4_init_like(&b, a, 3, 10, 6));
-        assert_true(mg_wino4_matches(b, tile, c, k));
-        assert_false(mg_wino4_matches(b, tile, k, c));
-        assert_false(mg_wino4_matches(b, 6 - tile, c, k));
+        assert_true(mg_wino4_matches(b, tile, 1, c, k));
+        assert_false(mg_wino4_matches(b, tile, 1, k, c));
+        assert_false(mg_wino4_matches(b, 6 - tile, 1, c, k));
+        assert_false(mg_wino4_matches(b, tile, 2, c, k));
         mg_wino4_free(a); /* b keeps the weights */
         size_t nx = (size_t)3 * c * 10 * 6, ny = (size_t)3 * k * 10 * 6;
         float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y);
@@ -393,6 +480,8 @@ int main(void) {
         cmocka_unit_test(test_forward_scratch), cmocka_unit_test(test_tile2), cmocka_unit_test(test_passes),
         cmocka_unit_test(test_inference_tile),
         cmocka_unit_test(test_saving),
+        cmocka_unit_test(test_stride2),
+        cmocka_unit_test(test_s2_saving),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,9 +5,10 @@
  * at build time, and every activation buffer assigned at finalize from a free list by liveness (a
  * consumed residual is summed into in place). On AVX2 CPUs some convolutions run our kernels in place
  * of the primitive, on the same nChw8c buffers: 3x3 stride-1 layers our Winograd F(4x4)
- * (wino_avx2.c), 3x3 stride-2 layers of small maps our direct kernel (direct_avx2.c), max pooling
- * ours (pool_avx2.c). A batch runs its first ops (large maps) image by image, each image through all of
- * them before the next, with batch-1 twins of those ops (micro_plan).
+ * (wino_avx2.c), 3x3 stride-2 layers of large maps its stride-2 plan and of small maps our direct
+ * kernel (direct_avx2.c), max pooling ours (pool_avx2.c). A batch runs its first ops (large maps)
+ * image by image, each image through all of them before the next, with batch-1 twins of those ops
+ * (micro_plan).
  *
  * Threads: oneDNN runs on OpenMP and a primitive keeps the thread count current at its creation, so
  * a network has one thread count (given to mg_fnet_init_like, else mg_ops_get_threads()), set before
@@ -258,7 +259,10 @@ static void profile_report(const mg_fnet *net) {
         const fop *op = &net->op[i];
         const int *x = net->v[op->in].dims, *y = net->v[op->out].dims;
         const char *impl = "?";
-        if (op->own) impl = mg_wino4_matches(op->own, 2, x[1], y[1]) ? "ours:wino F(2x2,3x3)" : "ours:wino F(4x4,3x3)";
+        if (op->own)
+            impl = mg_wino4_matches(op->own, 2, 1, x[1], y[1])   ? "ours:wino F(2x2,3x3)"
+                   : mg_wino4_matches(op->own, 4, 2, x[1], y[1]) ? "ours:wino stride 2"
+                                                                 : "ours:wino F(4x4,3x3)";
         else if (op->dconv) impl = "ours:direct";
         else if (op->own_pool) impl = "ours:pool_avx2";
         else if (op->pd) dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl);
@@ -543,10 +547,10 @@ static const fop *donor_conv(const mg_fnet *net) {
     return NULL;
 }
 
-/* The donor's convolution's Winograd plan when it is ours with the same channels. */
-static const mg_wino4 *donor_wino(const mg_fnet *net, int tile, int c, int k) {
+/* The donor's convolution's Winograd plan when it is ours with the same tile, stride and channels. */
+static const mg_wino4 *donor_wino(const mg_fnet *net, int tile, int stride, int c, int k) {
     const fop *o = donor_conv(net);
-    return o && o->own && mg_wino4_matches(o->own, tile, c, k) ? o->own : NULL;
+    return o && o->own && mg_wino4_matches(o->own, tile, stride, c, k) ? o->own : NULL;
 }
 
 /* The donor's convolution's direct plan when it is ours with the same convolution. */
@@ -556,8 +560,8 @@ static const mg_dconv *donor_dconv(const mg_fnet *net, int c, int k, int r, int 
 }
 
 /* The rest of add_conv for a convolution run by one of our kernels in place of the primitive: our
- * Winograd kernel (wino_avx2.c) with output tiles of `tile` x `tile` (4 or 2) or, with tile 0, our
- * direct kernel (direct_avx2.c). Its plan
+ * Winograd kernel (wino_avx2.c) with output tiles of `tile` x `tile` (4 or 2; 4 with stride 2: the
+ * stride-2 plan) or, with tile 0, our direct kernel (direct_avx2.c). Its plan
  * (weights transformed or packed once, or shared with the donor's) and its scratch (it shares oneDNN's
  * scratchpad buffer). */
 static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k, int r, int stride, int pad,
@@ -566,7 +570,7 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
     const int direct = tile == 0;
     op->sum = sum;
     op->relu = relu;
-    const mg_wino4 *dw = direct ? NULL : donor_wino(net, tile, xd[1], k);
+    const mg_wino4 *dw = direct ? NULL : donor_wino(net, tile, stride, xd[1], k);
     const mg_dconv *dd = direct ? donor_dconv(net, xd[1], k, r, stride, pad) : NULL;
     net->nconv++;
     if (dw) {
@@ -577,8 +581,9 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
         const float *wp, *bp;
         float *owned;
         MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
-        mg_status ws = direct ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
-                              : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
+        mg_status ws = direct        ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
+                       : stride == 2 ? mg_wino4_init_stride2(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp)
+                                     : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
         free(owned);
         MG_TRY(ws);
         net->weight_bytes += direct ? mg_dconv_weight_bytes(op->dconv) : mg_wino4_weight_bytes(op->own);
@@ -649,10 +654,13 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     if (!pd)
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
-    const int tile = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && stride == 1 && pad == 1 && p == xd[2] &&
-                             q == xd[3] && act_block() == 8 && own_wino_enabled()
-                         ? mg_wino4_inference_tile(xd[0], xd[1], k, p, q)
-                         : 0;
+    const int own_ok = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && act_block() == 8 &&
+                       own_wino_enabled();
+    /* stride 2: the stride-2 plan, whose output tiles are 4x4, where it saves enough */
+    const int tile = !own_ok                                      ? 0
+                     : stride == 1 && p == xd[2] && q == xd[3] ? mg_wino4_inference_tile(xd[0], xd[1], k, p, q)
+                     : stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]) ? 4
+                                                                                        : 0;
     const int own = tile > 0 && pd_is_nchw8c(pd, xd, k, p, q);
     /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h) */
     int direct = !wino && !own && act_block() == 8 &&

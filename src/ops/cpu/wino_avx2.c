@@ -1,6 +1,8 @@
 /* wino_avx2.c: Winograd F(4x4, 3x3) convolutions (Lavin & Gray 2016) with AVX2+FMA on nChw8c
  * activations, for CPUs where oneDNN 2.6 has no Winograd (its kernels are AVX-512 only): the forward
- * of the fused inference network, and the backward data and backward weights of the training chain.
+ * of the fused inference network, and the backward data and backward weights of the training chain;
+ * and, for the fused network's 3x3 stride-2 layers, a stride-2 plan (81 products per 4x4 outputs,
+ * "Stride 2" below) running through the same three phases.
  * 6x6 input tiles with stride 4, 36 transformed products per tile, so 36 multiplications per 16
  * outputs against 144 for the direct convolution. Forward plans may instead use F(2x2, 3x3): 4x4 input
  * tiles with stride 2, 16 products per 4 outputs against 36, but transformed weights 16/9 the direct
@@ -25,6 +27,7 @@
 #define KB 16 /* output channels per register block */
 #define TB 6  /* tiles per register block */
 #define NXI 36 /* F(4x4)'s transformed matrices (6x6); F(2x2) plans have 16 (4x4): the plan's nxi */
+#define NXI_MAX 81 /* stride-2 plans' transformed inputs (9x9 per tile) */
 
 #ifdef _OPENMP
 #define OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nthr) schedule(static) if (nthr > 1)")
@@ -44,8 +47,12 @@ typedef struct wino_weights {
 enum { PLAN_FWD, PLAN_FWD_SCRATCH, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 
 struct mg_wino4 {
-    int n, c, k, h, w;
-    int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices */
+    int n, c, k, h, w; /* input */
+    int s, ho, wo;     /* stride (1, or 2: see "Stride 2" below) and output map */
+    int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices (81: stride 2) */
+    int nu;       /* distinct transformed weight matrices: nxi, or 36 for stride 2 */
+    unsigned char uix[NXI_MAX];  /* the U matrix of each of the nxi products */
+    unsigned char xord[NXI_MAX]; /* the order phase 2 runs the products in: those sharing a U in a row */
     int pass_rows; /* input channels per pass of phase 2 (pass_rows()) */
     int th, tw;   /* tiles per column and row */
     int tiles;    /* n * th * tw */
@@ -68,6 +75,19 @@ double mg_wino4_saving(int tile, int h, int w) {
     const double direct = (3.0 * h - 2) * (3.0 * w - 2);
     const double a = tile + 2, tiles = (double)((h + tile - 1) / tile) * ((w + tile - 1) / tile);
     return direct / (a * a * tiles);
+}
+
+double mg_wino4_s2_saving(int h, int w) {
+    if (h < 1 || w < 1) return 0;
+    const int ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
+    const double direct = (3.0 * ho - 1 - (h & 1)) * (3.0 * wo - 1 - (w & 1));
+    return direct / (81.0 * ((ho + 3) / 4) * ((wo + 3) / 4));
+}
+
+bool mg_wino4_inference_s2(int n, int c, int k, int h, int w) {
+    const char *e = getenv("MG_WINO_S2_SAVING"); /* experiments */
+    const double need = e ? atof(e) : MG_WINO_S2_MIN_SAVING;
+    return n >= 1 && mg_wino4_shape_ok(c, k) && mg_wino4_s2_saving(h, w) >= need && mg_wino4_cpu_ok();
 }
 
 /* MG_WINO_MIN_SAVING (experiments; 0 turns the gate off) or MG_WINO_MIN_SAVING_DEFAULT. */
@@ -108,7 +128,8 @@ static size_t xi_stride(int rows, int cols) {
  * which reads them, hit one L1 and L2 set: 2x slower at 512 channels. */
 static size_t u_xi(const mg_wino4 *p) { return xi_stride(p->c, p->k); }
 
-/* U = G g G^T for one 3x3 kernel g (row-major), in double: a x a values (a = m + 2) for tile m. */
+/* U = G g G^T for one 3x3 kernel g (row-major), in double: a x a values (a = m + 2) for tile m, 6 x 6
+ * for m = 0 (stride-2 plans). */
 static void weight_transform(const float g[9], double *u, int m) {
     static const double G4[6][3] = {{1.0 / 4, 0, 0},
                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -118,8 +139,12 @@ static void weight_transform(const float g[9], double *u, int m) {
                                     {0, 0, 1}};
     /* F(2x2, 3x3): points 0, +-1 (Lavin & Gray 2016) */
     static const double G2[6][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    const double(*G)[3] = m == 2 ? G2 : G4;
-    const int a = m + 2;
+    /* stride 2 (see "Stride 2" below): F(4, 2) on the even taps (g0, g2), points 0, 1, -1, 2 and infinity,
+     * then the odd tap g1 alone */
+    static const double GS2[6][3] = {{0.5, 0, 0},       {0.5, 0, 0.5}, {1.0 / 6, 0, -1.0 / 6},
+                                     {1.0 / 6, 0, 1.0 / 3}, {0, 0, 1},     {0, 1, 0}};
+    const double(*G)[3] = m == 2 ? G2 : m == 4 ? G4 : GS2;
+    const int a = m == 2 ? 4 : 6;
     double t[6][3];
     for (int i = 0; i < a; i++)
         for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0 * 3 + j] + G[i][1] * g[1 * 3 + j] + G[i][2] * g[2 * 3 + j];
@@ -136,7 +161,7 @@ static int pass_rows(void) {
     return e && atoi(e) > 0 ? atoi(e) : 128;
 }
 
-static mg_status plan_new(mg_wino4 **plan, int m, int n, int c, int k, int h, int w) {
+static mg_status plan_new(mg_wino4 **plan, int m, int stride, int n, int c, int k, int h, int w) {
     if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null plan");
     *plan = NULL;
     if (n < 1 || h < 1 || w < 1 || !mg_wino4_shape_ok(c, k))
@@ -146,8 +171,23 @@ static mg_status plan_new(mg_wino4 **plan, int m, int n, int c, int k, int h, in
     mg_wino4 *p = calloc(1, sizeof *p);
     if (!p) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->n = n, p->c = c, p->k = k, p->h = h, p->w = w;
-    p->m = m, p->nxi = (m + 2) * (m + 2), p->pass_rows = pass_rows();
-    p->th = (h + m - 1) / m, p->tw = (w + m - 1) / m;
+    p->s = stride, p->ho = (h - 1) / stride + 1, p->wo = (w - 1) / stride + 1;
+    p->m = m, p->pass_rows = pass_rows();
+    if (stride == 1) {
+        p->nxi = p->nu = (m + 2) * (m + 2);
+        for (int xi = 0; xi < p->nxi; xi++) p->uix[xi] = p->xord[xi] = (unsigned char)xi;
+    } else {
+        /* 9 x 9 products per tile, transformed value a of a row or column being F(4, 2)'s a for a < 5 and
+         * the odd input a - 5 otherwise: the products (a, b) with a or b >= 5 share U (a clamped to 5) */
+        p->nxi = 81, p->nu = 36;
+        int o = 0;
+        for (int ui = 0; ui < 36; ui++)
+            for (int xi = 0; xi < 81; xi++) {
+                int a = xi / 9, b = xi % 9, u = (a < 5 ? a : 5) * 6 + (b < 5 ? b : 5);
+                if (u == ui) p->uix[xi] = (unsigned char)u, p->xord[o++] = (unsigned char)xi;
+            }
+    }
+    p->th = (p->ho + m - 1) / m, p->tw = (p->wo + m - 1) / m;
     p->tiles = n * p->th * p->tw;
     p->tiles_pad = (p->tiles + TB - 1) / TB * TB;
     *plan = p;
@@ -160,7 +200,7 @@ static mg_status weights_alloc(mg_wino4 *p) {
     if (!ww) return MG_FAIL(MG_ERR_NOMEM, "winograd: out of memory");
     p->ww = ww;
     ww->refs = 1;
-    size_t un = p->kind != PLAN_FWD ? 0 : p->nxi * u_xi(p);
+    size_t un = p->kind != PLAN_FWD ? 0 : p->nu * u_xi(p);
     if (un && posix_memalign((void **)&ww->u, 64, un * sizeof(float)) != 0) ww->u = NULL;
     if (posix_memalign((void **)&ww->bias, 64, (size_t)p->k * sizeof(float)) != 0) ww->bias = NULL;
     if ((un && !ww->u) || !ww->bias)
@@ -168,12 +208,11 @@ static mg_status weights_alloc(mg_wino4 *p) {
     return MG_OK;
 }
 
-mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int h, int w, const float *weights,
-                             const float *bias) {
+static mg_status init_weights(mg_wino4 **plan, int tile, int stride, int n, int c, int k, int h, int w,
+                              const float *weights, const float *bias) {
     if (plan) *plan = NULL;
-    if (tile != 2 && tile != 4) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: expected tile 2 or 4, found %d", tile);
     if (!weights || !bias) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null weights or bias");
-    MG_TRY(plan_new(plan, tile, n, c, k, h, w));
+    MG_TRY(plan_new(plan, tile, stride, n, c, k, h, w));
     mg_wino4 *p = *plan;
     mg_status s = weights_alloc(p);
     if (s != MG_OK) {
@@ -186,11 +225,25 @@ mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int
     for (int o = 0; o < k; o++)
         for (int i = 0; i < c; i++) {
             double u[NXI];
-            weight_transform(weights + ((size_t)o * c + i) * 9, u, tile);
-            for (int xi = 0; xi < p->nxi; xi++)
-                ww->u[xi * u_xi(p) + ((size_t)(o / KB) * c + i) * KB + o % KB] = (float)u[xi];
+            weight_transform(weights + ((size_t)o * c + i) * 9, u, stride == 2 ? 0 : tile);
+            for (int ui = 0; ui < p->nu; ui++)
+                ww->u[ui * u_xi(p) + ((size_t)(o / KB) * c + i) * KB + o % KB] = (float)u[ui];
         }
     return MG_OK;
+}
+
+mg_status mg_wino4_init_tile(mg_wino4 **plan, int tile, int n, int c, int k, int h, int w, const float *weights,
+                             const float *bias) {
+    if (tile != 2 && tile != 4) {
+        if (plan) *plan = NULL;
+        return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: expected tile 2 or 4, found %d", tile);
+    }
+    return init_weights(plan, tile, 1, n, c, k, h, w, weights, bias);
+}
+
+mg_status mg_wino4_init_stride2(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
+                                const float *bias) {
+    return init_weights(plan, 4, 2, n, c, k, h, w, weights, bias);
 }
 
 mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
@@ -200,7 +253,7 @@ mg_status mg_wino4_init(mg_wino4 **plan, int n, int c, int k, int h, int w, cons
 
 /* A plan whose U lives in the scratch, with zero bias: `kind` PLAN_FWD_SCRATCH or PLAN_BWD_DATA. */
 static mg_status init_scratch_u(mg_wino4 **plan, int kind, int n, int c, int k, int h, int w) {
-    MG_TRY(plan_new(plan, 4, n, c, k, h, w));
+    MG_TRY(plan_new(plan, 4, 1, n, c, k, h, w));
     (*plan)->kind = kind;
     mg_status s = weights_alloc(*plan);
     if (s != MG_OK) {
@@ -225,7 +278,7 @@ mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int 
         if (plan) *plan = NULL;
         return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: init_like needs a forward plan with weights");
     }
-    MG_TRY(plan_new(plan, donor->m, n, donor->c, donor->k, h, w));
+    MG_TRY(plan_new(plan, donor->m, donor->s, n, donor->c, donor->k, h, w));
     (*plan)->ww = donor->ww;
     donor->ww->refs++;
     return MG_OK;
@@ -242,17 +295,17 @@ void mg_wino4_free(mg_wino4 *plan) {
     free(plan);
 }
 
-bool mg_wino4_matches(const mg_wino4 *plan, int tile, int c, int k) {
-    return plan && plan->m == tile && plan->c == c && plan->k == k;
+bool mg_wino4_matches(const mg_wino4 *plan, int tile, int stride, int c, int k) {
+    return plan && plan->m == tile && plan->s == stride && plan->c == c && plan->k == k;
 }
 
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan) {
     if (!plan || !plan->ww) return 0;
-    return ((plan->kind != PLAN_FWD ? 0 : plan->nxi * u_xi(plan)) + (size_t)plan->k) * sizeof(float);
+    return ((plan->kind != PLAN_FWD ? 0 : plan->nu * u_xi(plan)) + (size_t)plan->k) * sizeof(float);
 }
 
 /* Floats of U at the start of the scratch (backward-data plans), a multiple of 16. */
-static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? p->nxi * u_xi(p) : 0; }
+static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ? p->nu * u_xi(p) : 0; }
 
 #define TGT __attribute__((target("avx2,fma")))
 
@@ -290,6 +343,39 @@ TGT static inline void bt4(const __m256 d[4], __m256 o[4]) {
 TGT static inline void at4(const __m256 m[4], __m256 o[2]) {
     o[0] = _mm256_add_ps(_mm256_add_ps(m[0], m[1]), m[2]);
     o[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
+}
+
+/* Stride 2: along one dimension, a tile of 4 outputs y_j = g0 d_2j + g1 d_2j+1 + g2 d_2j+2 reads 9 inputs
+ * d_0 .. d_8. The even ones e_i = d_2i (5) meet the taps (g0, g2) as a stride-1 correlation of 4
+ * outputs with a 2-tap kernel: Winograd F(4, 2) with points 0, 1, -1, 2 and infinity (5 products);
+ * the odd ones o_j = d_2j+1 (4) meet g1 alone (4 products). 9 products per 4 outputs against 12 in
+ * one dimension, 81 per 16 outputs against 144 in two (1.78x fewer). Transformed weights: F(4, 2)'s 5
+ * values and g1, 6 per dimension, so 36 matrices of U (4x the direct weights, as F(4x4)) for 81
+ * products. */
+
+/* out = B^T d along one dimension (9 -> 9: F(4, 2)'s input transform of the even d, the odd d as they
+ * are), on 8 channels */
+TGT static inline void bts2(const __m256 d[9], __m256 o[9]) {
+    const __m256 c2 = _mm256_set1_ps(2.0f), c3 = _mm256_set1_ps(3.0f);
+    const __m256 e0 = d[0], e1 = d[2], e2 = d[4], e3 = d[6], e4 = d[8];
+    const __m256 d31 = _mm256_sub_ps(e3, e1);
+    o[0] = _mm256_fmadd_ps(c2, _mm256_sub_ps(e0, e2), d31);
+    o[1] = _mm256_fmadd_ps(c2, e1, _mm256_sub_ps(e2, e3));
+    o[2] = _mm256_fmsub_ps(c3, e2, _mm256_fmadd_ps(c2, e1, e3));
+    o[3] = d31;
+    o[4] = _mm256_fnmadd_ps(c2, d31, _mm256_sub_ps(e4, e2));
+    o[5] = d[1], o[6] = d[3], o[7] = d[5], o[8] = d[7];
+}
+
+/* out = A^T m along one dimension (9 -> 4: F(4, 2)'s output transform of m_0 .. m_4 plus the odd
+ * products m_5 .. m_8), on 8 channels */
+TGT static inline void ats2(const __m256 m[9], __m256 o[4]) {
+    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+    const __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), _mm256_add_ps(m[3], m[5]));
+    o[1] = _mm256_add_ps(_mm256_fmadd_ps(c2, m[3], d12), m[6]);
+    o[2] = _mm256_add_ps(_mm256_fmadd_ps(c4, m[3], s12), m[7]);
+    o[3] = _mm256_add_ps(_mm256_add_ps(_mm256_fmadd_ps(c8, m[3], d12), m[4]), m[8]);
 }
 
 #define INLINE __attribute__((always_inline)) inline
@@ -334,8 +420,40 @@ TGT static INLINE void input_tiles_m(const mg_wino4 *p, const float *x, float *v
     }
 }
 
+/* Phase 1 of a stride-2 plan: 9 x 9 inputs from (8i - 1, 8j - 1) per tile (i, j) of 4 x 4 outputs */
+TGT static void input_tiles_s2(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
+    const int H = p->h, W = p->w, C = p->c, CB = C / 8;
+    for (int tt = 0; tt < nt; tt++) {
+        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
+        const int y0 = 8 * i - 1, x0 = 8 * j - 1;
+        const int inside = y0 >= 0 && y0 + 9 <= H && x0 >= 0 && x0 + 9 <= W;
+        for (int cb = 0; cb < CB; cb++) {
+            const float *xp = x + ((size_t)n * CB + cb) * H * W * 8;
+            __m256 t9[9][9], col[9], o[9];
+            for (int b = 0; b < 9; b++) { /* along rows (a) for every column b */
+                const int xx = x0 + b;
+                for (int a = 0; a < 9; a++) {
+                    const int yy = y0 + a;
+                    col[a] = inside || (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                                 ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * 8)
+                                 : _mm256_setzero_ps();
+                }
+                bts2(col, o);
+                for (int a = 0; a < 9; a++) t9[a][b] = o[a];
+            }
+            float *vt = v + (size_t)tt * C + (size_t)cb * 8;
+            for (int a = 0; a < 9; a++) { /* along columns */
+                bts2(t9[a], o);
+                for (int b = 0; b < 9; b++) _mm256_storeu_ps(vt + (size_t)(a * 9 + b) * vxi, o[b]);
+            }
+        }
+    }
+}
+
 TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
-    if (p->m == 2)
+    if (p->s == 2)
+        input_tiles_s2(p, x, v, vxi, t0, nt);
+    else if (p->m == 2)
         input_tiles_m(p, x, v, vxi, t0, nt, 2);
     else
         input_tiles_m(p, x, v, vxi, t0, nt, 4);
@@ -383,10 +501,11 @@ TGT static void kernel_6x16(int nc, const float *v, size_t ldv, const float *u, 
 }
 
 /* Phase 3 for tiles t0 .. t0+nt-1 from M (tile t0 at row 0; mxi floats between the matrices), for
- * output tiles of M x M (a constant at each call). */
+ * output tiles of M x M from A x A products (constants at each call: 2 and 4, 4 and 6, or 4 and 9 for
+ * stride 2). */
 TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt,
-                                      int sum, int relu, const int M) {
-    const int H = p->h, W = p->w, K = p->k, KB8 = K / 8, A = M + 2;
+                                      int sum, int relu, const int M, const int A) {
+    const int H = p->ho, W = p->wo, K = p->k, KB8 = K / 8;
     const __m256 zero = _mm256_setzero_ps();
     for (int tt = 0; tt < nt; tt++) {
         const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
@@ -395,14 +514,14 @@ TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t 
             const float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
             float *yp = y + ((size_t)n * KB8 + kb8) * H * W * 8;
             const __m256 bias = _mm256_loadu_ps(p->ww->bias + (size_t)kb8 * 8);
-            __m256 t4[4][6], row[6], o[4];
+            __m256 t4[4][9], row[9], o[4];
             for (int b = 0; b < A; b++) { /* along rows */
                 for (int a = 0; a < A; a++) row[a] = _mm256_load_ps(mt + (size_t)(a * A + b) * mxi);
-                if (M == 4) at6(row, o); else at4(row, o);
+                if (A == 9) ats2(row, o); else if (M == 4) at6(row, o); else at4(row, o);
                 for (int a = 0; a < M; a++) t4[a][b] = o[a];
             }
             for (int a = 0; a < M && y0 + a < H; a++) {
-                if (M == 4) at6(t4[a], o); else at4(t4[a], o);
+                if (A == 9) ats2(t4[a], o); else if (M == 4) at6(t4[a], o); else at4(t4[a], o);
                 float *yr = yp + ((size_t)(y0 + a) * W + x0) * 8;
                 for (int b = 0; b < M && x0 + b < W; b++) {
                     __m256 r = _mm256_add_ps(o[b], bias);
@@ -417,10 +536,12 @@ TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t 
 
 TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt, int sum,
                              int relu) {
-    if (p->m == 2)
-        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 2);
+    if (p->s == 2)
+        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4, 9);
+    else if (p->m == 2)
+        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 2, 4);
     else
-        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4);
+        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4, 6);
 }
 
 /* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
@@ -429,7 +550,7 @@ TGT static void products(const mg_wino4 *p, const float *ubase, const float *v, 
     const int C = p->c, K = p->k, pr = p->pass_rows;
     const float *vx = v + xi * vxi;
     for (int kb = kb0; kb < kb1; kb++) {
-        const float *u = ubase + xi * u_xi(p) + (size_t)kb * C * KB;
+        const float *u = ubase + p->uix[xi] * u_xi(p) + (size_t)kb * C * KB;
         float *mx = m + xi * mxi + (size_t)kb * KB;
         for (int c0 = 0; c0 < C; c0 += pr) {
             const int nc = C - c0 < pr ? C - c0 : pr, nb = nt_pad / TB, share = (nc + nb - 1) / nb;
@@ -469,7 +590,7 @@ static void run_chunk(const mg_wino4 *p, const float *u, const float *x, float *
     float *v = scr, *m = scr + p->nxi * vxi;
     zero_pad_rows(p, v, vxi, nt, nt_pad);
     input_tiles(p, x, v, vxi, t0, nt);
-    for (int xi = 0; xi < p->nxi; xi++) products(p, u, v, vxi, m, mxi, nt_pad, xi, 0, p->k / KB);
+    for (int i = 0; i < p->nxi; i++) products(p, u, v, vxi, m, mxi, nt_pad, p->xord[i], 0, p->k / KB);
     output_tiles(p, m, mxi, y, t0, nt, sum, relu);
 }
 
@@ -597,7 +718,8 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
     }
     const int jobs = p->nxi * nkb;
     OMP_PARALLEL_FOR
-    for (int job = 0; job < jobs; job++) products(p, u, v, vxi, m, mxi, cap, job / nkb, job % nkb, job % nkb + 1);
+    for (int job = 0; job < jobs; job++)
+        products(p, u, v, vxi, m, mxi, cap, p->xord[job / nkb], job % nkb, job % nkb + 1);
     OMP_PARALLEL_FOR
     for (int th = 0; th < nthr; th++) {
         int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);
@@ -628,7 +750,7 @@ static int bwdw_cap(const mg_wino4 *p) {
 }
 
 mg_status mg_wino4_init_bwd_weights(mg_wino4 **plan, int n, int c, int k, int h, int w) {
-    MG_TRY(plan_new(plan, 4, n, c, k, h, w));
+    MG_TRY(plan_new(plan, 4, 1, n, c, k, h, w));
     (*plan)->kind = PLAN_BWD_WEIGHTS; /* no weights of its own: dU is in the scratch */
     (*plan)->bwdw_cap = bwdw_cap(*plan);
     return MG_OK;

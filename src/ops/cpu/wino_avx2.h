@@ -1,7 +1,8 @@
 /* wino_avx2.h: Winograd F(4x4, 3x3) convolutions for AVX2+FMA CPUs on the nChw8c activation layout
  * (wino_avx2.c), for the 3x3 stride-1 pad-1 layers where oneDNN 2.6 has no Winograd kernel (its
  * Winograd is AVX-512 only): the fused inference network's forward, and the training chain's forward,
- * backward data and backward weights (conv2d_dnnl.c). */
+ * backward data and backward weights (conv2d_dnnl.c); and a stride-2 variant for the fused inference
+ * network's 3x3 stride-2 pad-1 layers. */
 #ifndef MG_OPS_CPU_WINO_AVX2_H
 #define MG_OPS_CPU_WINO_AVX2_H
 
@@ -84,11 +85,29 @@ mg_status mg_wino4_init_fwd_scratch(mg_wino4 **plan, int n, int c, int k, int h,
  * output channels swapped, then G g G^T) or mg_wino4_init_fwd_scratch (w: k x c x 3 x 3, G g G^T).
  * Float, AVX2; OpenMP threads as in mg_wino4_forward. */
 void mg_wino4_set_weights_scratch(const mg_wino4 *plan, const float *w, void *scratch, int threads);
+/* Stride 2, padding 1, 3x3: per dimension the even inputs meet the taps (g0, g2) through Winograd
+ * F(4, 2) and the odd ones g1 alone, 81 products per 4x4 output tile against the direct 144 (1.78x
+ * fewer; transformed weights 4x the direct ones, as F(4x4)). What it saves on an h x w input map
+ * (output ((h - 1) / 2 + 1) x ((w - 1) / 2 + 1)): the direct convolution's taps inside the map, 3 ho - 1
+ * per output row (3 ho - 2 for odd h), times the same for the columns, over 81 per tile of the output
+ * rounded up to whole tiles. 56x56: 83^2 / (63^2) = 1.74; 28x28: 41^2 / 36^2 = 1.30; 14x14: 20^2 / 18^2
+ * = 1.23. 0 for a bad size. */
+double mg_wino4_s2_saving(int h, int w);
+/* Whether the fused inference network runs a 3x3 stride-2 pad-1 layer of n x c x h x w -> k channels
+ * with the stride-2 plan: channels that fit, a CPU with AVX2 and FMA, and MG_WINO_S2_MIN_SAVING or
+ * more saved (mg_wino4_s2_saving). */
+#define MG_WINO_S2_MIN_SAVING 1.5
+bool mg_wino4_inference_s2(int n, int c, int k, int h, int w);
+/* A stride-2 forward plan for input n x c x h x w (nChw8c), k output channels (output n x k x ((h - 1) /
+ * 2 + 1) x ((w - 1) / 2 + 1), nChw8c), weights and bias as mg_wino4_init. */
+mg_status mg_wino4_init_stride2(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
+                                const float *bias);
 /* A plan for another batch size sharing `donor`'s transformed weights (reference counted). */
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w);
 void mg_wino4_free(mg_wino4 *plan);
-/* Whether the plan convolves c -> k channels with output tiles of tile x tile (a donor's weights fit). */
-bool mg_wino4_matches(const mg_wino4 *plan, int tile, int c, int k);
+/* Whether the plan convolves c -> k channels with output tiles of tile x tile and stride 1 or 2 (a donor's
+ * weights fit; stride-2 plans have tile 4). */
+bool mg_wino4_matches(const mg_wino4 *plan, int tile, int stride, int c, int k);
 /* Bytes of the transformed weights (shared by plans made with init_like) and of the scratch a run
  * on `threads` threads needs, for every kind of plan (give it a 64-byte aligned buffer). */
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan);
