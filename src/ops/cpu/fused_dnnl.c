@@ -654,13 +654,13 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
     if (!pd)
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
-    const int own_ok = !wino && (flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && act_block() == 8 &&
-                       own_wino_enabled();
-    /* stride 2: the stride-2 plan, whose output tiles are 4x4, where it saves enough */
-    const int tile = !own_ok                                      ? 0
-                     : stride == 1 && p == xd[2] && q == xd[3] ? mg_wino4_inference_tile(xd[0], xd[1], k, p, q)
-                     : stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]) ? 4
-                                                                                        : 0;
+    int tile = 0; /* our Winograd's output tiles (4 for the stride-2 plan), where it saves enough; 0: not ours */
+    if (!wino && (flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && act_block() == 8 && own_wino_enabled()) {
+        if (stride == 1 && p == xd[2] && q == xd[3])
+            tile = mg_wino4_inference_tile(xd[0], xd[1], k, p, q);
+        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]))
+            tile = 4;
+    }
     const int own = tile > 0 && pd_is_nchw8c(pd, xd, k, p, q);
     /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h) */
     int direct = !wino && !own && act_block() == 8 &&
@@ -988,9 +988,9 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
             st->image_step = st->bytes / (size_t)n;
     }
     /* slots: walk the ops; an output whose group has no slot yet takes one (take_slot); groups dead
-     * after an op free their slot. The input (value 0) is the caller's memory. A group written image by image and
-     * read after those ops holds every image from the first image's pass on: it takes its slot
-     * before the walk, so that no group of the image-by-image ops shares it. */
+     * after an op free their slot. The input (value 0) is the caller's memory. A group written image
+     * by image and read after those ops holds every image from the first image's pass on: it takes its
+     * slot before the walk, so that no group of the image-by-image ops shares it. */
     int cap = net->nst;
     net->slot_buf = calloc((size_t)cap, sizeof *net->slot_buf);
     net->slot_bytes = calloc((size_t)cap, sizeof *net->slot_bytes);

@@ -381,70 +381,34 @@ TGT static inline void ats2(const __m256 m[9], __m256 o[4]) {
 #define INLINE __attribute__((always_inline)) inline
 
 /* Phase 1 for tiles t0 .. t0+nt-1 (numbered n, tile row, tile column), every channel block, into V
- * (tile t0 at row 0; vxi floats between the matrices), for output tiles of M x M (a constant at each
- * call: the loops unroll). */
+ * (tile t0 at row 0; vxi floats between the matrices), for output tiles of M x M from A x A inputs
+ * (constants at each call, so that the loops unroll: 2 and 4, 4 and 6, or 4 and 9 for stride 2, whose
+ * tiles start 2M inputs apart). */
 TGT static INLINE void input_tiles_m(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt,
-                                     const int M) {
-    const int H = p->h, W = p->w, C = p->c, CB = C / 8, A = M + 2;
+                                     const int M, const int A) {
+    const int H = p->h, W = p->w, C = p->c, CB = C / 8, step = A == 9 ? 2 * M : M;
     for (int tt = 0; tt < nt; tt++) {
         const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
-        const int y0 = M * i - 1, x0 = M * j - 1;
+        const int y0 = step * i - 1, x0 = step * j - 1;
         const int inside = y0 >= 0 && y0 + A <= H && x0 >= 0 && x0 + A <= W;
         for (int cb = 0; cb < CB; cb++) {
             const float *xp = x + ((size_t)n * CB + cb) * H * W * 8;
-            __m256 d[6][6];
-            if (inside) {
-                for (int a = 0; a < A; a++)
-                    for (int b = 0; b < A; b++) d[a][b] = _mm256_loadu_ps(xp + ((size_t)(y0 + a) * W + x0 + b) * 8);
-            } else {
-                for (int a = 0; a < A; a++)
-                    for (int b = 0; b < A; b++) {
-                        int yy = y0 + a, xx = x0 + b;
-                        d[a][b] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                                      ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * 8)
-                                      : _mm256_setzero_ps();
-                    }
-            }
-            __m256 t6[6][6], col[6], o[6];
-            for (int b = 0; b < A; b++) { /* along rows (a) for every column b */
-                for (int a = 0; a < A; a++) col[a] = d[a][b];
-                if (M == 4) bt6(col, o); else bt4(col, o);
-                for (int a = 0; a < A; a++) t6[a][b] = o[a];
-            }
-            float *vt = v + (size_t)tt * C + (size_t)cb * 8;
-            for (int a = 0; a < A; a++) { /* along columns */
-                if (M == 4) bt6(t6[a], o); else bt4(t6[a], o);
-                for (int b = 0; b < A; b++) _mm256_storeu_ps(vt + (size_t)(a * A + b) * vxi, o[b]);
-            }
-        }
-    }
-}
-
-/* Phase 1 of a stride-2 plan: 9 x 9 inputs from (8i - 1, 8j - 1) per tile (i, j) of 4 x 4 outputs */
-TGT static void input_tiles_s2(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
-    const int H = p->h, W = p->w, C = p->c, CB = C / 8;
-    for (int tt = 0; tt < nt; tt++) {
-        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
-        const int y0 = 8 * i - 1, x0 = 8 * j - 1;
-        const int inside = y0 >= 0 && y0 + 9 <= H && x0 >= 0 && x0 + 9 <= W;
-        for (int cb = 0; cb < CB; cb++) {
-            const float *xp = x + ((size_t)n * CB + cb) * H * W * 8;
             __m256 t9[9][9], col[9], o[9];
-            for (int b = 0; b < 9; b++) { /* along rows (a) for every column b */
+            for (int b = 0; b < A; b++) { /* along rows (a) for every column b */
                 const int xx = x0 + b;
-                for (int a = 0; a < 9; a++) {
+                for (int a = 0; a < A; a++) {
                     const int yy = y0 + a;
                     col[a] = inside || (yy >= 0 && yy < H && xx >= 0 && xx < W)
                                  ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * 8)
                                  : _mm256_setzero_ps();
                 }
-                bts2(col, o);
-                for (int a = 0; a < 9; a++) t9[a][b] = o[a];
+                if (A == 9) bts2(col, o); else if (M == 4) bt6(col, o); else bt4(col, o);
+                for (int a = 0; a < A; a++) t9[a][b] = o[a];
             }
             float *vt = v + (size_t)tt * C + (size_t)cb * 8;
-            for (int a = 0; a < 9; a++) { /* along columns */
-                bts2(t9[a], o);
-                for (int b = 0; b < 9; b++) _mm256_storeu_ps(vt + (size_t)(a * 9 + b) * vxi, o[b]);
+            for (int a = 0; a < A; a++) { /* along columns */
+                if (A == 9) bts2(t9[a], o); else if (M == 4) bt6(t9[a], o); else bt4(t9[a], o);
+                for (int b = 0; b < A; b++) _mm256_storeu_ps(vt + (size_t)(a * A + b) * vxi, o[b]);
             }
         }
     }
@@ -452,11 +416,11 @@ TGT static void input_tiles_s2(const mg_wino4 *p, const float *x, float *v, size
 
 TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
     if (p->s == 2)
-        input_tiles_s2(p, x, v, vxi, t0, nt);
+        input_tiles_m(p, x, v, vxi, t0, nt, 4, 9);
     else if (p->m == 2)
-        input_tiles_m(p, x, v, vxi, t0, nt, 2);
+        input_tiles_m(p, x, v, vxi, t0, nt, 2, 4);
     else
-        input_tiles_m(p, x, v, vxi, t0, nt, 4);
+        input_tiles_m(p, x, v, vxi, t0, nt, 4, 6);
 }
 
 /* One row of a register kernel: x = the row's value broadcast, acc0/acc1 (the row's 16 outputs) += x
