@@ -21,10 +21,12 @@ all: build
 deps:
 	@scripts/install-deps.sh --build
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
-
-build: deps $(BUILD)/CMakeCache.txt
+# Configure when the build folder has no build files yet: checking for the generated Makefile (or
+# build.ninja) rather than CMakeCache.txt, so that a configure that was interrupted (the cache is
+# written first) is run again instead of leaving a folder that `cmake --build` cannot use.
+build: deps
+	@test -f $(BUILD)/Makefile -o -f $(BUILD)/build.ninja || \
+	  cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The test packages go in before configuring: CMake looks for the PyTorch oracle when it configures,
