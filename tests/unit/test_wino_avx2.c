@@ -1,5 +1,6 @@
 /* test_wino_avx2.c: our Winograd F(4x4, 3x3) and F(2x2, 3x3) kernels for AVX2 (src/ops/cpu/wino_avx2.c)
- * against a direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data): map
+ * against a direct 3x3 convolution summed in double (plain loops here, on the same nChw8c data, and
+ * nChw16c for the forward plans on AVX-512 CPUs' layout): map
  * sizes that are and are not multiples of the 4x4 and 2x2 tiles, batch > 1, bias with and without the residual sum and
  * ReLU, one and two threads, both ways a run is split (chunks of tiles per thread, or every tile with
  * each phase shared), a plan sharing another's weights, the training forward and backward data (the
@@ -14,10 +15,15 @@
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 
-/* y[n][k][p][q] (nChw8c) = sum_c,a,b w[k][c][a][b] x[n][c][s p+a-1][s q+b-1] + bias (+ res, relu), stride s,
- * output p x q = ((h - 1) / s + 1) x ((w - 1) / s + 1) */
-static double *ref_conv_stride(const float *x, const float *wt, const float *bias, const float *res, int relu, int n,
-                               int c, int k, int h, int w, int s) {
+/* Float index of [n][ch][y][x] of an n x c x h x w map in channel blocks of blk (8: nChw8c, 16: nChw16c). */
+static size_t blk_at(int blk, int c, int h, int w, int n, int ch, int y, int x) {
+    return (((size_t)n * (c / blk) + ch / blk) * h * w + (size_t)y * w + x) * blk + ch % blk;
+}
+
+/* y[n][k][p][q] = sum_c,a,b w[k][c][a][b] x[n][c][s p+a-1][s q+b-1] + bias (+ res, relu), stride s,
+ * output p x q = ((h - 1) / s + 1) x ((w - 1) / s + 1), x and y in channel blocks of blk */
+static double *ref_conv_blk(const float *x, const float *wt, const float *bias, const float *res, int relu, int n,
+                            int c, int k, int h, int w, int s, int blk) {
     const int ho = (h - 1) / s + 1, wo = (w - 1) / s + 1;
     double *y = malloc((size_t)n * k * ho * wo * sizeof *y);
     for (int in = 0; in < n; in++)
@@ -31,14 +37,20 @@ static double *ref_conv_stride(const float *x, const float *wt, const float *bia
                                 int iy = s * yy + a - 1, ix = s * xx + b - 1;
                                 if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                                 acc += (double)wt[((size_t)o * c + i) * 9 + a * 3 + b] *
-                                       x[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)iy * w + ix) * 8 + i % 8];
+                                       x[blk_at(blk, c, h, w, in, i, iy, ix)];
                             }
-                    size_t at = (((size_t)in * (k / 8) + o / 8) * ho * wo + (size_t)yy * wo + xx) * 8 + o % 8;
+                    size_t at = blk_at(blk, k, ho, wo, in, o, yy, xx);
                     if (res) acc += res[at];
                     if (relu && acc < 0) acc = 0;
                     y[at] = acc;
                 }
     return y;
+}
+
+/* The same on nChw8c. */
+static double *ref_conv_stride(const float *x, const float *wt, const float *bias, const float *res, int relu, int n,
+                               int c, int k, int h, int w, int s) {
+    return ref_conv_blk(x, wt, bias, res, relu, n, c, k, h, w, s, 8);
 }
 
 static double *ref_conv(const float *x, const float *wt, const float *bias, const float *res, int relu, int n, int c,
@@ -116,6 +128,46 @@ static void run_case_s2(int n, int c, int k, int h, int w, int sum, int relu, in
     }
     mg_wino4_free(plan);
     free(scratch), free(x), free(wt), free(bias), free(res), free(want), free(y);
+}
+
+/* A forward plan (tile 4 or 2 at stride 1, or the stride-2 plan: tile 4, stride 2) on nChw16c
+ * activations against the double direct convolution on the same nChw16c data, twice; then a plan for
+ * another batch and map made with init_like from it, which keeps the block. */
+static void run_case_blk16(int tile, int stride, int n, int c, int k, int h, int w, int sum, int relu, int threads) {
+    const int ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1;
+    size_t nx = (size_t)n * c * h * w, ny = (size_t)n * k * ho * wo;
+    float *x = mg_test_rand_buf(&g_rng, nx), *wt = mg_test_rand_buf(&g_rng, (size_t)k * c * 9);
+    float *bias = mg_test_rand_buf(&g_rng, k), *res = mg_test_rand_buf(&g_rng, ny);
+    double *want = ref_conv_blk(x, wt, bias, sum ? res : NULL, relu, n, c, k, h, w, stride, 16);
+    mg_wino4 *plan;
+    if (stride == 2)
+        mg_assert_ok(mg_wino4_init_stride2(&plan, n, c, k, h, w, wt, bias));
+    else
+        mg_assert_ok(mg_wino4_init_tile(&plan, tile, n, c, k, h, w, wt, bias));
+    mg_assert_ok(mg_wino4_set_block(plan, 16));
+    void *scratch = NULL;
+    assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
+    float *y = malloc(ny * sizeof *y);
+    char what[160];
+    snprintf(what, sizeof what, "nChw16c tile %d stride %d n%d c%d k%d %dx%d sum %d relu %d threads %d", tile, stride,
+             n, c, k, h, w, sum, relu, threads);
+    for (int rep = 0; rep < 2; rep++) {
+        memcpy(y, res, ny * sizeof *y);
+        mg_wino4_forward(plan, x, y, sum, relu, scratch, threads);
+        check(what, y, want, ny);
+    }
+    /* init_like: batch 1 of the first image's map, the block kept */
+    mg_wino4 *like;
+    mg_assert_ok(mg_wino4_init_like(&like, plan, 1, h, w));
+    size_t ny1 = (size_t)k * ho * wo;
+    double *want1 = ref_conv_blk(x, wt, bias, NULL, 0, 1, c, k, h, w, stride, 16);
+    void *scratch1 = NULL;
+    assert_int_equal(posix_memalign(&scratch1, 64, mg_wino4_scratch_bytes(like, threads)), 0);
+    mg_wino4_forward(like, x, y, 0, 0, scratch1, threads);
+    strncat(what, ", init_like batch 1", sizeof what - strlen(what) - 1);
+    check(what, y, want1, ny1);
+    mg_wino4_free(like), mg_wino4_free(plan);
+    free(scratch), free(scratch1), free(x), free(wt), free(bias), free(res), free(want), free(want1), free(y);
 }
 
 static int skip_without_avx2(void) {
@@ -450,6 +502,35 @@ static void test_backward_weights(void **state) {
     assert_null(p);
 }
 
+/* nChw16c (the fused network's layout on AVX-512 CPUs): every kind of forward plan, map sizes of whole
+ * and partial tiles, several 16-channel blocks in and out (so that an 8-channel half read from the
+ * wrong half or block shows), the epilogue, one and two threads, both ways a run is split. */
+static void test_block16(void **state) {
+    (void)state;
+    if (skip_without_avx2()) return;
+    const int sizes[][2] = {{8, 8}, {9, 13}, {7, 7}, {14, 14}, {3, 6}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        const int h = sizes[i][0], w = sizes[i][1];
+        run_case_blk16(4, 1, 2, 32, 48, h, w, (int)i % 2, (int)i % 2, 1);
+        run_case_blk16(2, 1, 1, 48, 32, h, w, 1, 1, 2);
+        run_case_blk16(4, 2, 2, 32, 48, h, w, (int)(i + 1) % 2, 1, 1 + (int)i % 2);
+    }
+    run_case_blk16(4, 1, 4, 64, 64, 28, 28, 1, 1, 2); /* many tiles: chunks of tiles per thread */
+    run_case_blk16(4, 2, 1, 64, 32, 56, 56, 1, 1, 2);
+    /* the block must divide both channel counts; only forward plans with weights take one */
+    float *wt = mg_test_rand_buf(&g_rng, (size_t)32 * 24 * 9), *bias = mg_test_rand_buf(&g_rng, 32);
+    mg_wino4 *p;
+    mg_assert_ok(mg_wino4_init(&p, 1, 24, 32, 8, 8, wt, bias));
+    assert_int_equal(mg_wino4_set_block(p, 16), MG_ERR_INVALID_ARG);
+    assert_int_equal(mg_wino4_set_block(p, 4), MG_ERR_INVALID_ARG);
+    mg_assert_ok(mg_wino4_set_block(p, 8));
+    mg_wino4_free(p);
+    mg_assert_ok(mg_wino4_init_bwd_data(&p, 1, 32, 32, 8, 8));
+    assert_int_equal(mg_wino4_set_block(p, 16), MG_ERR_INVALID_ARG);
+    mg_wino4_free(p);
+    free(wt), free(bias);
+}
+
 static void test_bad_args(void **state) {
     (void)state;
     float wt[16 * 8 * 9] = {0}, bias[16] = {0};
@@ -482,6 +563,7 @@ int main(void) {
         cmocka_unit_test(test_saving),
         cmocka_unit_test(test_stride2),
         cmocka_unit_test(test_s2_saving),
+        cmocka_unit_test(test_block16),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,9 @@
  * consumed residual is summed into in place). On AVX2 CPUs some convolutions run our kernels in place
  * of the primitive, on the same nChw8c buffers: 3x3 stride-1 layers our Winograd F(4x4)
  * (wino_avx2.c), 3x3 stride-2 layers of large maps its stride-2 plan and of small maps our direct
- * kernel (direct_avx2.c), max pooling ours (pool_avx2.c). A batch runs its first ops (large maps)
+ * kernel (direct_avx2.c), max pooling ours (pool_avx2.c). On AVX-512 CPUs (nChw16c buffers) our
+ * Winograd F(4x4) and stride-2 plan run in place of oneDNN's Winograd and direct kernels where they
+ * apply. A batch runs its first ops (large maps)
  * image by image, each image through all of them before the next, with batch-1 twins of those ops
  * (micro_plan).
  *
@@ -81,7 +83,7 @@ typedef struct fop {
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
     int r, stride; /* convolutions and pooling: window and stride (for the profile) */
     int pad;       /* pooling: padding */
-    int own_pool;  /* our max pooling (pool_avx2.c) in place of the primitive */
+    int own_pool;  /* our max pooling (pool_avx2.c) in place of the primitive: its channel block (8, 16), or 0 */
     fmicro *micro; /* the op's batch-1 twin when the network runs it image by image (micro_plan) */
 } fop;
 
@@ -522,17 +524,18 @@ static int own_wino_enabled(void) {
     return !(e && e[0] == '0');
 }
 
-/* md = nChw8c float32 of n x c x h x w, the layout our kernels run on. */
-static dnnl_status_t nchw8c_md(dnnl_memory_desc_t *md, int n, int c, int h, int w) {
+/* md = float32 n x c x h x w in channel blocks of `block` (8: nChw8c, 16: nChw16c). */
+static dnnl_status_t blocked_md(dnnl_memory_desc_t *md, int block, int n, int c, int h, int w) {
     dnnl_dims_t d = {n, c, h, w};
-    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nChw8c);
+    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, mg_dnnl_block_tag(block));
 }
 
-/* Whether the convolution's primitive reads and writes nChw8c, the layout our kernel runs on. */
-static int pd_is_nchw8c(const_dnnl_primitive_desc_t pd, const int xd[4], int k, int p, int q) {
+/* Whether the convolution's primitive reads and writes channel blocks of `block`, a layout our
+ * kernels run on (nChw8c for all of them, nChw16c for our Winograd). */
+static int pd_is_blocked(const_dnnl_primitive_desc_t pd, int block, const int xd[4], int k, int p, int q) {
     dnnl_memory_desc_t bx, by;
-    if (nchw8c_md(&bx, xd[0], xd[1], xd[2], xd[3]) != dnnl_success ||
-        nchw8c_md(&by, xd[0], k, p, q) != dnnl_success)
+    if (blocked_md(&bx, block, xd[0], xd[1], xd[2], xd[3]) != dnnl_success ||
+        blocked_md(&by, block, xd[0], k, p, q) != dnnl_success)
         return 0;
     return dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &bx) &&
            dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &by);
@@ -574,7 +577,7 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
     const mg_dconv *dd = direct ? donor_dconv(net, xd[1], k, r, stride, pad) : NULL;
     net->nconv++;
     if (dw) {
-        MG_TRY(mg_wino4_init_like(&op->own, dw, xd[0], xd[2], xd[3]));
+        MG_TRY(mg_wino4_init_like(&op->own, dw, xd[0], xd[2], xd[3])); /* and the donor's block */
     } else if (dd) {
         MG_TRY(mg_dconv_init_like(&op->dconv, dd, xd[0], xd[2], xd[3]));
     } else {
@@ -586,6 +589,7 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
                                      : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
         free(owned);
         MG_TRY(ws);
+        if (!direct) MG_TRY(mg_wino4_set_block(op->own, act_block()));
         net->weight_bytes += direct ? mg_dconv_weight_bytes(op->dconv) : mg_wino4_weight_bytes(op->own);
     }
     size_t sb = direct ? mg_dconv_scratch_bytes(op->dconv) : mg_wino4_scratch_bytes(op->own, net->threads);
@@ -655,16 +659,22 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
     int tile = 0; /* our Winograd's output tiles (4 for the stride-2 plan), where it saves enough; 0: not ours */
-    if (!wino && (flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && act_block() == 8 && own_wino_enabled()) {
+    const int blk = act_block();
+    if ((flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && (blk == 8 || blk == 16) && xd[1] % blk == 0 &&
+        k % blk == 0 && own_wino_enabled()) {
         if (stride == 1 && p == xd[2] && q == xd[3])
             tile = mg_wino4_inference_tile(xd[0], xd[1], k, p, q);
         else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]))
             tile = 4;
+        /* AVX-512 (nChw16c): oneDNN's own Winograd stays where ours would run F(2x2) (7x7 maps at batch
+         * 1: 1.71-1.74 against 1.82-1.86 ms on Zen 4); ours F(4x4) was 5-17 % faster on the larger
+         * maps (docs/PERFORMANCE.md, "Zen 4: our Winograd on nChw16c") */
+        if (wino && tile == 2) tile = 0;
     }
-    const int own = tile > 0 && pd_is_nchw8c(pd, xd, k, p, q);
+    const int own = tile > 0 && pd_is_blocked(pd, blk, xd, k, p, q);
     /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h) */
-    int direct = !wino && !own && act_block() == 8 &&
-                 mg_dconv_preferred(xd[0], xd[1], k, xd[2], xd[3], r, stride, pad) && pd_is_nchw8c(pd, xd, k, p, q);
+    int direct = !wino && !own && blk == 8 && mg_dconv_preferred(xd[0], xd[1], k, xd[2], xd[3], r, stride, pad) &&
+                 pd_is_blocked(pd, 8, xd, k, p, q);
     mg_status s = MG_OK;
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -746,17 +756,22 @@ mg_status mg_fnet_add_conv_cb(mg_fnet *net, int in, int k, int r, int stride, in
     return add_conv(net, in, k, r, stride, pad, NULL, NULL, get_weights, ctx, residual, flags, out);
 }
 
-/* Our max pooling (pool_avx2.c) in place of oneDNN's, where the input is nChw8c and the kernel fits:
- * after ResNet's stem, oneDNN 2.6's AVX2 pooling took 1.04-1.09 ms per image on one thread, ours
- * 0.43-0.49 in the same runs (docs/PERFORMANCE.md, "The stem's max pooling"). MG_FNET_OWN_POOL=0
- * turns it off (for comparison). */
-static int own_pool_applies(const mg_fnet *net, int in, int r, int stride, int pad) {
+/* Our max pooling (pool_avx2.c) in place of oneDNN's, where the input is nChw8c or nChw16c and the
+ * kernel fits: after ResNet's stem, oneDNN 2.6's AVX2 pooling took 1.04-1.09 ms per image on one
+ * thread, ours 0.43-0.49 in the same runs (docs/PERFORMANCE.md, "The stem's max pooling"); its
+ * AVX-512 pooling on Zen 4 0.27-0.29 against our 0.18. MG_FNET_OWN_POOL=0 turns it off (for
+ * comparison). The channel block it runs on, or 0 where it does not apply. */
+static int own_pool_block(const mg_fnet *net, int in, int r, int stride, int pad) {
     const char *e = getenv("MG_FNET_OWN_POOL");
     if (e && e[0] == '0') return 0;
     const int *d = net->v[in].dims;
-    dnnl_memory_desc_t x8;
-    return mg_maxpool8_fits(d[0], d[1], d[2], d[3], r, stride, pad) &&
-           nchw8c_md(&x8, d[0], d[1], d[2], d[3]) == dnnl_success && dnnl_memory_desc_equal(&net->v[in].md, &x8);
+    for (int block = 8; block <= 16; block += 8) {
+        dnnl_memory_desc_t xb;
+        if (mg_maxpool8_fits(d[0], d[1], d[2], d[3], r, stride, pad, block) &&
+            blocked_md(&xb, block, d[0], d[1], d[2], d[3]) == dnnl_success && dnnl_memory_desc_equal(&net->v[in].md, &xb))
+            return block;
+    }
+    return 0;
 }
 
 mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, int *out) {
@@ -771,14 +786,15 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
                        xd[2], xd[3]);
     int p = (xd[2] + 2 * pad - r) / stride + 1, q = (xd[3] + 2 * pad - r) / stride + 1;
     int ydims[4] = {xd[0], xd[1], p, q};
-    if (own_pool_applies(net, in, r, stride, pad)) {
-        dnnl_memory_desc_t y8;
-        DNNL_TRY(nchw8c_md(&y8, xd[0], xd[1], p, q));
+    const int pool_block = own_pool_block(net, in, r, stride, pad);
+    if (pool_block) {
+        dnnl_memory_desc_t yb;
+        DNNL_TRY(blocked_md(&yb, pool_block, xd[0], xd[1], p, q));
         int id;
         fop *op;
-        MG_TRY(new_value(net, ydims, &y8, -1, &id));
+        MG_TRY(new_value(net, ydims, &yb, -1, &id));
         MG_TRY(new_op(net, OP_POOL, &op));
-        *op = (fop){.kind = OP_POOL, .in = in, .out = id, .r = r, .stride = stride, .pad = pad, .own_pool = 1};
+        *op = (fop){.kind = OP_POOL, .in = in, .out = id, .r = r, .stride = stride, .pad = pad, .own_pool = pool_block};
         note_use(net, in);
         *out = id;
         return MG_OK;
@@ -1070,7 +1086,7 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
         if (op->own_pool) {
             const int *d = net->v[op->in].dims;
             mg_maxpool8_forward((const float *)xp, (float *)yp, m ? 1 : d[0], d[1], d[2], d[3], op->r, op->stride,
-                                op->pad, net->threads);
+                                op->pad, op->own_pool, net->threads);
         } else if (op->own) {
             mg_wino4_forward(m ? m->own : op->own, (const float *)xp, (float *)yp, op->sum, op->relu, net->scratch_buf,
                              net->threads);

@@ -49,6 +49,7 @@ enum { PLAN_FWD, PLAN_FWD_SCRATCH, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 struct mg_wino4 {
     int n, c, k, h, w; /* input */
     int s, ho, wo;     /* stride (1, or 2: see "Stride 2" below) and output map */
+    int blk;           /* channels per block of the activations: 8 (nChw8c) or 16 (nChw16c, forward plans) */
     int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices (81: stride 2) */
     int nu;       /* distinct transformed weight matrices: nxi, or 36 for stride 2 */
     unsigned char uix[NXI_MAX];  /* the U matrix of each of the nxi products */
@@ -173,6 +174,7 @@ static mg_status plan_new(mg_wino4 **plan, int m, int stride, int n, int c, int 
     p->n = n, p->c = c, p->k = k, p->h = h, p->w = w;
     p->s = stride, p->ho = (h - 1) / stride + 1, p->wo = (w - 1) / stride + 1;
     p->m = m, p->pass_rows = pass_rows();
+    p->blk = 8;
     if (stride == 1) {
         p->nxi = p->nu = (m + 2) * (m + 2);
         for (int xi = 0; xi < p->nxi; xi++) p->uix[xi] = p->xord[xi] = (unsigned char)xi;
@@ -279,6 +281,7 @@ mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int 
         return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: init_like needs a forward plan with weights");
     }
     MG_TRY(plan_new(plan, donor->m, donor->s, n, donor->c, donor->k, h, w));
+    (*plan)->blk = donor->blk;
     (*plan)->ww = donor->ww;
     donor->ww->refs++;
     return MG_OK;
@@ -293,6 +296,18 @@ void mg_wino4_free(mg_wino4 *plan) {
         free(ww);
     }
     free(plan);
+}
+
+mg_status mg_wino4_set_block(mg_wino4 *plan, int block) {
+    if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null plan");
+    if (plan->kind != PLAN_FWD)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: only forward plans with weights run on nChw16c");
+    if ((block != 8 && block != 16) || plan->c % block != 0 || plan->k % block != 0)
+        return MG_FAIL(MG_ERR_INVALID_ARG,
+                       "winograd: expected a channel block of 8 or 16 dividing c=%d and k=%d, found %d", plan->c,
+                       plan->k, block);
+    plan->blk = block;
+    return MG_OK;
 }
 
 bool mg_wino4_matches(const mg_wino4 *plan, int tile, int stride, int c, int k) {
@@ -380,26 +395,34 @@ TGT static inline void ats2(const __m256 m[9], __m256 o[4]) {
 
 #define INLINE __attribute__((always_inline)) inline
 
+/* The first float of 8-channel group g (channels 8g .. 8g+7) of image n in a map of `pixels` pixels and
+ * `channels` channels, blocked by blk (8: nChw8c, the group is a block; 16: nChw16c, the group is half
+ * of one); its pixels are blk floats apart. */
+static INLINE const float *block_at(const float *x, int n, int channels, int g, int pixels, int blk) {
+    const int per = blk / 8;
+    return x + (((size_t)n * (channels / blk) + g / per) * pixels) * blk + (size_t)(g % per) * 8;
+}
+
 /* Phase 1 for tiles t0 .. t0+nt-1 (numbered n, tile row, tile column), every channel block, into V
  * (tile t0 at row 0; vxi floats between the matrices), for output tiles of M x M from A x A inputs
  * (constants at each call, so that the loops unroll: 2 and 4, 4 and 6, or 4 and 9 for stride 2, whose
  * tiles start 2M inputs apart). */
 TGT static INLINE void input_tiles_m(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt,
                                      const int M, const int A) {
-    const int H = p->h, W = p->w, C = p->c, CB = C / 8, step = A == 9 ? 2 * M : M;
+    const int H = p->h, W = p->w, C = p->c, CB = C / 8, step = A == 9 ? 2 * M : M, blk = p->blk;
     for (int tt = 0; tt < nt; tt++) {
         const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
         const int y0 = step * i - 1, x0 = step * j - 1;
         const int inside = y0 >= 0 && y0 + A <= H && x0 >= 0 && x0 + A <= W;
         for (int cb = 0; cb < CB; cb++) {
-            const float *xp = x + ((size_t)n * CB + cb) * H * W * 8;
+            const float *xp = block_at(x, n, C, cb, H * W, blk);
             __m256 t9[9][9], col[9], o[9];
             for (int b = 0; b < A; b++) { /* along rows (a) for every column b */
                 const int xx = x0 + b;
                 for (int a = 0; a < A; a++) {
                     const int yy = y0 + a;
                     col[a] = inside || (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                                 ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * 8)
+                                 ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * blk)
                                  : _mm256_setzero_ps();
                 }
                 if (A == 9) bts2(col, o); else if (M == 4) bt6(col, o); else bt4(col, o);
@@ -469,14 +492,14 @@ TGT static void kernel_6x16(int nc, const float *v, size_t ldv, const float *u, 
  * stride 2). */
 TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt,
                                       int sum, int relu, const int M, const int A) {
-    const int H = p->ho, W = p->wo, K = p->k, KB8 = K / 8;
+    const int H = p->ho, W = p->wo, K = p->k, KB8 = K / 8, blk = p->blk;
     const __m256 zero = _mm256_setzero_ps();
     for (int tt = 0; tt < nt; tt++) {
         const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
         const int y0 = M * i, x0 = M * j;
         for (int kb8 = 0; kb8 < KB8; kb8++) {
             const float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
-            float *yp = y + ((size_t)n * KB8 + kb8) * H * W * 8;
+            float *yp = (float *)block_at(y, n, K, kb8, H * W, blk);
             const __m256 bias = _mm256_loadu_ps(p->ww->bias + (size_t)kb8 * 8);
             __m256 t4[4][9], row[9], o[4];
             for (int b = 0; b < A; b++) { /* along rows */
@@ -486,12 +509,12 @@ TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t 
             }
             for (int a = 0; a < M && y0 + a < H; a++) {
                 if (A == 9) ats2(t4[a], o); else if (M == 4) at6(t4[a], o); else at4(t4[a], o);
-                float *yr = yp + ((size_t)(y0 + a) * W + x0) * 8;
+                float *yr = yp + ((size_t)(y0 + a) * W + x0) * blk;
                 for (int b = 0; b < M && x0 + b < W; b++) {
                     __m256 r = _mm256_add_ps(o[b], bias);
-                    if (sum) r = _mm256_add_ps(r, _mm256_loadu_ps(yr + b * 8));
+                    if (sum) r = _mm256_add_ps(r, _mm256_loadu_ps(yr + b * blk));
                     if (relu) r = _mm256_max_ps(r, zero);
-                    _mm256_storeu_ps(yr + b * 8, r);
+                    _mm256_storeu_ps(yr + b * blk, r);
                 }
             }
         }
