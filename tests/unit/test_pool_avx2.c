@@ -47,8 +47,8 @@ static void run_case(shape s, int blk, int threads) {
                         }
                     float got = y[at(blk, s.c, p, q, in, ch, oy, ox)];
                     if (got != m && bad++ < 3)
-                        fprintf(stderr,
-                                "n%d c%d %dx%d r%d stride %d pad %d block %d threads %d: [%d][%d][%d][%d] %g, want %g\n",
+                        fprintf(stderr, "n%d c%d %dx%d r%d stride %d pad %d block %d threads %d: [%d][%d][%d][%d] "
+                                        "%g, want %g\n",
                                 s.n, s.c, s.h, s.w, s.r, s.stride, s.pad, blk, threads, in, ch, oy, ox, got, m);
                 }
     assert_int_equal(bad, 0);

@@ -768,7 +768,8 @@ static int own_pool_block(const mg_fnet *net, int in, int r, int stride, int pad
     for (int block = 8; block <= 16; block += 8) {
         dnnl_memory_desc_t xb;
         if (mg_maxpool8_fits(d[0], d[1], d[2], d[3], r, stride, pad, block) &&
-            blocked_md(&xb, block, d[0], d[1], d[2], d[3]) == dnnl_success && dnnl_memory_desc_equal(&net->v[in].md, &xb))
+            blocked_md(&xb, block, d[0], d[1], d[2], d[3]) == dnnl_success &&
+            dnnl_memory_desc_equal(&net->v[in].md, &xb))
             return block;
     }
     return 0;

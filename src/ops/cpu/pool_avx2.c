@@ -1,8 +1,9 @@
 /* pool_avx2.c: max pooling with AVX2 on nChw8c or nChw16c activations (pool_avx2.h). Each output row
- * of each group of 8 channels (a block of nChw8c, half a block of nChw16c) first takes the maximum over its window's input rows (clipped to the map) into
- * a row of w vectors on the stack, then over each window's columns of that row: 3 + 3 loads per
- * output instead of 9 for ResNet's 3x3 stride-2 window, the input read once per output row. The
- * rows of all images and channel blocks are split between the threads. OpenMP when compiled with it. */
+ * of each group of 8 channels (a block of nChw8c, half a block of nChw16c) first takes the maximum
+ * over its window's input rows (clipped to the map) into a row of w vectors on the stack, then over
+ * each window's columns of that row: 3 + 3 loads per output instead of 9 for ResNet's 3x3 stride-2
+ * window, the input read once per output row. The rows of all images and channel groups are split
+ * between the threads. OpenMP when compiled with it. */
 #include "ops/cpu/pool_avx2.h"
 
 #include <immintrin.h>
@@ -14,8 +15,8 @@
 #define MAX_W 2048 /* input columns: the row of column maxima lives on the stack (64 KiB) */
 
 bool mg_maxpool8_fits(int n, int c, int h, int w, int r, int stride, int pad, int block) {
-    return n >= 1 && (block == 8 || block == 16) && c >= block && c % block == 0 && h >= 1 && w >= 1 && r >= 1 && stride >= 1 && pad >= 0 &&
-           2 * pad <= r && h + 2 * pad >= r && w + 2 * pad >= r && w <= MAX_W && mg_wino4_cpu_ok();
+    return n >= 1 && (block == 8 || block == 16) && c >= block && c % block == 0 && h >= 1 && w >= 1 && r >= 1 &&
+           stride >= 1 && pad >= 0 && 2 * pad <= r && h + 2 * pad >= r && w + 2 * pad >= r && w <= MAX_W && mg_wino4_cpu_ok();
 }
 
 /* One output row (oy) of one plane of 8 channels: xp the plane (h x w pixels of 8 channels, ps floats
@@ -30,8 +31,9 @@ TGT static void pool_row(const float *xp, float *yr, int h, int w, int q, int r,
     if (y1 - y0 == 3) { /* ResNet's 3x3 window away from the top and bottom edges: one pass */
         const float *r1 = row + (size_t)w * ps, *r2 = r1 + (size_t)w * ps;
         for (int x = 0; x < w; x++)
-            col[x] = _mm256_max_ps(_mm256_max_ps(_mm256_loadu_ps(row + (size_t)x * ps), _mm256_loadu_ps(r1 + (size_t)x * ps)),
-                                   _mm256_loadu_ps(r2 + (size_t)x * ps));
+            col[x] = _mm256_max_ps(
+                _mm256_max_ps(_mm256_loadu_ps(row + (size_t)x * ps), _mm256_loadu_ps(r1 + (size_t)x * ps)),
+                _mm256_loadu_ps(r2 + (size_t)x * ps));
     } else {
         for (int x = 0; x < w; x++) col[x] = _mm256_loadu_ps(row + (size_t)x * ps);
         for (int yy = y0 + 1; yy < y1; yy++) {

@@ -118,8 +118,8 @@ bool mg_wino4_matches(const mg_wino4 *plan, int tile, int stride, int c, int k);
 size_t mg_wino4_weight_bytes(const mg_wino4 *plan);
 size_t mg_wino4_scratch_bytes(const mg_wino4 *plan, int threads);
 /* y = conv(x) + bias, then y += (the values y held) when sum, then max(y, 0) when relu. x and y are
- * nChw8c (nChw16c after mg_wino4_set_block(plan, 16)) and must not overlap; runs on `threads` OpenMP threads when the library has OpenMP (else one
- * thread). */
+ * nChw8c (nChw16c after mg_wino4_set_block(plan, 16)) and must not overlap; runs on `threads` OpenMP
+ * threads when the library has OpenMP (else one thread). */
 void mg_wino4_forward(const mg_wino4 *plan, const float *x, float *y, int sum, int relu, void *scratch,
                       int threads);
 
