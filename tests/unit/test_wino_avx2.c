@@ -363,12 +363,13 @@ static void test_init_like(void **state) {
 /* Backward data of a forward layer c -> k: dx[c][y][x] = sum_k,a,b w[k][c][a][b] dy[k][y-a+1][x-b+1]
  * (the adjoint of the forward convolution, summed in double here), through a plan whose weights are
  * set from the forward ones, twice with different weights (they change every training step). */
-static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
+static void run_bwd_data_blk(int n, int c, int k, int h, int w, int threads, int blk) {
     size_t ndy = (size_t)n * k * h * w, ndx = (size_t)n * c * h * w;
     float *dy = mg_test_rand_buf(&g_rng, ndy), *dx = malloc(ndx * sizeof *dx);
     double *want = malloc(ndx * sizeof *want);
     mg_wino4 *plan;
     mg_assert_ok(mg_wino4_init_bwd_data(&plan, n, c, k, h, w));
+    mg_assert_ok(mg_wino4_set_block(plan, blk));
     void *scratch = NULL;
     assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
     for (int rep = 0; rep < 2; rep++) {
@@ -384,14 +385,15 @@ static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
                                     int oy = yy - a + 1, ox = xx - b + 1;
                                     if (oy < 0 || oy >= h || ox < 0 || ox >= w) continue;
                                     acc += (double)wt[((size_t)o * c + i) * 9 + a * 3 + b] *
-                                           dy[(((size_t)in * (k / 8) + o / 8) * h * w + (size_t)oy * w + ox) * 8 + o % 8];
+                                           dy[blk_at(blk, k, h, w, in, o, oy, ox)];
                                 }
-                        want[(((size_t)in * (c / 8) + i / 8) * h * w + (size_t)yy * w + xx) * 8 + i % 8] = acc;
+                        want[blk_at(blk, c, h, w, in, i, yy, xx)] = acc;
                     }
         mg_wino4_set_weights_scratch(plan, wt, scratch, threads);
         mg_wino4_forward(plan, dy, dx, 0, 0, scratch, threads);
         char what[128];
-        snprintf(what, sizeof what, "backward data n%d c%d k%d %dx%d threads %d, weights %d", n, c, k, h, w, threads, rep);
+        snprintf(what, sizeof what, "backward data n%d c%d k%d %dx%d threads %d block %d, weights %d", n, c, k, h, w,
+                 threads, blk, rep);
         check(what, dx, want, ndx);
         free(wt);
     }
@@ -399,11 +401,17 @@ static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
     free(scratch), free(dy), free(dx), free(want);
 }
 
+static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
+    run_bwd_data_blk(n, c, k, h, w, threads, 8);
+}
+
 static void test_backward_data(void **state) {
     (void)state;
     run_bwd_data(2, 16, 8, 9, 7, 1);   /* k 8 -> c 16: the smallest channel counts it takes */
     run_bwd_data(1, 32, 64, 14, 14, 2);
     run_bwd_data(3, 48, 24, 5, 11, 2);
+    run_bwd_data_blk(1, 32, 64, 14, 14, 2, 16); /* nChw16c (the training chain on AVX-512 CPUs) */
+    run_bwd_data_blk(3, 48, 32, 5, 11, 1, 16);
     mg_wino4 *p = (mg_wino4 *)&p;
     assert_int_equal(mg_wino4_init_bwd_data(&p, 1, 8, 16, 8, 8), MG_ERR_INVALID_ARG); /* c_fwd 8: not of 16 */
     assert_null(p);
@@ -413,11 +421,12 @@ static void test_backward_data(void **state) {
  * before each run (twice with different weights, as they change every step), zero bias, against the
  * double direct convolution. Where the channels allow (c a multiple of 16), a backward-data plan of the
  * same layer sets its weights into the same scratch first, as the training chain's plans share one. */
-static void run_fwd_scratch(int n, int c, int k, int h, int w, int threads) {
+static void run_fwd_scratch_blk(int n, int c, int k, int h, int w, int threads, int blk) {
     size_t nx = (size_t)n * c * h * w, ny = (size_t)n * k * h * w;
     float *x = mg_test_rand_buf(&g_rng, nx), *y = malloc(ny * sizeof *y), *zero = calloc((size_t)k, sizeof *zero);
     mg_wino4 *plan, *bwd = NULL;
     mg_assert_ok(mg_wino4_init_fwd_scratch(&plan, n, c, k, h, w));
+    mg_assert_ok(mg_wino4_set_block(plan, blk));
     if (mg_wino4_shape_ok(k, c)) mg_assert_ok(mg_wino4_init_bwd_data(&bwd, n, c, k, h, w));
     assert_int_equal(mg_wino4_weight_bytes(plan), (size_t)k * sizeof(float)); /* U is in the scratch */
     size_t sb = mg_wino4_scratch_bytes(plan, threads), sb2 = bwd ? mg_wino4_scratch_bytes(bwd, threads) : 0;
@@ -428,15 +437,19 @@ static void run_fwd_scratch(int n, int c, int k, int h, int w, int threads) {
         if (bwd) mg_wino4_set_weights_scratch(bwd, wt, scratch, threads); /* what the shared scratch held */
         mg_wino4_set_weights_scratch(plan, wt, scratch, threads);
         mg_wino4_forward(plan, x, y, 0, 0, scratch, threads);
-        double *want = ref_conv(x, wt, zero, NULL, 0, n, c, k, h, w);
+        double *want = ref_conv_blk(x, wt, zero, NULL, 0, n, c, k, h, w, 1, blk);
         char what[128];
-        snprintf(what, sizeof what, "forward, weights in scratch n%d c%d k%d %dx%d threads %d, weights %d", n, c, k,
-                 h, w, threads, rep);
+        snprintf(what, sizeof what, "forward, weights in scratch n%d c%d k%d %dx%d threads %d block %d, weights %d", n,
+                 c, k, h, w, threads, blk, rep);
         check(what, y, want, ny);
         free(wt), free(want);
     }
     mg_wino4_free(plan), mg_wino4_free(bwd);
     free(scratch), free(x), free(y), free(zero);
+}
+
+static void run_fwd_scratch(int n, int c, int k, int h, int w, int threads) {
+    run_fwd_scratch_blk(n, c, k, h, w, threads, 8);
 }
 
 static void test_forward_scratch(void **state) {
@@ -445,6 +458,10 @@ static void test_forward_scratch(void **state) {
     run_fwd_scratch(1, 64, 32, 14, 14, 2);
     run_fwd_scratch(3, 32, 48, 5, 11, 2);
     run_fwd_scratch(4, 64, 64, 30, 30, 2); /* chunks of tiles shared out between the threads */
+    /* nChw16c: the training chain's forward on AVX-512 CPUs */
+    run_fwd_scratch_blk(1, 64, 32, 14, 14, 2, 16);
+    run_fwd_scratch_blk(3, 32, 48, 5, 11, 1, 16);
+    run_fwd_scratch_blk(4, 64, 64, 30, 30, 2, 16);
     mg_wino4 *p = (mg_wino4 *)&p;
     assert_int_equal(mg_wino4_init_fwd_scratch(&p, 1, 16, 8, 8, 8), MG_ERR_INVALID_ARG); /* k 8: not of 16 */
     assert_null(p);
@@ -517,7 +534,7 @@ static void test_block16(void **state) {
     }
     run_case_blk16(4, 1, 4, 64, 64, 28, 28, 1, 1, 2); /* many tiles: chunks of tiles per thread */
     run_case_blk16(4, 2, 1, 64, 32, 56, 56, 1, 1, 2);
-    /* the block must divide both channel counts; only forward plans with weights take one */
+    /* the block must divide both channel counts; backward-weights plans take none */
     float *wt = mg_test_rand_buf(&g_rng, (size_t)32 * 24 * 9), *bias = mg_test_rand_buf(&g_rng, 32);
     mg_wino4 *p;
     mg_assert_ok(mg_wino4_init(&p, 1, 24, 32, 8, 8, wt, bias));
@@ -525,8 +542,8 @@ static void test_block16(void **state) {
     assert_int_equal(mg_wino4_set_block(p, 4), MG_ERR_INVALID_ARG);
     mg_assert_ok(mg_wino4_set_block(p, 8));
     mg_wino4_free(p);
-    mg_assert_ok(mg_wino4_init_bwd_data(&p, 1, 32, 32, 8, 8));
-    assert_int_equal(mg_wino4_set_block(p, 16), MG_ERR_INVALID_ARG);
+    mg_assert_ok(mg_wino4_init_bwd_weights(&p, 1, 32, 32, 8, 8));
+    assert_int_equal(mg_wino4_set_block(p, 16), MG_ERR_INVALID_ARG); /* backward weights: nChw8c only */
     mg_wino4_free(p);
     free(wt), free(bias);
 }

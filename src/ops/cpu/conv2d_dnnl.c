@@ -141,7 +141,9 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
  * then moved a whole-network update by 1.5 % (its tolerance is 1 %; 0.25 % with Winograd in backward
  * only, 0.07 % all direct). Where oneDNN has no Winograd (AVX2-only CPUs), our kernels (wino_avx2.c,
  * own_wino_wanted) run all three passes: with them the same check measures 0.41 % with the forward
- * too, against 0.63 % with the forward direct (docs/ops.md, "Winograd in training"). Inference has
+ * too, against 0.63 % with the forward direct (docs/ops.md, "Winograd in training"). On AVX-512 CPUs
+ * our kernel runs the forward on nChw16c (the check: 0.41 % there too, on Zen 4), oneDNN's the
+ * backward passes. Inference has
  * its own Winograd forward in the fused network (ops_fused.h). MG_CONV_WINOGRAD=0 turns Winograd off;
  * a 3-character mask such as "111" picks it per op (forward, backward data, backward weights), for
  * oneDNN's kernels and ours alike. */
@@ -494,9 +496,12 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 /* ---------------------------------------------------------------------------------------------- */
 
 /* The passes of a 3x3 stride-1 convolution that run our F(4x4) kernels (wino_avx2.c) on the caller's
- * nChw8c buffers where oneDNN has no Winograd (AVX2): forward, backward data and backward weights (see
- * choose_winograd), where mg_wino4_applies (the fused network's rule too) and, for forward and backward
- * weights, without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's direct kernels (for comparison). */
+ * blocked buffers in place of oneDNN's direct kernels: on AVX2 (nChw8c, where oneDNN has no Winograd)
+ * forward, backward data and backward weights; on AVX-512 (nChw16c) the passes oneDNN's Winograd does
+ * not run, which by default is the forward (see choose_winograd; ours ran it 2x faster than oneDNN's
+ * direct kernel on Zen 4, and backward weights, whose dy loads are nChw8c only, stays oneDNN's).
+ * Where mg_wino4_applies (the fused network's rule too) and, for forward and backward weights,
+ * without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's kernels (for comparison). */
 static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");
@@ -504,8 +509,10 @@ static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, 
     if (!winograd_allowed(which, 1) || !winograd_shape(plan, st->op_layout[which]) ||
         st->op_alg[which] == dnnl_convolution_winograd)
         return 0;
-    if (plan->x_block != 8 || plan->y_block != 8 || d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h ||
-        plan->q != d->w)
+    /* nChw8c, or nChw16c (AVX-512) for the passes that run mg_wino4_forward */
+    const int blk = plan->x_block;
+    if ((blk != 8 && !(blk == 16 && which != OP_BWD_WEIGHTS)) || plan->y_block != blk || d->c % blk || d->k % blk ||
+        d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h || plan->q != d->w)
         return 0;
     if (which != OP_BWD_DATA && d->has_bias) return 0;
     return which == OP_BWD_DATA ? mg_wino4_applies(d->n, d->k, d->c, d->h, d->w)
@@ -572,6 +579,7 @@ mg_status mg_conv2d_dnnl_init(mg_conv2d_plan *plan) {
         MG_TRY((i == OP_FWD        ? mg_wino4_init_fwd_scratch
                 : i == OP_BWD_DATA ? mg_wino4_init_bwd_data
                                    : mg_wino4_init_bwd_weights)(&st->own[i], d->n, d->c, d->k, d->h, d->w));
+        if (i != OP_BWD_WEIGHTS) MG_TRY(mg_wino4_set_block(st->own[i], plan->x_block));
         op_free(&st->op[i]);
         st->op[i].ws_bytes = mg_wino4_scratch_bytes(st->own[i], st->threads);
         snprintf(st->op[i].name, sizeof st->op[i].name, "ours:wino_avx2");

@@ -300,8 +300,8 @@ void mg_wino4_free(mg_wino4 *plan) {
 
 mg_status mg_wino4_set_block(mg_wino4 *plan, int block) {
     if (!plan) return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: null plan");
-    if (plan->kind != PLAN_FWD)
-        return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: only forward plans with weights run on nChw16c");
+    if (plan->kind == PLAN_BWD_WEIGHTS)
+        return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: backward-weights plans run on nChw8c only");
     if ((block != 8 && block != 16) || plan->c % block != 0 || plan->k % block != 0)
         return MG_FAIL(MG_ERR_INVALID_ARG,
                        "winograd: expected a channel block of 8 or 16 dividing c=%d and k=%d, found %d", plan->c,

@@ -105,10 +105,11 @@ mg_status mg_wino4_init_stride2(mg_wino4 **plan, int n, int c, int k, int h, int
 /* A plan for another batch size sharing `donor`'s transformed weights (reference counted). */
 mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int h, int w);
 void mg_wino4_free(mg_wino4 *plan);
-/* The activation layout a forward plan with weights (mg_wino4_init*, init_like) reads and writes:
- * channel blocks of 8 (nChw8c, the default) or 16 (nChw16c, oneDNN's layout on AVX-512 CPUs, where the
- * fused network runs these AVX2 kernels too: docs/ops.md). Needs c and k multiples of the block; a plan
- * made with init_like takes its donor's block. */
+/* The activation layout a plan run by mg_wino4_forward (forward with weights or weights in the
+ * scratch, backward data) reads and writes: channel blocks of 8 (nChw8c, the default) or 16 (nChw16c,
+ * oneDNN's layout on AVX-512 CPUs, where the fused network and the training chain's forward run these
+ * AVX2 kernels too: docs/ops.md). Needs c and k multiples of the block; backward-weights plans stay on
+ * nChw8c; a plan made with init_like takes its donor's block. */
 mg_status mg_wino4_set_block(mg_wino4 *plan, int block);
 /* Whether the plan convolves c -> k channels with output tiles of tile x tile and stride 1 or 2 (a donor's
  * weights fit; stride-2 plans have tile 4). */
