@@ -499,26 +499,22 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
  * forward, backward data and backward weights, where mg_wino4_applies (the fused network's rule too)
  * and, for forward and backward weights, without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's kernels (for
  * comparison). On AVX-512 (nChw16c) only with MG_CONV_OWN_WINO=1, for the passes oneDNN's Winograd
- * does not run (by default the forward; backward weights, whose dy loads are nChw8c only, stays
- * oneDNN's): on Zen 4 ours ran the forward 2x faster than oneDNN's direct kernel and the ResNet-50
- * step 4-7 % faster, and passed the PyTorch fidelity check (0.41 %), but the data-parallel
- * equivalence test (tests/mpi/test_equivalence.sh) then failed at its first step: a one-process run
- * and a two-rank run differ by 2.2 % of the network's update, the divergence starting at layer3.1's
- * ReLU on 2x2 maps (a rounding-level input difference flipping a near-zero activation; no Winograd
- * runs on that layer), so it stays opt-in until that test can tell such a flip from an error
- * (docs/PERFORMANCE.md, "Training's forward on nChw16c"). */
+ * does not run (by default the forward; backward weights' dy loads are nChw8c only): the ResNet-50
+ * step 4-7 % faster on Zen 4 and the PyTorch fidelity check passed, but tests/mpi/test_equivalence.sh
+ * then met a rounding-level ReLU flip at its first step (2.2 % of the update, over its 1 %), so it is
+ * opt-in (docs/ops.md, "Winograd in training"). */
 static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");
     if (e && e[0] == '0') return 0;
-    if (plan->x_block == 16 && !(e && e[0] == '1')) return 0; /* AVX-512: opt-in (above) */
+    /* nChw8c; nChw16c (AVX-512) only when asked, for the passes mg_wino4_forward runs */
+    const int blk = plan->x_block;
+    if (blk == 16 ? !(e && e[0] == '1') || which == OP_BWD_WEIGHTS : blk != 8) return 0;
     if (!winograd_allowed(which, 1) || !winograd_shape(plan, st->op_layout[which]) ||
         st->op_alg[which] == dnnl_convolution_winograd)
         return 0;
-    /* nChw8c, or nChw16c (AVX-512) for the passes that run mg_wino4_forward */
-    const int blk = plan->x_block;
-    if ((blk != 8 && !(blk == 16 && which != OP_BWD_WEIGHTS)) || plan->y_block != blk || d->c % blk || d->k % blk ||
-        d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h || plan->q != d->w)
+    if (plan->y_block != blk || d->c % blk || d->k % blk || d->pad_h != 1 || d->pad_w != 1 || plan->p != d->h ||
+        plan->q != d->w)
         return 0;
     if (which != OP_BWD_DATA && d->has_bias) return 0;
     return which == OP_BWD_DATA ? mg_wino4_applies(d->n, d->k, d->c, d->h, d->w)

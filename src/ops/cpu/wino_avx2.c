@@ -49,7 +49,7 @@ enum { PLAN_FWD, PLAN_FWD_SCRATCH, PLAN_BWD_DATA, PLAN_BWD_WEIGHTS };
 struct mg_wino4 {
     int n, c, k, h, w; /* input */
     int s, ho, wo;     /* stride (1, or 2: see "Stride 2" below) and output map */
-    int blk;           /* channels per block of the activations: 8 (nChw8c) or 16 (nChw16c, forward plans) */
+    int blk;           /* channels per block of the activations: 8 (nChw8c) or 16 (nChw16c; not backward weights) */
     int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices (81: stride 2) */
     int nu;       /* distinct transformed weight matrices: nxi, or 36 for stride 2 */
     unsigned char uix[NXI_MAX];  /* the U matrix of each of the nxi products */
@@ -395,12 +395,12 @@ TGT static inline void ats2(const __m256 m[9], __m256 o[4]) {
 
 #define INLINE __attribute__((always_inline)) inline
 
-/* The first float of 8-channel group g (channels 8g .. 8g+7) of image n in a map of `pixels` pixels and
- * `channels` channels, blocked by blk (8: nChw8c, the group is a block; 16: nChw16c, the group is half
- * of one); its pixels are blk floats apart. */
-static INLINE const float *block_at(const float *x, int n, int channels, int g, int pixels, int blk) {
+/* Offset of the first float of 8-channel group g (channels 8g .. 8g+7) of image n in a map of `pixels`
+ * pixels and `channels` channels, blocked by blk (8: nChw8c, the group is a block; 16: nChw16c, the
+ * group is half of one); its pixels are blk floats apart. */
+static INLINE size_t group_offset(int n, int channels, int g, int pixels, int blk) {
     const int per = blk / 8;
-    return x + (((size_t)n * (channels / blk) + g / per) * pixels) * blk + (size_t)(g % per) * 8;
+    return (((size_t)n * (channels / blk) + g / per) * pixels) * blk + (size_t)(g % per) * 8;
 }
 
 /* Phase 1 for tiles t0 .. t0+nt-1 (numbered n, tile row, tile column), every channel block, into V
@@ -415,7 +415,7 @@ TGT static INLINE void input_tiles_m(const mg_wino4 *p, const float *x, float *v
         const int y0 = step * i - 1, x0 = step * j - 1;
         const int inside = y0 >= 0 && y0 + A <= H && x0 >= 0 && x0 + A <= W;
         for (int cb = 0; cb < CB; cb++) {
-            const float *xp = block_at(x, n, C, cb, H * W, blk);
+            const float *xp = x + group_offset(n, C, cb, H * W, blk);
             __m256 t9[9][9], col[9], o[9];
             for (int b = 0; b < A; b++) { /* along rows (a) for every column b */
                 const int xx = x0 + b;
@@ -499,7 +499,7 @@ TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t 
         const int y0 = M * i, x0 = M * j;
         for (int kb8 = 0; kb8 < KB8; kb8++) {
             const float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
-            float *yp = (float *)block_at(y, n, K, kb8, H * W, blk);
+            float *yp = y + group_offset(n, K, kb8, H * W, blk);
             const __m256 bias = _mm256_loadu_ps(p->ww->bias + (size_t)kb8 * 8);
             __m256 t4[4][9], row[9], o[4];
             for (int b = 0; b < A; b++) { /* along rows */
