@@ -1,8 +1,8 @@
 /* bench_ops.c: speed of the CPU conv2d (ops_conv.h) on every distinct convolution shape of
  * ResNet-50 (torchvision v1.5, 224x224 input by default), forward, backward data and backward
  * weights, as GFLOP/s and as a fraction of this machine's FMA peak, measured at start-up with
- * src/bench's mg_bench_measure_fma_peak (a tight AVX2 FMA loop on every thread at once, timed in
- * thread CPU time; `multigrain bench ops` reports the same peak).
+ * src/bench's mg_bench_measure_fma_peak (a tight FMA loop on every thread at once, at the CPU's
+ * faster vector width, timed in thread CPU time; `multigrain bench ops` reports the same peak).
  * It ends with whole-network totals (each shape weighted by how often ResNet-50 uses it) against
  * the goals of the ops issue: forward >= 75% of peak, backward (data + weights) >= 60%.
  *
@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "multigrain/cpu.h"
 #include "multigrain/ops.h"
 #include "multigrain/runtime.h"
 
@@ -233,7 +234,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_ops: %s\n", mg_error_message());
             return 1;
         }
-        printf("\n== threads %d: measured FMA peak %.1f GFLOP/s (%.1f per thread)\n", T, peak, peak / T);
+        printf("\n== threads %d: measured FMA peak %.1f GFLOP/s (%.1f per thread, %d-wide FMAs)\n", T, peak, peak / T,
+               mg_cpu_fma_width());
         printf("%-22s %-11s %-14s %7s %5s  %7s %5s  %7s %5s  %s\n", "layer", "shape", "impl", "fwd", "%pk",
                "bwd-d", "%pk", "bwd-w", "%pk", "oneDNN kernels (fwd | bwd-data | bwd-w)");
         double tot_fwd_t[2] = {0}, tot_fwd_f[2] = {0}, tot_bwd_t[2] = {0}, tot_bwd_f[2] = {0};

@@ -78,6 +78,11 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y);
 /* Bytes the network holds: reordered weights (not those shared from a donor), activation buffers,
  * scratchpad. */
 size_t mg_fnet_bytes(const mg_fnet *net);
+/* The kernel that computes value `value` (after mg_fnet_finalize), as MG_FNET_PROFILE names it: ours
+ * ("ours:wino F(4x4,3x3)", "ours:wino F(2x2,3x3)", "ours:wino stride 2", "ours:direct",
+ * "ours:pool_avx2") or oneDNN's implementation (e.g. "jit_wino_4x3:avx512_core", "jit:avx2"); NULL for
+ * the input or a value no op writes. The string lives as long as the network. */
+const char *mg_fnet_value_kernel(const mg_fnet *net, int value);
 /* How many convolutions run Winograd (after mg_fnet_finalize). */
 int mg_fnet_winograd_count(const mg_fnet *net);
 /* How many leading ops a run of a batch takes image by image, each image through all of them before

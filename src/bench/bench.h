@@ -17,9 +17,11 @@
 /* ---- FMA peak (fma_peak.c) -------------------------------------------------------------------- */
 
 /* Total FP32 GFLOP/s of `threads` threads (1..1024) each running a register-only loop of 12
- * independent 8-wide AVX2 FMA chains at the same time, each timed in its own thread CPU time (so a
- * neighbour process does not lower it): the best of 3 runs after a warm-up, summed over the threads.
- * seconds <= 0: runs of a fixed 5M iterations (bench_ops' setting, ~10 ms each); seconds > 0: the
+ * independent FMA chains (multigrain/cpu.h's mg_cpu_fma_chains) at the CPU's faster width
+ * (mg_cpu_fma_width: 16 floats where AVX-512 FMAs run clearly faster than AVX2 ones, else 8) at the
+ * same time, each timed in its own thread CPU time (so a neighbour process does not lower it): the
+ * best of 3 runs after a warm-up, summed over the threads. seconds <= 0: runs of a fixed 5M
+ * 8-wide iterations or the same FLOPs 16-wide (bench_ops' setting, ~10 ms each); seconds > 0: the
  * run length is calibrated so that warm-up and runs take about `seconds`. MG_ERR_UNSUPPORTED on a
  * CPU without AVX2/FMA. */
 mg_status mg_bench_measure_fma_peak(int threads, double seconds, double *gflops);

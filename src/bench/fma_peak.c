@@ -1,37 +1,15 @@
-/* fma_peak.c: this machine's FP32 FMA peak, measured: every thread runs a register-only AVX2 FMA
- * loop at the same time, timed in its own CPU time (see bench.h). */
+/* fma_peak.c: this machine's FP32 FMA peak, measured: every thread runs the register-only FMA loop
+ * of cpu.h at this CPU's faster width at the same time, timed in its own CPU time (see bench.h). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "bench/bench.h"
+#include "multigrain/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 
 #define PEAK_ITERS 20000000L
-#define PEAK_FLOPS_PER_ITER (12.0 * 8 * 2)
-
-/* 12 independent 8-wide FMA chains: enough to cover the FMA latency (4-5 cycles) on 2 ports. */
-__attribute__((target("avx2,fma"), noinline)) static float peak_run_kernel(long iters, float seed) {
-    __m256 a0 = _mm256_set1_ps(seed), a1 = _mm256_set1_ps(seed + 1), a2 = _mm256_set1_ps(seed + 2),
-           a3 = _mm256_set1_ps(seed + 3), a4 = _mm256_set1_ps(seed + 4), a5 = _mm256_set1_ps(seed + 5),
-           a6 = _mm256_set1_ps(seed + 6), a7 = _mm256_set1_ps(seed + 7), a8 = _mm256_set1_ps(seed + 8),
-           a9 = _mm256_set1_ps(seed + 9), a10 = _mm256_set1_ps(seed + 10), a11 = _mm256_set1_ps(seed + 11);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (long i = 0; i < iters; i++) {
-        a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c), a2 = _mm256_fmadd_ps(a2, m, c);
-        a3 = _mm256_fmadd_ps(a3, m, c), a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
-        a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c), a8 = _mm256_fmadd_ps(a8, m, c);
-        a9 = _mm256_fmadd_ps(a9, m, c), a10 = _mm256_fmadd_ps(a10, m, c), a11 = _mm256_fmadd_ps(a11, m, c);
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float out[8];
-    _mm256_storeu_ps(out, s);
-    return out[0] + out[7];
-}
 
 /* The peak is a property of the hardware: it is timed with the thread's CPU time, so time a
  * neighbour process takes from us does not lower it (with the machine to ourselves both clocks
@@ -67,6 +45,7 @@ static void peak_shrink_gate(peak_gate *g, int expected) {
 
 typedef struct peak_arg {
     peak_gate *gate;
+    int width; /* FMA vector width (mg_cpu_fma_width) */
     double seconds;
     double gflops;
     float sink;
@@ -74,9 +53,10 @@ typedef struct peak_arg {
 
 static void *peak_run_thread(void *p) {
     peak_arg *a = p;
-    long warm = PEAK_ITERS / 20, iters = PEAK_ITERS / 4;
+    const long per = a->width / 8; /* the same FLOPs at either width */
+    long warm = PEAK_ITERS / 20 / per, iters = PEAK_ITERS / 4 / per;
     double t0 = peak_thread_seconds();
-    a->sink = peak_run_kernel(warm, 1.0f); /* warm-up: clocks up, pages in */
+    a->sink = mg_cpu_fma_chains(a->width, warm, 1.0f); /* warm-up: clocks up, pages in */
     double tw = peak_thread_seconds() - t0;
     if (a->seconds > 0 && tw > 0) {
         /* the warm-up's rate sets the run length: 3 runs in what is left of `seconds` */
@@ -87,9 +67,9 @@ static void *peak_run_thread(void *p) {
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
         double t1 = peak_thread_seconds();
-        a->sink += peak_run_kernel(iters, (float)rep);
+        a->sink += mg_cpu_fma_chains(a->width, iters, (float)rep);
         double t = peak_thread_seconds() - t1;
-        double g = t > 0 ? (double)iters * PEAK_FLOPS_PER_ITER / t * 1e-9 : 0;
+        double g = t > 0 ? (double)iters * mg_cpu_fma_flops_per_iter(a->width) / t * 1e-9 : 0;
         if (g > best) best = g;
     }
     a->gflops = best;
@@ -99,7 +79,8 @@ static void *peak_run_thread(void *p) {
 mg_status mg_bench_measure_fma_peak(int threads, double seconds, double *gflops) {
     if (threads < 1 || threads > 1024)
         return MG_FAIL(MG_ERR_INVALID_ARG, "FMA peak: expected 1..1024 threads, found %d", threads);
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    const int width = mg_cpu_fma_width();
+    if (!width)
         return MG_FAIL(MG_ERR_UNSUPPORTED, "FMA peak: this CPU has no AVX2/FMA: cannot measure the FMA peak");
     pthread_t *tid = malloc(sizeof *tid * (size_t)threads);
     peak_arg *args = malloc(sizeof *args * (size_t)threads);
@@ -111,7 +92,7 @@ mg_status mg_bench_measure_fma_peak(int threads, double seconds, double *gflops)
     peak_gate gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .expected = threads};
     int started = 0;
     for (; started < threads; started++) {
-        args[started] = (peak_arg){.gate = &gate, .seconds = seconds};
+        args[started] = (peak_arg){.gate = &gate, .width = width, .seconds = seconds};
         if (pthread_create(&tid[started], NULL, peak_run_thread, &args[started]) != 0) break;
     }
     if (started < threads) peak_shrink_gate(&gate, started);

@@ -28,7 +28,7 @@ pats = {
              r"threads (?P<threads>\d+): (?P<median_s>N) s/iter median \(min (?P<min_s>N) max (?P<max_s>N), "
              r"(?P<reps>\d+) reps\), (?P<images_per_s>N) images/s, (?P<gflops>N) GFLOP/s "
              r"\((?P<gflop_per_iter>N) GFLOP/iter\), peak RSS (?P<peak_rss_mib>N) MiB",
-    "ops": r"bench ops: threads (?P<threads>\d+): FMA peak (?P<fma_peak_gflops>N) GFLOP/s; sgemm "
+    "ops": r"bench ops: threads (?P<threads>\d+): FMA peak (?P<fma_peak_gflops>N) GFLOP/s \((?P<fma_width>\d+)-wide FMAs\); sgemm "
            r"(?P<sgemm_n>\d+)x\d+x\d+ (?P<sgemm_gflops>N) GFLOP/s \((?P<sgemm_pct>N)% of peak\); conv 3x3 128->128 "
            r"at 28x28 batch 8 \((?P<conv_impl>[^)]+)\) (?P<conv_gflops>N) GFLOP/s \((?P<conv_pct>N)% of peak\)",
     "data": r"bench data: (?P<images>\d+) images in (?P<batches>\d+) batches of (?P<batch>\d+) at (?P<size>\d+)x\d+, "
@@ -76,6 +76,7 @@ if kind == "model":
     passes = 3 if j["mode"] == "train" else 1
     assert close(j["gflop_per_iter"], 2e-9 * j["forward_macs_per_image"] * j["batch"] * passes, 1e-9), j
 if kind == "ops":
+    assert j["fma_width"] in (8, 16), j  # AVX2 or AVX-512 (mg_cpu_fma_width)
     for op in ("sgemm", "conv"):
         assert close(j[op + "_fraction_of_peak"], j[op + "_gflops"] / j["fma_peak_gflops"], 1e-9), j
 if kind == "data":

@@ -139,10 +139,11 @@ static void test_chain_per_image(void **state) {
 
 /* Image by image through the first ops, with buffers reused inside them: x (3 images, 16 channels) ->
  * a = conv3x3 (32, relu) -> b = conv1x1 (16, relu) -> c = conv3x3 (16, relu) -> d = conv1x1 (32) + a,
- * relu -> e = conv1x1 (64) -> f = conv3x3 stride 2 (32). Channels in multiples of 16, so that the 3x3
- * layers run our Winograd on both AVX2 and AVX-512 CPUs (oneDNN's AVX-512 Winograd, which 8 channels
- * would get there, picks other weights for one image: no batch-1 twin, the prefix would end at a).
- * With MG_FNET_MICRO_MIN=101 the ops up to e (20x20
+ * relu -> e = conv1x1 (64) -> f = conv3x3 stride 2 (32). Channels in multiples of 16 and
+ * MG_FMA512_GAIN=1 while it is built, so that the 3x3 layers run our Winograd on AVX2 and on every
+ * AVX-512 CPU (oneDNN's AVX-512 Winograd, which 8 channels or a CPU with full 512-bit FMA units would
+ * get, picks other weights for one image: no batch-1 twin, the prefix would end at a; the policy
+ * itself is test_fma_width_policy's). With MG_FNET_MICRO_MIN=101 the ops up to e (20x20
  * outputs) run image by image and f (10x10) on the batch: b and c are dead within those ops and need
  * one image's room, reused by every image, while e is read after them and must keep all three
  * images; a buffer planned as if the ops ran in order for the whole batch (e in b's or c's dead
@@ -170,6 +171,7 @@ static void test_per_image_buffers(void **state) {
     float *y[2];
     for (int per_image = 0; per_image < 2; per_image++) {
         setenv("MG_FNET_MICRO_MIN", per_image ? "101" : "0", 1);
+        setenv("MG_FMA512_GAIN", "1", 1); /* read while the convolutions are added */
         mg_fnet *net;
         mg_assert_ok(mg_fnet_init(&net, n, c, h, h));
         int va, vb, vc, vd, ve, vf;
@@ -181,6 +183,7 @@ static void test_per_image_buffers(void **state) {
         mg_assert_ok(mg_fnet_add_conv(net, ve, 32, 3, 2, 1, w[5], b[5], -1, 0, &vf));
         mg_assert_ok(mg_fnet_finalize(net, vf));
         unsetenv("MG_FNET_MICRO_MIN");
+        unsetenv("MG_FMA512_GAIN");
         /* per image: the five convolutions (and any reorder among them), not the strided one */
         if (per_image) {
             assert_true(mg_fnet_per_image_count(net) >= 5);
@@ -230,6 +233,53 @@ static void test_winograd_layer(void **state) {
         assert_int_equal(mg_fnet_winograd_count(net), 1);
     mg_fnet_free(net);
     free(x), free(wt), free(b), free(want), free(y), free(eye), free(zero);
+}
+
+/* Whose kernels run the 3x3 layers on AVX-512 (nChw16c) depends on the CPU's FMA units (cpu.h):
+ * where 16-wide FMAs are no faster than 8-wide ones (MG_FMA512_GAIN=1 stands in for the measurement),
+ * ours (a stride-2 layer on 56x56, then F(4x4) on 28x28); where they are twice as fast (=2), oneDNN's
+ * AVX-512 kernels. On AVX2 (nChw8c) ours either way. Both networks against the reference. */
+static void test_fma_width_policy(void **state) {
+    (void)state;
+    const int n = 1, c = 32, h = 56;
+    float *x = mg_test_rand_buf(&g_rng, (size_t)n * c * h * h), *w1 = mg_test_rand_buf(&g_rng, (size_t)c * c * 9);
+    float *w2 = mg_test_rand_buf(&g_rng, (size_t)c * c * 9), *b1 = mg_test_rand_buf(&g_rng, c);
+    float *b2 = mg_test_rand_buf(&g_rng, c);
+    int oh, ow;
+    float *r1 = ref_conv(x, n, c, h, h, w1, b1, c, 3, 2, 1, NULL, 1, &oh, &ow);
+    float *want = ref_conv(r1, n, c, oh, ow, w2, b2, c, 3, 1, 1, NULL, 1, &oh, &ow);
+    const size_t ny = (size_t)n * c * oh * ow;
+    float *y = malloc(ny * sizeof *y);
+    const int blk = mg_conv2d_blocked_channels();
+    const int ours_possible = mg_test_cpu_avx2_fma() && !getenv("MG_FNET_OWN_WINO") && (blk == 8 || blk == 16);
+    for (int gain = 1; gain <= 2; gain++) {
+        setenv("MG_FMA512_GAIN", gain == 1 ? "1" : "2", 1);
+        mg_fnet *net;
+        int v1, v2;
+        mg_assert_ok(mg_fnet_init(&net, n, c, h, h));
+        mg_assert_ok(mg_fnet_add_conv(net, 0, c, 3, 2, 1, w1, b1, -1, MG_FNET_RELU | MG_FNET_WINOGRAD, &v1));
+        mg_assert_ok(mg_fnet_add_conv(net, v1, c, 3, 1, 1, w2, b2, -1, MG_FNET_RELU | MG_FNET_WINOGRAD, &v2));
+        mg_assert_ok(mg_fnet_finalize(net, v2));
+        unsetenv("MG_FMA512_GAIN");
+        const char *k1 = mg_fnet_value_kernel(net, v1), *k2 = mg_fnet_value_kernel(net, v2);
+        assert_non_null(k1);
+        assert_non_null(k2);
+        assert_null(mg_fnet_value_kernel(net, 0)); /* the input: no op writes it */
+        assert_null(mg_fnet_value_kernel(net, 999));
+        printf("block %d, MG_FMA512_GAIN=%d: %s, %s\n", blk, gain, k1, k2);
+        if (ours_possible && (blk == 8 || gain == 1)) {
+            assert_string_equal(k1, "ours:wino stride 2");
+            assert_string_equal(k2, "ours:wino F(4x4,3x3)");
+        } else {
+            assert_true(strncmp(k1, "ours:", 5) != 0);
+            assert_true(strncmp(k2, "ours:", 5) != 0);
+        }
+        memset(y, 0, ny * sizeof *y);
+        mg_assert_ok(mg_fnet_run(net, x, y));
+        check_close(gain == 1 ? "8-wide FMAs at peak" : "16-wide FMAs faster", y, want, ny);
+        mg_fnet_free(net);
+    }
+    free(x), free(w1), free(w2), free(b1), free(b2), free(r1), free(want), free(y);
 }
 
 static int g_calls;
@@ -407,6 +457,7 @@ int main(void) {
         cmocka_unit_test(test_chain_winograd),
         cmocka_unit_test(test_chain_per_image),
         cmocka_unit_test(test_per_image_buffers),
+        cmocka_unit_test(test_fma_width_policy),
         cmocka_unit_test(test_winograd_layer),
         cmocka_unit_test(test_shared_weights),
         cmocka_unit_test(test_profile),

@@ -50,6 +50,10 @@ size_t mg_fnet_bytes(const mg_fnet *net) {
     (void)net;
     return 0;
 }
+const char *mg_fnet_value_kernel(const mg_fnet *net, int value) {
+    (void)net, (void)value;
+    return NULL;
+}
 int mg_fnet_winograd_count(const mg_fnet *net) {
     (void)net;
     return 0;

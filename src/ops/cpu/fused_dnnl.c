@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/progress.h"
+#include "multigrain/cpu.h"
 #include "multigrain/ops_fused.h"
 #include "ops/cpu/conv2d_internal.h"
 #include "ops/cpu/direct_avx2.h"
@@ -239,6 +240,28 @@ static mg_status value_in_layout(mg_fnet *net, int in, const dnnl_memory_desc_t 
     return MG_OK;
 }
 
+/* The name of the kernel an op runs: ours, or oneDNN's implementation (mg_fnet_value_kernel). */
+static const char *op_kernel(const mg_fnet *net, const fop *op) {
+    const int *x = net->v[op->in].dims, *y = net->v[op->out].dims;
+    const char *impl = "?";
+    if (op->own)
+        impl = mg_wino4_matches(op->own, 2, 1, x[1], y[1])   ? "ours:wino F(2x2,3x3)"
+               : mg_wino4_matches(op->own, 4, 2, x[1], y[1]) ? "ours:wino stride 2"
+                                                             : "ours:wino F(4x4,3x3)";
+    else if (op->dconv) impl = "ours:direct";
+    else if (op->own_pool) impl = "ours:pool_avx2";
+    else if (op->pd && dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success)
+        impl = "?";
+    return impl ? impl : "?";
+}
+
+const char *mg_fnet_value_kernel(const mg_fnet *net, int value) {
+    if (!net || value < 1) return NULL;
+    for (int i = 0; i < net->nop; i++)
+        if (net->op[i].out == value) return op_kernel(net, &net->op[i]);
+    return NULL;
+}
+
 /* MG_FNET_PROFILE=1 (read at finalize) times every op of every run and, when the network is freed,
  * writes a table to stderr: per op its milliseconds per run, GFLOP/s (convolutions, counted as direct
  * ones: 2 n k p q c r^2), share of the ops' time, kind, shape and implementation (the final reorder
@@ -260,14 +283,7 @@ static void profile_report(const mg_fnet *net) {
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
         const int *x = net->v[op->in].dims, *y = net->v[op->out].dims;
-        const char *impl = "?";
-        if (op->own)
-            impl = mg_wino4_matches(op->own, 2, 1, x[1], y[1])   ? "ours:wino F(2x2,3x3)"
-                   : mg_wino4_matches(op->own, 4, 2, x[1], y[1]) ? "ours:wino stride 2"
-                                                                 : "ours:wino F(4x4,3x3)";
-        else if (op->dconv) impl = "ours:direct";
-        else if (op->own_pool) impl = "ours:pool_avx2";
-        else if (op->pd) dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl);
+        const char *impl = op_kernel(net, op);
         char shape[64];
         double ms = 1e3 * net->prof[i] / net->prof_runs, gf = 0;
         if (op->kind == OP_REORDER) {
@@ -517,11 +533,15 @@ static mg_status fetch_weights(const float *w_plain, const float *b_plain, weigh
 
 /* oneDNN 2.6's Winograd kernels are AVX-512 only: on AVX2 (nChw8c activations) the 3x3 stride-1
  * convolutions whose channels fit run our Winograd kernel (wino_avx2.c) instead of oneDNN's direct one:
- * F(4x4, 3x3), or F(2x2, 3x3) on small maps at small batches (mg_wino4_inference_tile).
- * MG_FNET_OWN_WINO=0 turns it off (for comparison). */
-static int own_wino_enabled(void) {
+ * F(4x4, 3x3), or F(2x2, 3x3) on small maps at small batches (mg_wino4_inference_tile), and on 56x56
+ * maps its stride-2 plan. On AVX-512 (nChw16c) our 8-wide kernels replace oneDNN's 16-wide ones only
+ * where 16-wide FMAs are not faster (mg_cpu_fma8_at_peak: Zen 4, where ours measured faster; on a CPU
+ * with full 512-bit FMA units oneDNN's AVX-512 kernels have twice our kernels' peak). block: the
+ * activations' channel block. MG_FNET_OWN_WINO=0 turns them off (for comparison). */
+static int own_wino_enabled(int block) {
     const char *e = getenv("MG_FNET_OWN_WINO");
-    return !(e && e[0] == '0');
+    if (e && e[0] == '0') return 0;
+    return block == 8 || (block == 16 && mg_cpu_fma8_at_peak());
 }
 
 /* md = float32 n x c x h x w in channel blocks of `block` (8: nChw8c, 16: nChw16c). */
@@ -660,8 +680,8 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
                        xd[2], xd[3], k, r, stride);
     int tile = 0; /* our Winograd's output tiles (4 for the stride-2 plan), where it saves enough; 0: not ours */
     const int blk = act_block();
-    if ((flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && (blk == 8 || blk == 16) && xd[1] % blk == 0 &&
-        k % blk == 0 && own_wino_enabled()) {
+    if ((flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && own_wino_enabled(blk) && xd[1] % blk == 0 &&
+        k % blk == 0) {
         if (stride == 1 && p == xd[2] && q == xd[3])
             tile = mg_wino4_inference_tile(xd[0], xd[1], k, p, q);
         else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]))
