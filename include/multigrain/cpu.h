@@ -31,6 +31,11 @@ double mg_cpu_fma_flops_per_iter(int width);
  * width 8 needs AVX2 and FMA, 16 AVX-512F (mg_cpu_fma_width_ok); iters >= 0. */
 float mg_cpu_fma_chains(int width, long iters, float seed);
 
+/* mg_cpu_fma_chains(width, iters, seed) timed in the calling thread's CPU time (so a neighbour
+ * process does not slow it): its FLOP rate in FLOP/s; 0 when the width is not supported or the run
+ * was too short to time. Both measurements below and src/bench's FMA peak run it. */
+double mg_cpu_fma_rate(int width, long iters, float seed);
+
 /* Whether this CPU runs mg_cpu_fma_chains at `width` (8: AVX2 + FMA; 16: AVX-512F). */
 bool mg_cpu_fma_width_ok(int width);
 
@@ -42,9 +47,12 @@ bool mg_cpu_fma_width_ok(int width);
  * stands in for the measurement: for experiments and tests. */
 double mg_cpu_fma512_gain(void);
 
+/* 16-wide FMAs at least this many times as fast: clearly faster (mg_cpu_fma_width). */
+#define MG_CPU_FMA512_FASTER 1.1
+
 /* The vector width of this CPU's fastest FMA: 16 where 16-wide FMAs run clearly faster than 8-wide
- * ones (mg_cpu_fma512_gain() >= 1.1: a CPU that splits them, ~1.0, keeps one width from run to run),
- * 8 on other AVX2 CPUs, 0 without AVX2/FMA. */
+ * ones (mg_cpu_fma512_gain() >= MG_CPU_FMA512_FASTER: a CPU that splits them, ~1.0, keeps one width
+ * from run to run), 8 on other AVX2 CPUs, 0 without AVX2/FMA. */
 int mg_cpu_fma_width(void);
 
 /* Whether 8-wide FMA code reaches this CPU's FMA peak: true on AVX2 CPUs without AVX-512 and where

@@ -2,7 +2,6 @@
  * of cpu.h at this CPU's faster width at the same time, timed in its own CPU time (see bench.h). */
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bench/bench.h"
 #include "multigrain/cpu.h"
@@ -10,15 +9,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #define PEAK_ITERS 20000000L
-
-/* The peak is a property of the hardware: it is timed with the thread's CPU time, so time a
- * neighbour process takes from us does not lower it (with the machine to ourselves both clocks
- * agree). */
-static double peak_thread_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* A barrier whose count can shrink: when a thread cannot be created, the ones already waiting are
  * released instead of waiting for ever. */
@@ -48,28 +38,26 @@ typedef struct peak_arg {
     int width; /* FMA vector width (mg_cpu_fma_width) */
     double seconds;
     double gflops;
-    float sink;
 } peak_arg;
 
+/* The peak is a property of the hardware: each run is timed in the thread's CPU time
+ * (mg_cpu_fma_rate), so time a neighbour process takes from us does not lower it (with the machine to
+ * ourselves both clocks agree). */
 static void *peak_run_thread(void *p) {
     peak_arg *a = p;
     const long per = a->width / 8; /* the same FLOPs at either width */
     long warm = PEAK_ITERS / 20 / per, iters = PEAK_ITERS / 4 / per;
-    double t0 = peak_thread_seconds();
-    a->sink = mg_cpu_fma_chains(a->width, warm, 1.0f); /* warm-up: clocks up, pages in */
-    double tw = peak_thread_seconds() - t0;
-    if (a->seconds > 0 && tw > 0) {
+    const double rw = mg_cpu_fma_rate(a->width, warm, 1.0f); /* warm-up: clocks up, pages in */
+    if (a->seconds > 0 && rw > 0) {
         /* the warm-up's rate sets the run length: 3 runs in what is left of `seconds` */
+        const double tw = warm * mg_cpu_fma_flops_per_iter(a->width) / rw;
         double want = (a->seconds - tw) / 3 * (double)warm / tw;
         iters = want < (double)warm ? warm : want > 1e11 ? (long)1e11 : (long)want;
     }
     peak_wait_gate(a->gate);
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t1 = peak_thread_seconds();
-        a->sink += mg_cpu_fma_chains(a->width, iters, (float)rep);
-        double t = peak_thread_seconds() - t1;
-        double g = t > 0 ? (double)iters * mg_cpu_fma_flops_per_iter(a->width) / t * 1e-9 : 0;
+        double g = mg_cpu_fma_rate(a->width, iters, (float)rep) * 1e-9;
         if (g > best) best = g;
     }
     a->gflops = best;

@@ -499,10 +499,10 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
  * forward, backward data and backward weights, where mg_wino4_applies (the fused network's rule too)
  * and, for forward and backward weights, without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's kernels (for
  * comparison). On AVX-512 (nChw16c) only with MG_CONV_OWN_WINO=1, for the passes oneDNN's Winograd
- * does not run (by default the forward; backward weights' dy loads are nChw8c only): the ResNet-50
- * step 4-7 % faster on Zen 4 and the PyTorch fidelity check passed, but tests/mpi/test_equivalence.sh
- * then met a rounding-level ReLU flip at its first step (2.2 % of the update, over its 1 %), so it is
- * opt-in (docs/ops.md, "Winograd in training"). */
+ * does not run (by default the forward; backward weights' dy loads are nChw8c only): the PyTorch
+ * fidelity check and tests/mpi/test_equivalence.sh pass with it, and one thread's steps run faster on
+ * Zen 4, but two threads' did not measure faster, so it is opt-in (docs/ops.md, "Winograd in
+ * training"). */
 static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");

@@ -815,7 +815,8 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
         fop *op;
         MG_TRY(new_value(net, ydims, &yb, -1, &id));
         MG_TRY(new_op(net, OP_POOL, &op));
-        *op = (fop){.kind = OP_POOL, .in = in, .out = id, .r = r, .stride = stride, .pad = pad, .own_pool = pool_block};
+        *op = (fop){
+            .kind = OP_POOL, .in = in, .out = id, .r = r, .stride = stride, .pad = pad, .own_pool = pool_block};
         note_use(net, in);
         *out = id;
         return MG_OK;

@@ -16,7 +16,8 @@
 
 bool mg_maxpool8_fits(int n, int c, int h, int w, int r, int stride, int pad, int block) {
     return n >= 1 && (block == 8 || block == 16) && c >= block && c % block == 0 && h >= 1 && w >= 1 && r >= 1 &&
-           stride >= 1 && pad >= 0 && 2 * pad <= r && h + 2 * pad >= r && w + 2 * pad >= r && w <= MAX_W && mg_wino4_cpu_ok();
+           stride >= 1 && pad >= 0 && 2 * pad <= r && h + 2 * pad >= r && w + 2 * pad >= r && w <= MAX_W &&
+           mg_wino4_cpu_ok();
 }
 
 /* One output row (oy) of one plane of 8 channels: xp the plane (h x w pixels of 8 channels, ps floats

@@ -13,9 +13,9 @@
 bool mg_maxpool8_fits(int n, int c, int h, int w, int r, int stride, int pad, int block);
 /* y (n x c x p x q, p = (h + 2 pad - r) / stride + 1 as PyTorch's floor mode) = the maximum of x over
  * each window (both in channel blocks of `block`, 8 or 16, as mg_maxpool8_fits), padding excluded (as
- * PyTorch's -inf padding). x and y must not overlap. Splits the output rows between `threads` OpenMP threads when built with OpenMP. Exact: a
- * maximum does not round. A NaN in a window gives NaN or the window's other maximum (vmaxps's rule;
- * PyTorch gives NaN). */
+ * PyTorch's -inf padding). x and y must not overlap. Splits the output rows between `threads` OpenMP
+ * threads when built with OpenMP. Exact: a maximum does not round. A NaN in a window gives NaN or
+ * the window's other maximum (vmaxps's rule; PyTorch gives NaN). */
 void mg_maxpool8_forward(const float *x, float *y, int n, int c, int h, int w, int r, int stride, int pad,
                          int block, int threads);
 
