@@ -18,11 +18,11 @@
 # switches compound chaotically (docs/testing.md, "Step-for-step fidelity"), so whole trajectories are
 # not compared. Measured here: losses within 5e-7 to 2e-6, worst tensor update 2e-4 to 7e-3, network
 # 9e-6 to 3e-3 (the larger values while the convolutions used Winograd kernels in training).
-# Even one step can meet such a switch: with our Winograd forward on AVX-512 (Zen 4,
-# MG_CONV_OWN_WINO=1) the one process's step 1 moved the network's update by 2.2 % from the same step
+# Even one step can meet such a switch: with our Winograd forward on AVX-512 (the default there;
+# Zen 4 and Zen 5 alike) the one process's step 1 moved the network's update by 2.2 % from the same step
 # with direct convolutions
 # (MG_CONV_WINOGRAD=0) and from the two ranks, which agreed with the direct one to 1e-5 (docs/
-# PERFORMANCE.md, "Training's forward on nChw16c"). Which convolution algorithm one process runs is not
+# PERFORMANCE.md, "Zen 4: our Winograd on nChw16c"). Which convolution algorithm one process runs is not
 # what this test checks, so every step is also taken by one process with direct convolutions from the
 # same state, and the two ranks must meet every bound above against one of the two one-process steps
 # (the comparison with each is printed; a data-parallel error, such as a gradient not averaged over the

@@ -141,8 +141,8 @@ static mg_conv2d_layout choose_layout(const mg_conv2d_desc *d, int p, int q, int
  * then moved a whole-network update by 1.5 % (its tolerance is 1 %; 0.25 % with Winograd in backward
  * only, 0.07 % all direct). Where oneDNN has no Winograd (AVX2-only CPUs), our kernels (wino_avx2.c,
  * own_wino_wanted) run all three passes: with them the same check measures 0.41 % with the forward
- * too, against 0.63 % with the forward direct (docs/ops.md, "Winograd in training"). On AVX-512 CPUs
- * MG_CONV_OWN_WINO=1 runs our kernel for the forward on nChw16c (own_wino_wanted). Inference has
+ * too, against 0.63 % with the forward direct (docs/ops.md, "Winograd in training"); on AVX-512 CPUs
+ * our kernel runs the forward on nChw16c (own_wino_wanted), with the same 0.41 %. Inference has
  * its own Winograd forward in the fused network (ops_fused.h). MG_CONV_WINOGRAD=0 turns Winograd off;
  * a 3-character mask such as "111" picks it per op (forward, backward data, backward weights), for
  * oneDNN's kernels and ours alike. */
@@ -495,21 +495,21 @@ static mg_status op_build(const mg_conv2d_plan *plan, mg_dnnl_state *st, const m
 /* ---------------------------------------------------------------------------------------------- */
 
 /* The passes of a 3x3 stride-1 convolution that run our F(4x4) kernels (wino_avx2.c) on the caller's
- * blocked buffers in place of oneDNN's direct kernels: on AVX2 (nChw8c, where oneDNN has no Winograd)
- * forward, backward data and backward weights, where mg_wino4_applies (the fused network's rule too)
- * and, for forward and backward weights, without bias. MG_CONV_OWN_WINO=0 keeps oneDNN's kernels (for
- * comparison). On AVX-512 (nChw16c) only with MG_CONV_OWN_WINO=1, for the passes oneDNN's Winograd
- * does not run (by default the forward; backward weights' dy loads are nChw8c only): the PyTorch
- * fidelity check and tests/mpi/test_equivalence.sh pass with it, and one thread's steps run faster on
- * Zen 4, but two threads' did not measure faster, so it is opt-in (docs/ops.md, "Winograd in
- * training"). */
+ * blocked buffers in place of oneDNN's direct kernels, where mg_wino4_applies (the fused network's rule
+ * too) and, for forward and backward weights, without bias: on AVX2 (nChw8c, where oneDNN has no
+ * Winograd) forward, backward data and backward weights; on AVX-512 (nChw16c) the passes oneDNN's
+ * Winograd does not run, by default the forward only (backward weights' dy loads are nChw8c only).
+ * That forward runs faster than oneDNN's direct AVX-512 kernel both where 16-wide FMAs split in
+ * halves (Zen 4) and where they are full width (Zen 5): Winograd's 4x fewer multiplications outweigh
+ * the 8-wide vectors (docs/ops.md, "Winograd in training"). MG_CONV_OWN_WINO=0 keeps oneDNN's kernels
+ * (for comparison). */
 static int own_wino_wanted(const mg_conv2d_plan *plan, const mg_dnnl_state *st, int which) {
     const mg_conv2d_desc *d = &plan->d;
     const char *e = getenv("MG_CONV_OWN_WINO");
     if (e && e[0] == '0') return 0;
-    /* nChw8c; nChw16c (AVX-512) only when asked, for the passes mg_wino4_forward runs */
+    /* nChw8c; nChw16c for the passes mg_wino4_forward runs */
     const int blk = plan->x_block;
-    if (blk == 16 ? !(e && e[0] == '1') || which == OP_BWD_WEIGHTS : blk != 8) return 0;
+    if (blk == 16 ? which == OP_BWD_WEIGHTS : blk != 8) return 0;
     if (!winograd_allowed(which, 1) || !winograd_shape(plan, st->op_layout[which]) ||
         st->op_alg[which] == dnnl_convolution_winograd)
         return 0;
