@@ -4,16 +4,42 @@
  * sizes that are and are not multiples of the 4x4 and 2x2 tiles, batch > 1, bias with and without the residual sum and
  * ReLU, one and two threads, both ways a run is split (chunks of tiles per thread, or every tile with
  * each phase shared), a plan sharing another's weights, the training forward and backward data (the
- * adjoint convolution), both with weights set per call, and bad arguments. Skips without AVX2+FMA. */
+ * adjoint convolution), both with weights set per call, and bad arguments. The nChw16c cases run at
+ * both vector widths (MG_WINO_WIDTH=8, then 16 on AVX-512F CPUs: the 16-wide kernels). Skips without
+ * AVX2+FMA. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mg_test.h"
+#include "multigrain/cpu.h"
 #include "ops/cpu/wino_avx2.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+
+/* The vector width nChw16c plans must run at (set through MG_WINO_WIDTH by each_width), 0: unchecked. */
+static int g_want_vw;
+
+/* Runs body once per kernel width an nChw16c plan can take on this CPU: 8-wide AVX2, and 16-wide
+ * AVX-512 where the CPU has AVX-512F (MG_WINO_WIDTH picks; the default follows mg_cpu_fma_width). */
+static void each_width(void (*body)(void)) {
+    for (int vw = 8; vw <= 16; vw += 8) {
+        if (vw == 16 && !mg_cpu_fma_width_ok(16)) {
+            fprintf(stderr, "test_wino_avx2: no AVX-512F, 16-wide kernels not tested\n");
+            break;
+        }
+        setenv("MG_WINO_WIDTH", vw == 8 ? "8" : "16", 1);
+        g_want_vw = vw;
+        body();
+    }
+    unsetenv("MG_WINO_WIDTH");
+    g_want_vw = 0;
+}
+
+static void assert_width(const mg_wino4 *plan) {
+    if (g_want_vw) assert_int_equal(mg_wino4_vector_width(plan), g_want_vw);
+}
 
 /* Float index of [n][ch][y][x] of an n x c x h x w map in channel blocks of blk (8: nChw8c, 16: nChw16c). */
 static size_t blk_at(int blk, int c, int h, int w, int n, int ch, int y, int x) {
@@ -145,12 +171,13 @@ static void run_case_blk16(int tile, int stride, int n, int c, int k, int h, int
     else
         mg_assert_ok(mg_wino4_init_tile(&plan, tile, n, c, k, h, w, wt, bias));
     mg_assert_ok(mg_wino4_set_block(plan, 16));
+    assert_width(plan);
     void *scratch = NULL;
     assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
     float *y = malloc(ny * sizeof *y);
     char what[160];
-    snprintf(what, sizeof what, "nChw16c tile %d stride %d n%d c%d k%d %dx%d sum %d relu %d threads %d", tile, stride,
-             n, c, k, h, w, sum, relu, threads);
+    snprintf(what, sizeof what, "nChw16c %d-wide tile %d stride %d n%d c%d k%d %dx%d sum %d relu %d threads %d",
+             mg_wino4_vector_width(plan), tile, stride, n, c, k, h, w, sum, relu, threads);
     for (int rep = 0; rep < 2; rep++) {
         memcpy(y, res, ny * sizeof *y);
         mg_wino4_forward(plan, x, y, sum, relu, scratch, threads);
@@ -159,6 +186,7 @@ static void run_case_blk16(int tile, int stride, int n, int c, int k, int h, int
     /* init_like: batch 1 of the first image's map, the block kept */
     mg_wino4 *like;
     mg_assert_ok(mg_wino4_init_like(&like, plan, 1, h, w));
+    assert_width(like);
     size_t ny1 = (size_t)k * ho * wo;
     double *want1 = ref_conv_blk(x, wt, bias, NULL, 0, 1, c, k, h, w, stride, 16);
     void *scratch1 = NULL;
@@ -370,6 +398,7 @@ static void run_bwd_data_blk(int n, int c, int k, int h, int w, int threads, int
     mg_wino4 *plan;
     mg_assert_ok(mg_wino4_init_bwd_data(&plan, n, c, k, h, w));
     mg_assert_ok(mg_wino4_set_block(plan, blk));
+    if (blk == 16) assert_width(plan);
     void *scratch = NULL;
     assert_int_equal(posix_memalign(&scratch, 64, mg_wino4_scratch_bytes(plan, threads)), 0);
     for (int rep = 0; rep < 2; rep++) {
@@ -392,8 +421,8 @@ static void run_bwd_data_blk(int n, int c, int k, int h, int w, int threads, int
         mg_wino4_set_weights_scratch(plan, wt, scratch, threads);
         mg_wino4_forward(plan, dy, dx, 0, 0, scratch, threads);
         char what[128];
-        snprintf(what, sizeof what, "backward data n%d c%d k%d %dx%d threads %d block %d, weights %d", n, c, k, h, w,
-                 threads, blk, rep);
+        snprintf(what, sizeof what, "backward data n%d c%d k%d %dx%d threads %d block %d %d-wide, weights %d", n, c,
+                 k, h, w, threads, blk, mg_wino4_vector_width(plan), rep);
         check(what, dx, want, ndx);
         free(wt);
     }
@@ -405,13 +434,18 @@ static void run_bwd_data(int n, int c, int k, int h, int w, int threads) {
     run_bwd_data_blk(n, c, k, h, w, threads, 8);
 }
 
+static void bwd_data_blk16(void) {
+    run_bwd_data_blk(1, 32, 64, 14, 14, 2, 16);
+    run_bwd_data_blk(3, 48, 32, 5, 11, 1, 16); /* k 32 -> c 48: three output blocks, a pair and one */
+    run_bwd_data_blk(2, 80, 16, 6, 9, 2, 16);  /* five blocks, few tiles over two threads */
+}
+
 static void test_backward_data(void **state) {
     (void)state;
     run_bwd_data(2, 16, 8, 9, 7, 1);   /* k 8 -> c 16: the smallest channel counts it takes */
     run_bwd_data(1, 32, 64, 14, 14, 2);
     run_bwd_data(3, 48, 24, 5, 11, 2);
-    run_bwd_data_blk(1, 32, 64, 14, 14, 2, 16); /* nChw16c (the training chain on AVX-512 CPUs) */
-    run_bwd_data_blk(3, 48, 32, 5, 11, 1, 16);
+    each_width(bwd_data_blk16); /* nChw16c (the training chain on AVX-512 CPUs) */
     mg_wino4 *p = (mg_wino4 *)&p;
     assert_int_equal(mg_wino4_init_bwd_data(&p, 1, 8, 16, 8, 8), MG_ERR_INVALID_ARG); /* c_fwd 8: not of 16 */
     assert_null(p);
@@ -427,6 +461,7 @@ static void run_fwd_scratch_blk(int n, int c, int k, int h, int w, int threads, 
     mg_wino4 *plan, *bwd = NULL;
     mg_assert_ok(mg_wino4_init_fwd_scratch(&plan, n, c, k, h, w));
     mg_assert_ok(mg_wino4_set_block(plan, blk));
+    if (blk == 16) assert_width(plan);
     if (mg_wino4_shape_ok(k, c)) mg_assert_ok(mg_wino4_init_bwd_data(&bwd, n, c, k, h, w));
     assert_int_equal(mg_wino4_weight_bytes(plan), (size_t)k * sizeof(float)); /* U is in the scratch */
     size_t sb = mg_wino4_scratch_bytes(plan, threads), sb2 = bwd ? mg_wino4_scratch_bytes(bwd, threads) : 0;
@@ -439,8 +474,8 @@ static void run_fwd_scratch_blk(int n, int c, int k, int h, int w, int threads, 
         mg_wino4_forward(plan, x, y, 0, 0, scratch, threads);
         double *want = ref_conv_blk(x, wt, zero, NULL, 0, n, c, k, h, w, 1, blk);
         char what[128];
-        snprintf(what, sizeof what, "forward, weights in scratch n%d c%d k%d %dx%d threads %d block %d, weights %d", n,
-                 c, k, h, w, threads, blk, rep);
+        snprintf(what, sizeof what, "forward, weights in scratch n%d c%d k%d %dx%d threads %d block %d %d-wide, weights %d",
+                 n, c, k, h, w, threads, blk, mg_wino4_vector_width(plan), rep);
         check(what, y, want, ny);
         free(wt), free(want);
     }
@@ -452,16 +487,20 @@ static void run_fwd_scratch(int n, int c, int k, int h, int w, int threads) {
     run_fwd_scratch_blk(n, c, k, h, w, threads, 8);
 }
 
+static void fwd_scratch_blk16(void) {
+    run_fwd_scratch_blk(1, 64, 32, 14, 14, 2, 16);
+    run_fwd_scratch_blk(3, 32, 48, 5, 11, 1, 16); /* three output blocks: a pair and one */
+    run_fwd_scratch_blk(4, 64, 64, 30, 30, 2, 16);
+    run_fwd_scratch_blk(1, 16, 80, 6, 9, 2, 16); /* five output blocks, few tiles over two threads */
+}
+
 static void test_forward_scratch(void **state) {
     (void)state;
     run_fwd_scratch(2, 8, 16, 9, 7, 1); /* the smallest channel counts it takes */
     run_fwd_scratch(1, 64, 32, 14, 14, 2);
     run_fwd_scratch(3, 32, 48, 5, 11, 2);
     run_fwd_scratch(4, 64, 64, 30, 30, 2); /* chunks of tiles shared out between the threads */
-    /* nChw16c: the training chain's forward on AVX-512 CPUs */
-    run_fwd_scratch_blk(1, 64, 32, 14, 14, 2, 16);
-    run_fwd_scratch_blk(3, 32, 48, 5, 11, 1, 16);
-    run_fwd_scratch_blk(4, 64, 64, 30, 30, 2, 16);
+    each_width(fwd_scratch_blk16); /* nChw16c: the training chain's forward on AVX-512 CPUs */
     mg_wino4 *p = (mg_wino4 *)&p;
     assert_int_equal(mg_wino4_init_fwd_scratch(&p, 1, 16, 8, 8, 8), MG_ERR_INVALID_ARG); /* k 8: not of 16 */
     assert_null(p);
@@ -522,18 +561,24 @@ static void test_backward_weights(void **state) {
 /* nChw16c (the fused network's layout on AVX-512 CPUs): every kind of forward plan, map sizes of whole
  * and partial tiles, several 16-channel blocks in and out (so that an 8-channel half read from the
  * wrong half or block shows), the epilogue, one and two threads, both ways a run is split. */
-static void test_block16(void **state) {
-    (void)state;
-    if (skip_without_avx2()) return;
+static void block16_cases(void) {
     const int sizes[][2] = {{8, 8}, {9, 13}, {7, 7}, {14, 14}, {3, 6}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         const int h = sizes[i][0], w = sizes[i][1];
-        run_case_blk16(4, 1, 2, 32, 48, h, w, (int)i % 2, (int)i % 2, 1);
+        run_case_blk16(4, 1, 2, 32, 48, h, w, (int)i % 2, (int)i % 2, 1); /* k 48: a pair of blocks and one */
         run_case_blk16(2, 1, 1, 48, 32, h, w, 1, 1, 2);
         run_case_blk16(4, 2, 2, 32, 48, h, w, (int)(i + 1) % 2, 1, 1 + (int)i % 2);
     }
     run_case_blk16(4, 1, 4, 64, 64, 28, 28, 1, 1, 2); /* many tiles: chunks of tiles per thread */
     run_case_blk16(4, 2, 1, 64, 32, 56, 56, 1, 1, 2);
+    run_case_blk16(4, 1, 1, 32, 80, 5, 7, 1, 1, 2); /* few tiles, five output blocks: each phase shared */
+    run_case_blk16(2, 1, 1, 16, 112, 4, 4, 0, 1, 2);
+}
+
+static void test_block16(void **state) {
+    (void)state;
+    if (skip_without_avx2()) return;
+    each_width(block16_cases);
     /* the block must divide both channel counts; backward-weights plans take none */
     float *wt = mg_test_rand_buf(&g_rng, (size_t)32 * 24 * 9), *bias = mg_test_rand_buf(&g_rng, 32);
     mg_wino4 *p;

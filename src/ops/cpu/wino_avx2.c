@@ -15,8 +15,14 @@
  * Backward data is the forward on dy with the kernel rotated and its channels swapped (weights
  * transformed at every call); backward weights is at the end of the file. The points are 0, +-1, +-2
  * (the matrices below), as in oneDNN's F(4x4) kernels; the error bound is that of Winograd F(4x4)
- * (docs/ops.md). OpenMP parallel loops when compiled with OpenMP. */
+ * (docs/ops.md). OpenMP parallel loops when compiled with OpenMP.
+ * nChw16c plans run 16-wide on CPUs with full-width 512-bit FMAs (mg_cpu_fma_width() 16, or
+ * MG_WINO_WIDTH=16): phases 1 and 3 on 16 channels per vector and a 6-tile x 32-channel phase-2
+ * kernel with AVX-512F; wino_phases.inc holds phases 1 and 3 once for both widths. The weight
+ * transform and backward weights stay 8-wide. */
 #include "ops/cpu/wino_avx2.h"
+
+#include "multigrain/cpu.h"
 
 #include <assert.h>
 #include <immintrin.h>
@@ -50,6 +56,7 @@ struct mg_wino4 {
     int n, c, k, h, w; /* input */
     int s, ho, wo;     /* stride (1, or 2: see "Stride 2" below) and output map */
     int blk;           /* channels per block of the activations: 8 (nChw8c) or 16 (nChw16c; not backward weights) */
+    int vw;            /* floats per vector of phases 1-3: 8 (AVX2), or 16 (AVX-512F; blk 16 only: wide_wanted) */
     int m, nxi;   /* output tile m x m (4, or 2 for F(2x2, 3x3)), (m + 2)^2 transformed matrices (81: stride 2) */
     int nu;       /* distinct transformed weight matrices: nxi, or 36 for stride 2 */
     unsigned char uix[NXI_MAX];  /* the U matrix of each of the nxi products */
@@ -67,6 +74,18 @@ bool mg_wino4_cpu_ok(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+
+/* Whether plans on nChw16c run phases 1-3 16-wide: where 16-wide FMAs are clearly faster than 8-wide
+ * ones (mg_cpu_fma_width, full 512-bit FMA units: Zen 5, Xeon); MG_WINO_WIDTH=8 or 16 (experiments,
+ * tests; 16 needs AVX-512F) decides instead. */
+static bool wide_wanted(void) {
+    const char *e = getenv("MG_WINO_WIDTH");
+    if (e && *e) return atoi(e) == 16 && mg_cpu_fma_width_ok(16);
+    return mg_cpu_fma_width() == 16;
+}
+
+int mg_wino4_vector_width(const mg_wino4 *plan) { return plan ? plan->vw : 0; }
+int mg_wino4_block16_width(void) { return wide_wanted() ? 16 : 8; }
 
 bool mg_wino4_shape_ok(int c, int k) { return c > 0 && k > 0 && c % 8 == 0 && k % KB == 0; }
 
@@ -174,7 +193,7 @@ static mg_status plan_new(mg_wino4 **plan, int m, int stride, int n, int c, int 
     p->n = n, p->c = c, p->k = k, p->h = h, p->w = w;
     p->s = stride, p->ho = (h - 1) / stride + 1, p->wo = (w - 1) / stride + 1;
     p->m = m, p->pass_rows = pass_rows();
-    p->blk = 8;
+    p->blk = p->vw = 8;
     if (stride == 1) {
         p->nxi = p->nu = (m + 2) * (m + 2);
         for (int xi = 0; xi < p->nxi; xi++) p->uix[xi] = p->xord[xi] = (unsigned char)xi;
@@ -281,7 +300,7 @@ mg_status mg_wino4_init_like(mg_wino4 **plan, const mg_wino4 *donor, int n, int 
         return MG_FAIL(MG_ERR_INVALID_ARG, "winograd: init_like needs a forward plan with weights");
     }
     MG_TRY(plan_new(plan, donor->m, donor->s, n, donor->c, donor->k, h, w));
-    (*plan)->blk = donor->blk;
+    (*plan)->blk = donor->blk, (*plan)->vw = donor->vw;
     (*plan)->ww = donor->ww;
     donor->ww->refs++;
     return MG_OK;
@@ -307,6 +326,7 @@ mg_status mg_wino4_set_block(mg_wino4 *plan, int block) {
                        "winograd: expected a channel block of 8 or 16 dividing c=%d and k=%d, found %d", plan->c,
                        plan->k, block);
     plan->blk = block;
+    plan->vw = block == 16 && wide_wanted() ? 16 : 8;
     return MG_OK;
 }
 
@@ -324,126 +344,95 @@ static size_t u_scratch_floats(const mg_wino4 *p) { return p->kind != PLAN_FWD ?
 
 #define TGT __attribute__((target("avx2,fma")))
 
-/* out = B^T d along one dimension, on 8 channels */
-TGT static inline void bt6(const __m256 d[6], __m256 o[6]) {
-    const __m256 c4 = _mm256_set1_ps(4.0f), c5 = _mm256_set1_ps(5.0f), c2 = _mm256_set1_ps(2.0f);
-    o[0] = _mm256_fmadd_ps(c4, d[0], _mm256_fnmadd_ps(c5, d[2], d[4]));
-    o[1] = _mm256_fnmadd_ps(c4, _mm256_add_ps(d[1], d[2]), _mm256_add_ps(d[3], d[4]));
-    o[2] = _mm256_fmadd_ps(c4, _mm256_sub_ps(d[1], d[2]), _mm256_sub_ps(d[4], d[3]));
-    o[3] = _mm256_fmadd_ps(c2, _mm256_sub_ps(d[3], d[1]), _mm256_sub_ps(d[4], d[2]));
-    o[4] = _mm256_fmadd_ps(c2, _mm256_sub_ps(d[1], d[3]), _mm256_sub_ps(d[4], d[2]));
-    o[5] = _mm256_fmadd_ps(c4, d[1], _mm256_fnmadd_ps(c5, d[3], d[5]));
-}
-
-/* out = A^T m along one dimension (6 -> 4), on 8 channels */
-TGT static inline void at6(const __m256 m[6], __m256 o[4]) {
-    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
-    __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
-    __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
-    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
-    o[1] = _mm256_fmadd_ps(c2, d34, d12);
-    o[2] = _mm256_fmadd_ps(c4, s34, s12);
-    o[3] = _mm256_add_ps(_mm256_fmadd_ps(c8, d34, d12), m[5]);
-}
-
-/* F(2x2, 3x3): out = B^T d along one dimension (4 -> 4), on 8 channels */
-TGT static inline void bt4(const __m256 d[4], __m256 o[4]) {
-    o[0] = _mm256_sub_ps(d[0], d[2]);
-    o[1] = _mm256_add_ps(d[1], d[2]);
-    o[2] = _mm256_sub_ps(d[2], d[1]);
-    o[3] = _mm256_sub_ps(d[1], d[3]);
-}
-
-/* F(2x2, 3x3): out = A^T m along one dimension (4 -> 2), on 8 channels */
-TGT static inline void at4(const __m256 m[4], __m256 o[2]) {
-    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], m[1]), m[2]);
-    o[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
-}
-
-/* Stride 2: along one dimension, a tile of 4 outputs y_j = g0 d_2j + g1 d_2j+1 + g2 d_2j+2 reads 9 inputs
- * d_0 .. d_8. The even ones e_i = d_2i (5) meet the taps (g0, g2) as a stride-1 correlation of 4
- * outputs with a 2-tap kernel: Winograd F(4, 2) with points 0, 1, -1, 2 and infinity (5 products);
- * the odd ones o_j = d_2j+1 (4) meet g1 alone (4 products). 9 products per 4 outputs against 12 in
- * one dimension, 81 per 16 outputs against 144 in two (1.78x fewer). Transformed weights: F(4, 2)'s 5
- * values and g1, 6 per dimension, so 36 matrices of U (4x the direct weights, as F(4x4)) for 81
- * products. */
-
-/* out = B^T d along one dimension (9 -> 9: F(4, 2)'s input transform of the even d, the odd d as they
- * are), on 8 channels */
-TGT static inline void bts2(const __m256 d[9], __m256 o[9]) {
-    const __m256 c2 = _mm256_set1_ps(2.0f), c3 = _mm256_set1_ps(3.0f);
-    const __m256 e0 = d[0], e1 = d[2], e2 = d[4], e3 = d[6], e4 = d[8];
-    const __m256 d31 = _mm256_sub_ps(e3, e1);
-    o[0] = _mm256_fmadd_ps(c2, _mm256_sub_ps(e0, e2), d31);
-    o[1] = _mm256_fmadd_ps(c2, e1, _mm256_sub_ps(e2, e3));
-    o[2] = _mm256_fmsub_ps(c3, e2, _mm256_fmadd_ps(c2, e1, e3));
-    o[3] = d31;
-    o[4] = _mm256_fnmadd_ps(c2, d31, _mm256_sub_ps(e4, e2));
-    o[5] = d[1], o[6] = d[3], o[7] = d[5], o[8] = d[7];
-}
-
-/* out = A^T m along one dimension (9 -> 4: F(4, 2)'s output transform of m_0 .. m_4 plus the odd
- * products m_5 .. m_8), on 8 channels */
-TGT static inline void ats2(const __m256 m[9], __m256 o[4]) {
-    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
-    const __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
-    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), _mm256_add_ps(m[3], m[5]));
-    o[1] = _mm256_add_ps(_mm256_fmadd_ps(c2, m[3], d12), m[6]);
-    o[2] = _mm256_add_ps(_mm256_fmadd_ps(c4, m[3], s12), m[7]);
-    o[3] = _mm256_add_ps(_mm256_add_ps(_mm256_fmadd_ps(c8, m[3], d12), m[4]), m[8]);
-}
 
 #define INLINE __attribute__((always_inline)) inline
 
-/* Offset of the first float of 8-channel group g (channels 8g .. 8g+7) of image n in a map of `pixels`
- * pixels and `channels` channels, blocked by blk (8: nChw8c, the group is a block; 16: nChw16c, the
- * group is half of one); its pixels are blk floats apart. */
-static INLINE size_t group_offset(int n, int channels, int g, int pixels, int blk) {
-    const int per = blk / 8;
-    return (((size_t)n * (channels / blk) + g / per) * pixels) * blk + (size_t)(g % per) * 8;
+/* Offset of the first float of vw-channel group g (channels vw g .. vw g + vw-1) of image n in a map of
+ * `pixels` pixels and `channels` channels, blocked by blk (8 or 16: nChw8c or nChw16c; vw 8 or 16, at
+ * most blk: the group is a block, or half of one); its pixels are blk floats apart. */
+static INLINE size_t group_offset(int n, int channels, int g, int pixels, int blk, int vw) {
+    const int per = blk / vw;
+    return (((size_t)n * (channels / blk) + g / per) * pixels) * blk + (size_t)(g % per) * vw;
 }
 
-/* Phase 1 for tiles t0 .. t0+nt-1 (numbered n, tile row, tile column), every channel block, into V
- * (tile t0 at row 0; vxi floats between the matrices), for output tiles of M x M from A x A inputs
- * (constants at each call, so that the loops unroll: 2 and 4, 4 and 6, or 4 and 9 for stride 2, whose
- * tiles start 2M inputs apart). */
-TGT static INLINE void input_tiles_m(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt,
-                                     const int M, const int A) {
-    const int H = p->h, W = p->w, C = p->c, CB = C / 8, step = A == 9 ? 2 * M : M, blk = p->blk;
-    for (int tt = 0; tt < nt; tt++) {
-        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
-        const int y0 = step * i - 1, x0 = step * j - 1;
-        const int inside = y0 >= 0 && y0 + A <= H && x0 >= 0 && x0 + A <= W;
-        for (int cb = 0; cb < CB; cb++) {
-            const float *xp = x + group_offset(n, C, cb, H * W, blk);
-            __m256 t9[9][9], col[9], o[9];
-            for (int b = 0; b < A; b++) { /* along rows (a) for every column b */
-                const int xx = x0 + b;
-                for (int a = 0; a < A; a++) {
-                    const int yy = y0 + a;
-                    col[a] = inside || (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                                 ? _mm256_loadu_ps(xp + ((size_t)yy * W + xx) * blk)
-                                 : _mm256_setzero_ps();
-                }
-                if (A == 9) bts2(col, o); else if (M == 4) bt6(col, o); else bt4(col, o);
-                for (int a = 0; a < A; a++) t9[a][b] = o[a];
-            }
-            float *vt = v + (size_t)tt * C + (size_t)cb * 8;
-            for (int a = 0; a < A; a++) { /* along columns */
-                if (A == 9) bts2(t9[a], o); else if (M == 4) bt6(t9[a], o); else bt4(t9[a], o);
-                for (int b = 0; b < A; b++) _mm256_storeu_ps(vt + (size_t)(a * A + b) * vxi, o[b]);
-            }
-        }
-    }
-}
+/* Phases 1 and 3, 8 channels per vector (AVX2), then 16 (AVX-512F: plans with vw 16) */
+#define SFX(f) SFX_(f, VW)
+#define SFX_(f, w) SFX__(f, w)
+#define SFX__(f, w) f##_##w
+#define VW 8
+#define VEC __m256
+#define VTGT TGT
+#define VSET1 _mm256_set1_ps
+#define VZERO _mm256_setzero_ps
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VFMADD _mm256_fmadd_ps
+#define VFNMADD _mm256_fnmadd_ps
+#define VFMSUB _mm256_fmsub_ps
+#define VMAX _mm256_max_ps
+#define VLOAD _mm256_load_ps
+#define VLOADU _mm256_loadu_ps
+#define VSTOREU _mm256_storeu_ps
+#include "ops/cpu/wino_phases.inc"
+#undef VW
+#undef VEC
+#undef VTGT
+#undef VSET1
+#undef VZERO
+#undef VADD
+#undef VSUB
+#undef VFMADD
+#undef VFNMADD
+#undef VFMSUB
+#undef VMAX
+#undef VLOAD
+#undef VLOADU
+#undef VSTOREU
 
-TGT static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
-    if (p->s == 2)
-        input_tiles_m(p, x, v, vxi, t0, nt, 4, 9);
-    else if (p->m == 2)
-        input_tiles_m(p, x, v, vxi, t0, nt, 2, 4);
+#define TGT512 __attribute__((target("avx512f,fma")))
+#define VW 16
+#define VEC __m512
+#define VTGT TGT512
+#define VSET1 _mm512_set1_ps
+#define VZERO _mm512_setzero_ps
+#define VADD _mm512_add_ps
+#define VSUB _mm512_sub_ps
+#define VFMADD _mm512_fmadd_ps
+#define VFNMADD _mm512_fnmadd_ps
+#define VFMSUB _mm512_fmsub_ps
+#define VMAX _mm512_max_ps
+#define VLOAD _mm512_load_ps
+#define VLOADU _mm512_loadu_ps
+#define VSTOREU _mm512_storeu_ps
+#include "ops/cpu/wino_phases.inc"
+#undef VW
+#undef VEC
+#undef VTGT
+#undef VSET1
+#undef VZERO
+#undef VADD
+#undef VSUB
+#undef VFMADD
+#undef VFNMADD
+#undef VFMSUB
+#undef VMAX
+#undef VLOAD
+#undef VLOADU
+#undef VSTOREU
+
+static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
+    if (p->vw == 16)
+        input_tiles_16(p, x, v, vxi, t0, nt);
     else
-        input_tiles_m(p, x, v, vxi, t0, nt, 4, 6);
+        input_tiles_8(p, x, v, vxi, t0, nt);
+}
+
+static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt, int sum,
+                         int relu) {
+    if (p->vw == 16)
+        output_tiles_16(p, m, mxi, y, t0, nt, sum, relu);
+    else
+        output_tiles_8(p, m, mxi, y, t0, nt, sum, relu);
 }
 
 /* One row of a register kernel: x = the row's value broadcast, acc0/acc1 (the row's 16 outputs) += x
@@ -487,68 +476,75 @@ TGT static void kernel_6x16(int nc, const float *v, size_t ldv, const float *u, 
     _mm256_store_ps(m, c50), _mm256_store_ps(m + 8, c51);
 }
 
-/* Phase 3 for tiles t0 .. t0+nt-1 from M (tile t0 at row 0; mxi floats between the matrices), for
- * output tiles of M x M from A x A products (constants at each call: 2 and 4, 4 and 6, or 4 and 9 for
- * stride 2). */
-TGT static INLINE void output_tiles_m(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt,
-                                      int sum, int relu, const int M, const int A) {
-    const int H = p->ho, W = p->wo, K = p->k, KB8 = K / 8, blk = p->blk;
-    const __m256 zero = _mm256_setzero_ps();
-    for (int tt = 0; tt < nt; tt++) {
-        const int t = t0 + tt, j = t % p->tw, i = (t / p->tw) % p->th, n = t / (p->tw * p->th);
-        const int y0 = M * i, x0 = M * j;
-        for (int kb8 = 0; kb8 < KB8; kb8++) {
-            const float *mt = m + (size_t)tt * K + (size_t)kb8 * 8;
-            float *yp = y + group_offset(n, K, kb8, H * W, blk);
-            const __m256 bias = _mm256_loadu_ps(p->ww->bias + (size_t)kb8 * 8);
-            __m256 t4[4][9], row[9], o[4];
-            for (int b = 0; b < A; b++) { /* along rows */
-                for (int a = 0; a < A; a++) row[a] = _mm256_load_ps(mt + (size_t)(a * A + b) * mxi);
-                if (A == 9) ats2(row, o); else if (M == 4) at6(row, o); else at4(row, o);
-                for (int a = 0; a < M; a++) t4[a][b] = o[a];
-            }
-            for (int a = 0; a < M && y0 + a < H; a++) {
-                if (A == 9) ats2(t4[a], o); else if (M == 4) at6(t4[a], o); else at4(t4[a], o);
-                float *yr = yp + ((size_t)(y0 + a) * W + x0) * blk;
-                for (int b = 0; b < M && x0 + b < W; b++) {
-                    __m256 r = _mm256_add_ps(o[b], bias);
-                    if (sum) r = _mm256_add_ps(r, _mm256_loadu_ps(yr + b * blk));
-                    if (relu) r = _mm256_max_ps(r, zero);
-                    _mm256_storeu_ps(yr + b * blk, r);
-                }
-            }
+
+/* Phase 2 register kernel of plans with vw 16 (AVX-512F): m[6 tiles][16 NB] = (acc ? m : 0) + v[6
+ * tiles][nc] u[nc][16 NB], for NB (1 or 2) blocks of 16 output channels whose U rows are ublk floats
+ * apart (the blocks are adjacent in m): with two, 12 accumulators, 12 FMAs per 2 loads of U and 6
+ * broadcasts, as kernel_6x16 at twice the width. Prefetches as kernel_6x16, in each block's stream. */
+TGT512 static INLINE void kernel16(int nc, const float *v, size_t ldv, const float *u, size_t ublk, float *m,
+                                   size_t ldm, int acc, const float *pf, int pf_every, const int NB) {
+    __m512 c[TB][2];
+    for (int r = 0; r < TB; r++)
+        for (int j = 0; j < NB; j++) c[r][j] = acc ? _mm512_loadu_ps(m + r * ldm + 16 * j) : _mm512_setzero_ps();
+    const char *pfb = (const char *)pf;
+    const unsigned step = (64u << 16) / (unsigned)pf_every; /* bytes per iteration, 16.16 fixed point */
+    for (int i = 0; i < nc; i++) {
+        __m512 b[2];
+        for (int j = 0; j < NB; j++) {
+            b[j] = _mm512_loadu_ps(u + (size_t)i * KB + j * ublk);
+            _mm_prefetch(pfb + (((unsigned)i * step) >> 16) + j * ublk * sizeof(float), _MM_HINT_T0);
+        }
+        for (int r = 0; r < TB; r++) {
+            const __m512 x = _mm512_set1_ps(v[r * ldv + i]);
+            for (int j = 0; j < NB; j++) c[r][j] = _mm512_fmadd_ps(x, b[j], c[r][j]);
         }
     }
+    for (int r = 0; r < TB; r++)
+        for (int j = 0; j < NB; j++) _mm512_storeu_ps(m + r * ldm + 16 * j, c[r][j]);
 }
 
-TGT static void output_tiles(const mg_wino4 *p, const float *m, size_t mxi, float *y, int t0, int nt, int sum,
-                             int relu) {
-    if (p->s == 2)
-        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4, 9);
-    else if (p->m == 2)
-        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 2, 4);
-    else
-        output_tiles_m(p, m, mxi, y, t0, nt, sum, relu, 4, 6);
+TGT512 static void kernel_6x32_16(int nc, const float *v, size_t ldv, const float *u, size_t ublk, float *m,
+                                  size_t ldm, int acc, const float *pf, int pf_every) {
+    kernel16(nc, v, ldv, u, ublk, m, ldm, acc, pf, pf_every, 2);
 }
+
+TGT512 static void kernel_6x16_16(int nc, const float *v, size_t ldv, const float *u, float *m, size_t ldm, int acc,
+                                  const float *pf, int pf_every) {
+    kernel16(nc, v, ldv, u, 0, m, ldm, acc, pf, pf_every, 1);
+}
+
+/* Output-channel blocks (of KB) one call of the phase-2 kernel computes: 2 at vw 16 (kernel_6x32_16),
+ * 1 at vw 8. */
+static int kb_group(const mg_wino4 *p) { return p->vw == 16 ? 2 : 1; }
 
 /* Phase 2 on nt_pad (a multiple of TB) tiles of V for output-channel blocks kb0 .. kb1-1 of matrix xi. */
-TGT static void products(const mg_wino4 *p, const float *ubase, const float *v, size_t vxi, float *m, size_t mxi,
-                         int nt_pad, int xi, int kb0, int kb1) {
+static void products(const mg_wino4 *p, const float *ubase, const float *v, size_t vxi, float *m, size_t mxi,
+                     int nt_pad, int xi, int kb0, int kb1) {
     const int C = p->c, K = p->k, pr = p->pass_rows;
+    const size_t ublk = (size_t)C * KB;
     const float *vx = v + xi * vxi;
-    for (int kb = kb0; kb < kb1; kb++) {
-        const float *u = ubase + p->uix[xi] * u_xi(p) + (size_t)kb * C * KB;
+    for (int kb = kb0; kb < kb1;) {
+        const int two = p->vw == 16 && kb + 1 < kb1;
+        const float *u = ubase + p->uix[xi] * u_xi(p) + (size_t)kb * ublk;
         float *mx = m + xi * mxi + (size_t)kb * KB;
         for (int c0 = 0; c0 < C; c0 += pr) {
             const int nc = C - c0 < pr ? C - c0 : pr, nb = nt_pad / TB, share = (nc + nb - 1) / nb;
             /* the U rows after this pass's (the next pass, or the next block of output channels), a line
              * every nb iterations spread over the pass's blocks, so that they stream in while the pass
-             * computes */
-            const float *next = u + (size_t)(c0 + nc) * KB;
-            for (int tb = 0, b = 0; tb < nt_pad; tb += TB, b++)
-                kernel_6x16(nc, vx + (size_t)tb * C + c0, C, u + (size_t)c0 * KB, mx + (size_t)tb * K, K, c0 > 0,
-                            next + (size_t)b * share * KB, nb);
+             * computes (two blocks: the next pair's after the last pass) */
+            const float *next = two && c0 + nc == C ? u + 2 * ublk : u + (size_t)(c0 + nc) * KB;
+            for (int tb = 0, b = 0; tb < nt_pad; tb += TB, b++) {
+                const float *vt = vx + (size_t)tb * C + c0, *ut = u + (size_t)c0 * KB, *pf = next + (size_t)b * share * KB;
+                float *mt = mx + (size_t)tb * K;
+                if (two)
+                    kernel_6x32_16(nc, vt, C, ut, ublk, mt, K, c0 > 0, pf, nb);
+                else if (p->vw == 16)
+                    kernel_6x16_16(nc, vt, C, ut, mt, K, c0 > 0, pf, nb);
+                else
+                    kernel_6x16(nc, vt, C, ut, mt, K, c0 > 0, pf, nb);
+            }
         }
+        kb += two ? 2 : 1;
     }
 }
 
@@ -703,10 +699,12 @@ void mg_wino4_forward(const mg_wino4 *p, const float *x, float *y, int sum, int 
         int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);
         input_tiles(p, x, v + (size_t)a * p->c, vxi, a, b - a);
     }
-    const int jobs = p->nxi * nkb;
+    const int grp = kb_group(p), ngrp = (nkb + grp - 1) / grp, jobs = p->nxi * ngrp;
     OMP_PARALLEL_FOR
-    for (int job = 0; job < jobs; job++)
-        products(p, u, v, vxi, m, mxi, cap, p->xord[job / nkb], job % nkb, job % nkb + 1);
+    for (int job = 0; job < jobs; job++) {
+        const int kb0 = job % ngrp * grp;
+        products(p, u, v, vxi, m, mxi, cap, p->xord[job / ngrp], kb0, kb0 + grp < nkb ? kb0 + grp : nkb);
+    }
     OMP_PARALLEL_FOR
     for (int th = 0; th < nthr; th++) {
         int a = (int)((long)tiles * th / nthr), b = (int)((long)tiles * (th + 1) / nthr);

@@ -109,8 +109,14 @@ void mg_wino4_free(mg_wino4 *plan);
  * scratch, backward data) reads and writes: channel blocks of 8 (nChw8c, the default) or 16 (nChw16c,
  * oneDNN's layout on AVX-512 CPUs, where the fused network and the training chain's forward run these
  * AVX2 kernels too: docs/ops.md). Needs c and k multiples of the block; backward-weights plans stay on
- * nChw8c; a plan made with init_like takes its donor's block. */
+ * nChw8c; a plan made with init_like takes its donor's block and vector width. On nChw16c the plan
+ * runs 16-wide AVX-512 kernels where the CPU has full-width 512-bit FMAs (mg_cpu_fma_width() == 16;
+ * MG_WINO_WIDTH=8|16 in the environment decides instead), 8-wide ones otherwise. */
 mg_status mg_wino4_set_block(mg_wino4 *plan, int block);
+/* Floats per vector the plan's kernels use: 8 or 16 (set by mg_wino4_set_block); 0 for NULL. */
+int mg_wino4_vector_width(const mg_wino4 *plan);
+/* The floats per vector a plan set to nChw16c would use on this CPU: 16 or 8 (as mg_wino4_set_block). */
+int mg_wino4_block16_width(void);
 /* Whether the plan convolves c -> k channels with output tiles of tile x tile and stride 1 or 2 (a donor's
  * weights fit; stride-2 plans have tile 4). */
 bool mg_wino4_matches(const mg_wino4 *plan, int tile, int stride, int c, int k);
