@@ -141,8 +141,7 @@ static void test_chain_per_image(void **state) {
  * a = conv3x3 (32, relu) -> b = conv1x1 (16, relu) -> c = conv3x3 (16, relu) -> d = conv1x1 (32) + a,
  * relu -> e = conv1x1 (64) -> f = conv3x3 stride 2 (32). Channels in multiples of 16 and
  * MG_FMA512_GAIN=1 while it is built, so that the 3x3 layers run our Winograd on AVX2 and on every
- * AVX-512 CPU (oneDNN's AVX-512 Winograd, which 8 channels or a CPU with full 512-bit FMA units would
- * get, picks other weights for one image: no batch-1 twin, the prefix would end at a; the policy
+ * AVX-512 CPU at one width (oneDNN's AVX-512 Winograd, which 8 channels would get, picks other weights for one image: no batch-1 twin, the prefix would end at a; the policy
  * itself is test_fma_width_policy's). With MG_FNET_MICRO_MIN=101 the ops up to e (20x20
  * outputs) run image by image and f (10x10) on the batch: b and c are dead within those ops and need
  * one image's room, reused by every image, while e is read after them and must keep all three
@@ -237,8 +236,9 @@ static void test_winograd_layer(void **state) {
 
 /* Whose kernels run the 3x3 layers on AVX-512 (nChw16c) depends on the CPU's FMA units (cpu.h):
  * where 16-wide FMAs are no faster than 8-wide ones (MG_FMA512_GAIN=1 stands in for the measurement),
- * ours (a stride-2 layer on 56x56, then F(4x4) on 28x28); where they are twice as fast (=2), oneDNN's
- * AVX-512 kernels. On AVX2 (nChw8c) ours either way. Both networks against the reference. */
+ * ours 8-wide; where they are twice as fast (=2), ours 16-wide (wino_avx2.c's AVX-512F kernels, whose
+ * width test_wino_avx2 checks): a stride-2 layer on 56x56, then F(4x4) on 28x28 either way, and on
+ * AVX2 (nChw8c). Both networks against the reference. */
 static void test_fma_width_policy(void **state) {
     (void)state;
     const int n = 1, c = 32, h = 56;
@@ -267,7 +267,7 @@ static void test_fma_width_policy(void **state) {
         assert_null(mg_fnet_value_kernel(net, 0)); /* the input: no op writes it */
         assert_null(mg_fnet_value_kernel(net, 999));
         printf("block %d, MG_FMA512_GAIN=%d: %s, %s\n", blk, gain, k1, k2);
-        if (ours_possible && (blk == 8 || gain == 1)) {
+        if (ours_possible) {
             assert_string_equal(k1, "ours:wino stride 2");
             assert_string_equal(k2, "ours:wino F(4x4,3x3)");
         } else {

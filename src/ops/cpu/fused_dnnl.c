@@ -534,14 +534,15 @@ static mg_status fetch_weights(const float *w_plain, const float *b_plain, weigh
 /* oneDNN 2.6's Winograd kernels are AVX-512 only: on AVX2 (nChw8c activations) the 3x3 stride-1
  * convolutions whose channels fit run our Winograd kernel (wino_avx2.c) instead of oneDNN's direct one:
  * F(4x4, 3x3), or F(2x2, 3x3) on small maps at small batches (mg_wino4_inference_tile), and on 56x56
- * maps its stride-2 plan. On AVX-512 (nChw16c) our 8-wide kernels replace oneDNN's 16-wide ones only
- * where 16-wide FMAs are not faster (mg_cpu_fma8_at_peak: Zen 4, where ours measured faster; on a CPU
- * with full 512-bit FMA units oneDNN's AVX-512 kernels have twice our kernels' peak). block: the
+ * maps its stride-2 plan. On AVX-512 (nChw16c) ours replace oneDNN's kernels where the CPU runs 8-wide
+ * FMAs as fast as 16-wide ones (mg_cpu_fma8_at_peak: Zen 4, where our 8-wide kernels measured faster)
+ * and where our plans run 16-wide (mg_wino4_block16_width: full 512-bit FMA units, Zen 5, where ours
+ * won 37 of 40 ResNet-50 A/B pairs at batch 1, one thread, by 5 %: docs/PERFORMANCE.md). block: the
  * activations' channel block. MG_FNET_OWN_WINO=0 turns them off (for comparison). */
 static int own_wino_enabled(int block) {
     const char *e = getenv("MG_FNET_OWN_WINO");
     if (e && e[0] == '0') return 0;
-    return block == 8 || (block == 16 && mg_cpu_fma8_at_peak());
+    return block == 8 || (block == 16 && (mg_cpu_fma8_at_peak() || mg_wino4_block16_width() == 16));
 }
 
 /* md = float32 n x c x h x w in channel blocks of `block` (8: nChw8c, 16: nChw16c). */
@@ -687,8 +688,9 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]))
             tile = 4;
         /* AVX-512 (nChw16c): oneDNN's own Winograd stays where ours would run F(2x2) (7x7 maps at batch
-         * 1: 1.71-1.74 against 1.82-1.86 ms on Zen 4); ours F(4x4) was 5-17 % faster on the larger
-         * maps (docs/PERFORMANCE.md, "Zen 4: our Winograd on nChw16c") */
+         * 1: 1.71-1.74 against 1.82-1.86 ms on Zen 4; 16-wide on Zen 5 the A/B was even, 0.994); ours
+         * F(4x4) was 5-17 % faster on the larger maps (docs/PERFORMANCE.md, "Zen 4: our Winograd on
+         * nChw16c") */
         if (wino && tile == 2) tile = 0;
     }
     const int own = tile > 0 && pd_is_blocked(pd, blk, xd, k, p, q);
