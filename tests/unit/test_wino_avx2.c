@@ -300,9 +300,14 @@ static void test_s2_saving(void **state) {
     assert_true(fabs(mg_wino4_s2_saving(1, 1) - 1.0 / 81) < eps);
     assert_true(fabs(mg_wino4_s2_saving(16, 9) - 23.0 * 13 / (81 * 2 * 2)) < eps); /* 8 x 5 outputs */
     assert_true(mg_wino4_s2_saving(0, 4) == 0);
-    assert_true(mg_wino4_inference_s2(1, 128, 128, 56, 56));
-    assert_false(mg_wino4_inference_s2(1, 12, 16, 56, 56));
-    assert_false(mg_wino4_inference_s2(0, 128, 128, 56, 56));
+    for (int vw = 8; vw <= 16; vw += 8) {
+        assert_true(mg_wino4_inference_s2(1, 128, 128, 56, 56, vw));
+        assert_false(mg_wino4_inference_s2(1, 12, 16, 56, 56, vw));
+        assert_false(mg_wino4_inference_s2(0, 128, 128, 56, 56, vw));
+        /* 28x28 (1.30) only 16-wide, 14x14 (1.23) neither */
+        assert_true(mg_wino4_inference_s2(1, 256, 256, 28, 28, vw) == (vw == 16));
+        assert_false(mg_wino4_inference_s2(1, 512, 512, 14, 14, vw));
+    }
 }
 
 /* More input channels than one pass of phase 2 takes (wino_avx2.c, pass_rows: 128): 200 channels are

@@ -685,7 +685,8 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         k % blk == 0) {
         if (stride == 1 && p == xd[2] && q == xd[3])
             tile = mg_wino4_inference_tile(xd[0], xd[1], k, p, q);
-        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3]))
+        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3],
+                                                     blk == 16 ? mg_wino4_block16_width() : 8))
             tile = 4;
         /* AVX-512 (nChw16c): oneDNN's own Winograd stays where ours would run F(2x2) (7x7 maps at batch
          * 1: 1.71-1.74 against 1.82-1.86 ms on Zen 4; 16-wide on Zen 5 the A/B was even, 0.994); ours

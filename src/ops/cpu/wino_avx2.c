@@ -104,9 +104,9 @@ double mg_wino4_s2_saving(int h, int w) {
     return direct / (81.0 * ((ho + 3) / 4) * ((wo + 3) / 4));
 }
 
-bool mg_wino4_inference_s2(int n, int c, int k, int h, int w) {
+bool mg_wino4_inference_s2(int n, int c, int k, int h, int w, int vw) {
     const char *e = getenv("MG_WINO_S2_SAVING"); /* experiments */
-    const double need = e ? atof(e) : MG_WINO_S2_MIN_SAVING;
+    const double need = e ? atof(e) : vw == 16 ? MG_WINO_S2_MIN_SAVING_WIDE : MG_WINO_S2_MIN_SAVING;
     return n >= 1 && mg_wino4_shape_ok(c, k) && mg_wino4_s2_saving(h, w) >= need && mg_wino4_cpu_ok();
 }
 

@@ -94,10 +94,14 @@ void mg_wino4_set_weights_scratch(const mg_wino4 *plan, const float *w, void *sc
  * = 1.23. 0 for a bad size. */
 double mg_wino4_s2_saving(int h, int w);
 /* Whether the fused inference network runs a 3x3 stride-2 pad-1 layer of n x c x h x w -> k channels
- * with the stride-2 plan: channels that fit, a CPU with AVX2 and FMA, and MG_WINO_S2_MIN_SAVING or
- * more saved (mg_wino4_s2_saving). */
+ * with the stride-2 plan whose kernels are vw floats wide (8, or 16: mg_wino4_block16_width): channels
+ * that fit, a CPU with AVX2 and FMA, and MG_WINO_S2_MIN_SAVING or more saved (mg_wino4_s2_saving),
+ * MG_WINO_S2_MIN_SAVING_WIDE 16-wide (ResNet-50's 28x28 layer too: 1.0-1.6 % faster on Zen 5,
+ * docs/PERFORMANCE.md; its 14x14 layer, 1.23, measured 1.5 % slower). MG_WINO_S2_SAVING=X in the
+ * environment sets the minimum for both (experiments). */
 #define MG_WINO_S2_MIN_SAVING 1.5
-bool mg_wino4_inference_s2(int n, int c, int k, int h, int w);
+#define MG_WINO_S2_MIN_SAVING_WIDE 1.25
+bool mg_wino4_inference_s2(int n, int c, int k, int h, int w, int vw);
 /* A stride-2 forward plan for input n x c x h x w (nChw8c), k output channels (output n x k x ((h - 1) /
  * 2 + 1) x ((w - 1) / 2 + 1), nChw8c), weights and bias as mg_wino4_init. */
 mg_status mg_wino4_init_stride2(mg_wino4 **plan, int n, int c, int k, int h, int w, const float *weights,
