@@ -3,10 +3,11 @@
  * AVX-512 CPUs differ in what a 16-float FMA buys: some run it through two 256-bit halves at the rate
  * of two 8-float FMAs (AMD Zen 4; Intel client cores whose one 512-bit port is two 256-bit ones
  * fused), so 8-wide code reaches the same FMA peak; others have two full 512-bit FMA units (Intel
- * Xeon Gold/Platinum since Skylake-SP, AMD Zen 5 server cores) and double it. Our own kernels
- * (wino_avx2.c and friends) are 8-wide; on AVX-512 machines the fused network runs them in place of
- * oneDNN's AVX-512 kernels only where 16-wide FMAs are not faster (docs/ops.md, "Our kernels on
- * AVX-512 CPUs"), and the benchmarks' FMA peak is measured at the width that runs faster. */
+ * Xeon Gold/Platinum since Skylake-SP, AMD Zen 5 server cores) and double it. Our Winograd kernels
+ * (wino_avx2.c) run 8-wide, or 16-wide on AVX-512's layout where mg_cpu_fma_width() is 16; the fused
+ * network runs them in place of oneDNN's AVX-512 kernels where 8-wide FMAs are at peak or they run
+ * 16-wide (docs/ops.md, "Our kernels on AVX-512 CPUs"), and the benchmarks' FMA peak is measured at
+ * the width that runs faster. */
 #ifndef MULTIGRAIN_CPU_H
 #define MULTIGRAIN_CPU_H
 
