@@ -121,8 +121,9 @@ struct mg_fnet {
     const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
     int finalized;
     int micro_ops; /* ops 0 .. micro_ops-1 run image by image (micro_plan) */
-    double *prof; /* MG_FNET_PROFILE: seconds per op, summed over prof_runs runs (see profile_report) */
-    int prof_runs;
+    double *prof; /* MG_FNET_PROFILE: seconds per op, summed over prof_runs runs after the first
+                   * (profile_report); the first run's in prof + nop */
+    int prof_runs; /* runs after the first; -1 before the first has ended */
 };
 
 bool mg_fnet_available(void) { return true; }
@@ -265,27 +266,39 @@ const char *mg_fnet_value_kernel(const mg_fnet *net, int value) {
 /* MG_FNET_PROFILE=1 (read at finalize) times every op of every run and, when the network is freed,
  * writes a table to stderr: per op its milliseconds per run, GFLOP/s (convolutions, counted as direct
  * ones: 2 n k p q c r^2), share of the ops' time, kind, shape and implementation (the final reorder
- * to plain NCHW is not among them). A diagnostic, as ONEDNN_VERBOSE is; the timer adds two clock reads
- * per op. docs/PERFORMANCE.md says where the time goes with it. */
+ * to plain NCHW is not among them). The runs after the first, whose one-time costs (first touches of
+ * buffers, oneDNN's lazy initialisation: 13-20 ms on one op of ResNet-50 at batch 1) would otherwise
+ * sit in the averages of a few ops; the first run's total is in the header, and its table is the one
+ * printed when it is the only run. A diagnostic, as ONEDNN_VERBOSE is; the timer adds two clock
+ * reads per op. docs/PERFORMANCE.md says where the time goes with it. */
 static int profile_enabled(void) {
     const char *e = getenv("MG_FNET_PROFILE");
     return e && e[0] && e[0] != '0';
 }
 
 static void profile_report(const mg_fnet *net) {
-    if (!net->prof || net->prof_runs == 0) return;
-    double total = 0;
-    for (int i = 0; i < net->nop; i++) total += net->prof[i];
+    if (!net->prof || net->prof_runs < 0) return;
+    const double *first = net->prof + net->nop;
+    double total = 0, total_first = 0;
+    for (int i = 0; i < net->nop; i++) total += net->prof[i], total_first += first[i];
     const int *d0 = net->v[0].dims;
-    fprintf(stderr, "fused network profile: input %dx%dx%dx%d, %d thread(s), %d run(s), %.3f ms per run\n", d0[0],
-            d0[1], d0[2], d0[3], net->threads, net->prof_runs, 1e3 * total / net->prof_runs);
+    const int runs = net->prof_runs ? net->prof_runs : 1; /* the table's runs */
+    const double *prof = net->prof_runs ? net->prof : first;
+    if (!net->prof_runs) total = total_first;
+    fprintf(stderr, "fused network profile: input %dx%dx%dx%d, %d thread(s), ", d0[0], d0[1], d0[2], d0[3],
+            net->threads);
+    if (net->prof_runs)
+        fprintf(stderr, "%d run(s) after the first, %.3f ms per run (the first, not counted: %.3f ms)\n",
+                net->prof_runs, 1e3 * total / runs, 1e3 * total_first);
+    else
+        fprintf(stderr, "1 run, the first (with its one-time costs), %.3f ms\n", 1e3 * total);
     fprintf(stderr, " op   ms/run  GFLOP/s      %%  kind     shape                           implementation\n");
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
         const int *x = net->v[op->in].dims, *y = net->v[op->out].dims;
         const char *impl = op_kernel(net, op);
         char shape[64];
-        double ms = 1e3 * net->prof[i] / net->prof_runs, gf = 0;
+        double ms = 1e3 * prof[i] / runs, gf = 0;
         if (op->kind == OP_REORDER) {
             snprintf(shape, sizeof shape, "%dx%dx%dx%d", x[0], x[1], x[2], x[3]);
         } else {
@@ -296,7 +309,7 @@ static void profile_report(const mg_fnet *net) {
         }
         const char *kind = op->kind == OP_CONV ? "conv" : op->kind == OP_POOL ? "maxpool" : "reorder";
         fprintf(stderr, "%3d %8.3f %8.1f %6.1f  %-8s %-31s %s%s\n", i, ms, gf,
-                total > 0 ? 100.0 * net->prof[i] / total : 0.0, kind, shape, impl,
+                total > 0 ? 100.0 * prof[i] / total : 0.0, kind, shape, impl,
                 i < net->micro_ops ? ", image by image" : "");
     }
 }
@@ -1077,8 +1090,11 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
     dnnl_status_t s = dnnl_primitive_create(&net->out_reorder, rpd);
     dnnl_primitive_desc_destroy(rpd);
     if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): output reorder (status %d)", (int)s);
-    if (profile_enabled() && !(net->prof = calloc((size_t)net->nop, sizeof *net->prof)))
-        return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for the profile");
+    if (profile_enabled()) {
+        if (!(net->prof = calloc(2 * (size_t)net->nop, sizeof *net->prof)))
+            return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for the profile");
+        net->prof_runs = -1;
+    }
     net->output = output;
     net->donor = NULL;
     net->finalized = 1;
@@ -1119,7 +1135,7 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
             mg_dconv_forward(m ? m->dconv : op->dconv, (const float *)xp, (float *)yp, op->sum, op->relu,
                              net->scratch_buf, net->threads);
         }
-        if (net->prof) net->prof[i] += mg_time_now() - t0;
+        if (net->prof) net->prof[i + (net->prof_runs < 0 ? net->nop : 0)] += mg_time_now() - t0;
         return MG_OK;
     }
     dnnl_memory_t in = net->v[op->in].mem, out = net->v[op->out].mem;
@@ -1146,7 +1162,7 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
     if (op->serial) mg_omp_set_threads(1);
     dnnl_status_t s = dnnl_primitive_execute(prim, net->stream, na, a);
     if (op->serial) mg_omp_set_threads(net->threads);
-    if (net->prof) net->prof[i] += mg_time_now() - t0;
+    if (net->prof) net->prof[i + (net->prof_runs < 0 ? net->nop : 0)] += mg_time_now() - t0;
     if (s != dnnl_success)
         return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
     return MG_OK;
@@ -1165,7 +1181,7 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
     DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
     DNNL_TRY(dnnl_stream_wait(net->stream));
-    net->prof_runs++;
+    net->prof_runs++; /* with a profile -1 -> 0 at the end of the first run */
     return MG_OK;
 }
 
