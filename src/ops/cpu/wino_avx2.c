@@ -373,21 +373,7 @@ static INLINE size_t group_offset(int n, int channels, int g, int pixels, int bl
 #define VLOAD _mm256_load_ps
 #define VLOADU _mm256_loadu_ps
 #define VSTOREU _mm256_storeu_ps
-#include "ops/cpu/wino_phases.inc"
-#undef VW
-#undef VEC
-#undef VTGT
-#undef VSET1
-#undef VZERO
-#undef VADD
-#undef VSUB
-#undef VFMADD
-#undef VFNMADD
-#undef VFMSUB
-#undef VMAX
-#undef VLOAD
-#undef VLOADU
-#undef VSTOREU
+#include "ops/cpu/wino_phases.inc" /* and #undefs them */
 
 #define TGT512 __attribute__((target("avx512f,fma")))
 #define VW 16
@@ -404,21 +390,7 @@ static INLINE size_t group_offset(int n, int channels, int g, int pixels, int bl
 #define VLOAD _mm512_load_ps
 #define VLOADU _mm512_loadu_ps
 #define VSTOREU _mm512_storeu_ps
-#include "ops/cpu/wino_phases.inc"
-#undef VW
-#undef VEC
-#undef VTGT
-#undef VSET1
-#undef VZERO
-#undef VADD
-#undef VSUB
-#undef VFMADD
-#undef VFNMADD
-#undef VFMSUB
-#undef VMAX
-#undef VLOAD
-#undef VLOADU
-#undef VSTOREU
+#include "ops/cpu/wino_phases.inc" /* and #undefs them */
 
 static void input_tiles(const mg_wino4 *p, const float *x, float *v, size_t vxi, int t0, int nt) {
     if (p->vw == 16)
