@@ -551,12 +551,16 @@ static mg_status fetch_weights(const float *w_plain, const float *b_plain, weigh
  * FMAs as fast as 16-wide ones (mg_cpu_fma8_at_peak: Zen 4, where our 8-wide kernels measured faster)
  * and where our plans run 16-wide (mg_wino4_block16_width: full 512-bit FMA units, Zen 5, where ours
  * won 37 of 40 ResNet-50 A/B pairs at batch 1, one thread, by 5 %: docs/PERFORMANCE.md). block: the
- * activations' channel block. MG_FNET_OWN_WINO=0 turns them off (for comparison). */
-static int own_wino_enabled(int block) {
+ * activations' channel block, vw: the floats per vector our plans on it run (act_vector_width).
+ * MG_FNET_OWN_WINO=0 turns them off (for comparison). */
+static int own_wino_enabled(int block, int vw) {
     const char *e = getenv("MG_FNET_OWN_WINO");
     if (e && e[0] == '0') return 0;
-    return block == 8 || (block == 16 && (mg_cpu_fma8_at_peak() || mg_wino4_block16_width() == 16));
+    return block == 8 || (block == 16 && (mg_cpu_fma8_at_peak() || vw == 16));
 }
+
+/* The floats per vector our Winograd plans run on activations in blocks of `block` (mg_wino4_set_block). */
+static int act_vector_width(int block) { return block == 16 ? mg_wino4_block16_width() : 8; }
 
 /* md = float32 n x c x h x w in channel blocks of `block` (8: nChw8c, 16: nChw16c). */
 static dnnl_status_t blocked_md(dnnl_memory_desc_t *md, int block, int n, int c, int h, int w) {
@@ -693,13 +697,12 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: oneDNN has no convolution for %dx%d k=%d r=%d stride %d",
                        xd[2], xd[3], k, r, stride);
     int tile = 0; /* our Winograd's output tiles (4 for the stride-2 plan), where it saves enough; 0: not ours */
-    const int blk = act_block();
-    if ((flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && own_wino_enabled(blk) && xd[1] % blk == 0 &&
+    const int blk = act_block(), vw = act_vector_width(blk);
+    if ((flags & MG_FNET_WINOGRAD) && r == 3 && pad == 1 && own_wino_enabled(blk, vw) && xd[1] % blk == 0 &&
         k % blk == 0) {
         if (stride == 1 && p == xd[2] && q == xd[3])
             tile = mg_wino4_inference_tile(xd[0], xd[1], k, p, q);
-        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3],
-                                                     blk == 16 ? mg_wino4_block16_width() : 8))
+        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3], vw))
             tile = 4;
         /* AVX-512 (nChw16c): oneDNN's own Winograd stays where ours would run F(2x2) (7x7 maps at batch
          * 1: 1.71-1.74 against 1.82-1.86 ms on Zen 4; 16-wide on Zen 5 the A/B was even, 0.994); ours
@@ -1106,6 +1109,11 @@ void mg_fnet_value_dims(const mg_fnet *net, int value, int dims[4]) {
     memcpy(dims, net->v[value].dims, 4 * sizeof(int));
 }
 
+/* MG_FNET_PROFILE: op i's time since t0, into the first run's row or the later runs' sums. */
+static void profile_add(mg_fnet *net, int i, double t0) {
+    if (net->prof) net->prof[i + (net->prof_runs < 0 ? net->nop : 0)] += mg_time_now() - t0;
+}
+
 /* Op i on the whole batch (img < 0) or, through its batch-1 twin, on image img. */
 static mg_status run_op(mg_fnet *net, int i, int img) {
     const fop *op = &net->op[i];
@@ -1135,7 +1143,7 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
             mg_dconv_forward(m ? m->dconv : op->dconv, (const float *)xp, (float *)yp, op->sum, op->relu,
                              net->scratch_buf, net->threads);
         }
-        if (net->prof) net->prof[i + (net->prof_runs < 0 ? net->nop : 0)] += mg_time_now() - t0;
+        profile_add(net, i, t0);
         return MG_OK;
     }
     dnnl_memory_t in = net->v[op->in].mem, out = net->v[op->out].mem;
@@ -1162,7 +1170,7 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
     if (op->serial) mg_omp_set_threads(1);
     dnnl_status_t s = dnnl_primitive_execute(prim, net->stream, na, a);
     if (op->serial) mg_omp_set_threads(net->threads);
-    if (net->prof) net->prof[i + (net->prof_runs < 0 ? net->nop : 0)] += mg_time_now() - t0;
+    profile_add(net, i, t0);
     if (s != dnnl_success)
         return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): executing op %d failed (status %d)", i, (int)s);
     return MG_OK;

@@ -326,7 +326,7 @@ mg_status mg_wino4_set_block(mg_wino4 *plan, int block) {
                        "winograd: expected a channel block of 8 or 16 dividing c=%d and k=%d, found %d", plan->c,
                        plan->k, block);
     plan->blk = block;
-    plan->vw = block == 16 && wide_wanted() ? 16 : 8;
+    plan->vw = block == 16 ? mg_wino4_block16_width() : 8;
     return MG_OK;
 }
 
