@@ -13,7 +13,21 @@
  *    thread count under load, for reproducible results: docs/PERFORMANCE.md);
  *  - MG_WAIT_SPIN: GOMP_SPINCOUNT=10000 (a few microseconds), for programs that only run inference:
  *    under load inference runs on fewer threads (model.c), so brief spinning costs nothing there.
- * MG_NO_REEXEC=1 disables the re-exec. Call it first thing in main(). */
+ * MG_NO_REEXEC=1 disables the re-exec. Call it first thing in main().
+ *
+ * It also keeps freed memory in the process (glibc only; before any re-exec, whatever the OpenMP
+ * setting): blocks of up to MG_MALLOC_MMAP_MAX bytes come from the heap instead of mappings of their
+ * own (M_MMAP_THRESHOLD), and up to MG_MALLOC_TRIM_KEEP bytes free at the heap's top stay (M_TRIM_THRESHOLD).
+ * Building a network frees temporaries of 8-17 MB (weights folded before oneDNN reorders them, reorder
+ * scratchpads); glibc returns such blocks with munmap, and on some virtual machines (a PVM guest, our
+ * Zen 5 VM: docs/PERFORMANCE.md, "The first forward") that costs the process a fault of a few
+ * microseconds on its next touch of every page it has, so the first forward of ResNet-50 at batch 1
+ * took 100-160 ms instead of 37. Peak RSS does not grow (freed blocks are reused; measured 288 ->
+ * 290.6 MiB at batch 1, 1278 -> 1278 MiB for training). The user's own setting stays: nothing is
+ * changed when MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or a glibc.malloc.mmap_threshold /
+ * trim_threshold tunable (GLIBC_TUNABLES) is set, and MG_MALLOC_KEEP=0 leaves glibc's defaults. */
+#define MG_MALLOC_MMAP_MAX (32 << 20)   /* glibc's largest M_MMAP_THRESHOLD on 64-bit machines */
+#define MG_MALLOC_TRIM_KEEP (128 << 20)
 #ifndef MULTIGRAIN_RUNTIME_H
 #define MULTIGRAIN_RUNTIME_H
 
@@ -30,6 +44,10 @@ void mg_runtime_init(int argc, char **argv, mg_runtime_wait wait);
 /* The idle-thread setting in effect, for logs: "OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT=10000", both
  * when both are set, or "libgomp defaults". */
 const char *mg_runtime_wait_setting(void);
+
+/* The malloc setting in effect, for logs: freed memory kept by mg_runtime_init, the environment's,
+ * or the C library's defaults. */
+const char *mg_runtime_malloc_setting(void);
 
 /* OpenBLAS's thread count. OpenBLAS (Debian's pthreads build) hands every multithreaded call to its
  * worker threads, which then spin (sched_yield) for ~2^28 cycles, a tenth of a second, waiting for

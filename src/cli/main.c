@@ -71,6 +71,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     mg_log_debug("OpenMP idle threads: %s", mg_runtime_wait_setting());
+    mg_log_debug("malloc: %s", mg_runtime_malloc_setting());
     const mg_command *cmd = mg_command_find(argv[i]);
     if (!cmd) {
         fprintf(stderr, "multigrain: unknown command '%s'\n", argv[i]);

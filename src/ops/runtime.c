@@ -1,4 +1,4 @@
-/* runtime.c: start-up settings for the OpenMP runtime under oneDNN (runtime.h), the per-call
+/* runtime.c: start-up settings for the OpenMP runtime under oneDNN and for glibc's malloc (runtime.h), the per-call
  * OpenMP thread count of the ops, OpenBLAS's thread count, and the load other processes put on the
  * machine. The OpenMP entry point is looked up at run time (dlsym): libgomp is in the process
  * exactly when oneDNN loaded it (the library itself links it only in builds with oneDNN, for
@@ -7,9 +7,13 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,8 +21,38 @@
 #include "multigrain/ops.h"
 #include "ops/cpu/conv2d_internal.h"
 
+/* glibc's own malloc settings, from the environment (read by glibc before main) */
+static int malloc_user_set(void) {
+    const char *t = getenv("GLIBC_TUNABLES");
+    return getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+           (t && (strstr(t, "glibc.malloc.mmap_threshold") || strstr(t, "glibc.malloc.trim_threshold")));
+}
+
+static int g_malloc_kept; /* keep_freed_memory applied its settings */
+
+/* Freed memory stays in the process (runtime.h): blocks up to MG_MALLOC_MMAP_MAX from the heap, and
+ * up to MG_MALLOC_TRIM_KEEP of free space at the heap's top kept. */
+static void keep_freed_memory(void) {
+#ifdef __GLIBC__
+    const char *off = getenv("MG_MALLOC_KEEP");
+    if (g_malloc_kept || malloc_user_set() || (off && !strcmp(off, "0"))) return;
+    g_malloc_kept = mallopt(M_MMAP_THRESHOLD, MG_MALLOC_MMAP_MAX) == 1 && mallopt(M_TRIM_THRESHOLD, MG_MALLOC_TRIM_KEEP) == 1;
+#endif
+}
+
+const char *mg_runtime_malloc_setting(void) {
+#ifdef __GLIBC__
+    if (g_malloc_kept) return "freed memory kept (blocks up to 32 MiB from the heap, 128 MiB of its top kept)";
+    if (malloc_user_set()) return "the environment's MALLOC_* / GLIBC_TUNABLES";
+    const char *off = getenv("MG_MALLOC_KEEP");
+    if (off && !strcmp(off, "0")) return "the C library's defaults (MG_MALLOC_KEEP=0)";
+#endif
+    return "the C library's defaults";
+}
+
 void mg_runtime_init(int argc, char **argv, mg_runtime_wait wait) {
     (void)argc;
+    keep_freed_memory();
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; /* the user chose */
     const char *no = getenv("MG_NO_REEXEC");
     if (no && no[0] && no[0] != '0') return;
