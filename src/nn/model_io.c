@@ -2,6 +2,8 @@
  * (safetensors with PyTorch state_dict names; see include/multigrain/checkpoint.h). */
 #include <string.h>
 
+#include "core/log.h"
+#include "core/progress.h"
 #include "multigrain/model.h"
 
 mg_status mg_model_checkpoint_add(mg_model *m, mg_checkpoint_writer *w) {
@@ -68,6 +70,7 @@ mg_status mg_model_load_tensors(mg_model *m, const mg_checkpoint *c) {
 
 mg_status mg_model_load(const char *path, mg_model **model, mg_checkpoint *ckpt) {
     *model = NULL;
+    const double t0 = mg_time_now();
     mg_checkpoint c;
     MG_TRY(mg_checkpoint_open(&c, path, NULL, 0));
     mg_model *m = NULL;
@@ -78,6 +81,7 @@ mg_status mg_model_load(const char *path, mg_model **model, mg_checkpoint *ckpt)
         mg_checkpoint_close(&c);
         return s;
     }
+    mg_log_debug("%s: %s model loaded in %.0f ms", path, c.arch, 1e3 * (mg_time_now() - t0));
     if (ckpt)
         *ckpt = c;
     else

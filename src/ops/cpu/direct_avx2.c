@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hugepage.h"
 #include "ops/cpu/wino_avx2.h"
 
 #ifdef _OPENMP
@@ -36,6 +37,7 @@
 typedef struct dconv_weights {
     int refs;
     float *u;    /* [k / KB][c / 8][r * r][8][KB] */
+    size_t u_bytes;
     float *bias; /* [k] */
 } dconv_weights;
 
@@ -86,7 +88,7 @@ static void *aligned_alloc64(size_t bytes) {
 
 static void weights_release(dconv_weights *ww) {
     if (ww && --ww->refs == 0) {
-        free(ww->u);
+        mg_hugepage_free(ww->u, ww->u_bytes);
         free(ww->bias);
         free(ww);
     }
@@ -159,7 +161,8 @@ mg_status mg_dconv_init(mg_dconv **out, int n, int c, int k, int h, int w, int r
     dconv_weights *ww = calloc(1, sizeof *ww);
     if (ww) {
         ww->refs = 1;
-        ww->u = aligned_alloc64((size_t)k * c * p->ntap * sizeof(float));
+        ww->u_bytes = (size_t)k * c * p->ntap * sizeof(float);
+        ww->u = mg_hugepage_alloc(ww->u_bytes); /* packed once, read at every run */
         ww->bias = aligned_alloc64((size_t)k * sizeof(float));
     }
     p->ww = ww;

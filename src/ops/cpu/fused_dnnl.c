@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hugepage.h"
 #include "core/progress.h"
 #include "multigrain/cpu.h"
 #include "multigrain/ops_fused.h"
@@ -29,7 +30,6 @@
 #include "ops/cpu/pool_avx2.h"
 #include "ops/cpu/wino_avx2.h"
 
-#define ALIGN 64
 
 #define DNNL_TRY(call)                                                                                       \
     do {                                                                                                     \
@@ -55,7 +55,7 @@ enum { OP_CONV, OP_POOL, OP_REORDER };
 typedef struct fweights {
     int refs;
     void *w, *b;
-    size_t bytes;
+    size_t bytes, w_bytes, b_bytes; /* both, then each (their mg_hugepage_free) */
     dnnl_memory_desc_t w_md, b_md;
     int k, c, r, stride, pad;
 } fweights;
@@ -116,6 +116,8 @@ struct mg_fnet {
     size_t *slot_bytes;
     int nslot;
     size_t weight_bytes; /* reordered weights this network owns (shared ones count for their owner) */
+    void *tmp; /* while building: folded weights and reorder scratchpads (build_tmp), released by finalize */
+    size_t tmp_bytes, tmp_used; /* its size, and the bytes the current convolution's weights take of it */
     int nconv;
     int threads; /* the OpenMP thread count its primitives are created and run with */
     const mg_fnet *donor; /* weights source for mg_fnet_init_like; only read while building */
@@ -128,11 +130,9 @@ struct mg_fnet {
 
 bool mg_fnet_available(void) { return true; }
 
-static void *aligned(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, ALIGN, bytes ? bytes : ALIGN) != 0) return NULL;
-    return p;
-}
+/* weights, activation slots and the scratch (released with mg_hugepage_free and the same size): filled
+ * once and read at every forward, so on huge pages from 2 MiB up (core/hugepage.h) */
+static void *aligned(size_t bytes) { return mg_hugepage_alloc(bytes); }
 
 #define GROW(arr, n, cap)                                                                                    \
     do {                                                                                                     \
@@ -375,8 +375,8 @@ void mg_fnet_free(mg_fnet *net) {
         mg_dconv_free(op->dconv);
         micro_free(op->micro);
         if (op->wt && --op->wt->refs == 0) {
-            free(op->wt->w);
-            free(op->wt->b);
+            mg_hugepage_free(op->wt->w, op->wt->w_bytes);
+            mg_hugepage_free(op->wt->b, op->wt->b_bytes);
             free(op->wt);
         }
     }
@@ -385,8 +385,9 @@ void mg_fnet_free(mg_fnet *net) {
     if (net->out_reorder) dnnl_primitive_destroy(net->out_reorder);
     if (net->out_user) dnnl_memory_destroy(net->out_user);
     if (net->scratch) dnnl_memory_destroy(net->scratch);
-    free(net->scratch_buf);
-    for (int i = 0; i < net->nslot; i++) free(net->slot_buf[i]);
+    mg_hugepage_free(net->tmp, net->tmp_bytes); /* still there after a failed build */
+    mg_hugepage_free(net->scratch_buf, net->scratch_bytes);
+    for (int i = 0; i < net->nslot; i++) mg_hugepage_free(net->slot_buf[i], net->slot_bytes[i]);
     free(net->slot_buf);
     free(net->slot_bytes);
     if (net->stream) dnnl_stream_destroy(net->stream);
@@ -482,25 +483,67 @@ static mg_status conv_pd(mg_fnet *net, dnnl_alg_kind_t alg, const dnnl_memory_de
     return MG_OK;
 }
 
+/* The build buffer with room for `bytes`: the weights a callback folds (fetch_weights) and oneDNN's
+ * reorder scratchpads, one convolution at a time, instead of a malloc and free of up to 17 MB each
+ * (every munmap made the PVM guest re-fault each page of the process: docs/PERFORMANCE.md, "The first
+ * forward"). Reserved at BUILD_TMP_BYTES (only touched pages count), on huge pages; contents are lost
+ * when it grows. Released by mg_fnet_finalize. */
+#define BUILD_TMP_BYTES ((size_t)64 << 20)
+static void *build_tmp(mg_fnet *net, size_t bytes) {
+    if (bytes <= net->tmp_bytes) return net->tmp;
+    mg_hugepage_free(net->tmp, net->tmp_bytes);
+    net->tmp_bytes = bytes > BUILD_TMP_BYTES ? bytes : BUILD_TMP_BYTES;
+    net->tmp = mg_hugepage_alloc(net->tmp_bytes);
+    if (!net->tmp) net->tmp_bytes = 0;
+    return net->tmp;
+}
+
+static void build_tmp_release(mg_fnet *net) {
+    mg_hugepage_free(net->tmp, net->tmp_bytes);
+    net->tmp = NULL, net->tmp_bytes = net->tmp_used = 0;
+}
+
+/* `from` reordered into `to`. The reorder's scratchpad (16.8 MB for oneDNN's F(2x2) weights of 512
+ * channels) is ours: in the build buffer after the current convolution's weights (tmp_used), or, where
+ * growing it would lose those, a buffer of its own. */
 static mg_status reorder_once(mg_fnet *net, const dnnl_memory_desc_t *from_md, const void *from,
                               const dnnl_memory_desc_t *to_md, void *to) {
-    dnnl_memory_t a = NULL, b = NULL;
+    dnnl_memory_t a = NULL, b = NULL, sm = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t r = NULL;
-    dnnl_status_t s = dnnl_memory_create(&a, from_md, net->engine, (void *)from);
+    dnnl_primitive_attr_t attr = NULL;
+    void *own = NULL;
+    size_t own_bytes = 0;
+    dnnl_status_t s = dnnl_primitive_attr_create(&attr);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (s == dnnl_success) s = dnnl_memory_create(&a, from_md, net->engine, (void *)from);
     if (s == dnnl_success) s = dnnl_memory_create(&b, to_md, net->engine, to);
-    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, from_md, net->engine, to_md, net->engine, NULL);
+    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, from_md, net->engine, to_md, net->engine, attr);
     if (s == dnnl_success) s = dnnl_primitive_create(&r, pd);
+    const dnnl_memory_desc_t *smd = s == dnnl_success ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
+    const size_t sbytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (s == dnnl_success && sbytes) {
+        const size_t off = (net->tmp_used + 63) / 64 * 64;
+        void *sp = !net->tmp_used || off + sbytes <= net->tmp_bytes ? build_tmp(net, off + sbytes) : NULL;
+        if (sp)
+            sp = (char *)sp + off;
+        else
+            sp = own = mg_hugepage_alloc(own_bytes = sbytes);
+        s = sp ? dnnl_memory_create(&sm, smd, net->engine, sp) : dnnl_out_of_memory;
+    }
     if (s == dnnl_success) {
         mg_omp_set_threads(net->threads);
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
-        s = dnnl_primitive_execute(r, net->stream, 2, args);
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}, {DNNL_ARG_SCRATCHPAD, sm}};
+        s = dnnl_primitive_execute(r, net->stream, sm ? 3 : 2, args);
     }
     if (s == dnnl_success) s = dnnl_stream_wait(net->stream);
     if (r) dnnl_primitive_destroy(r);
     if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
     if (a) dnnl_memory_destroy(a);
     if (b) dnnl_memory_destroy(b);
+    if (sm) dnnl_memory_destroy(sm);
+    mg_hugepage_free(own, own_bytes);
     if (s != dnnl_success) return MG_FAIL(MG_ERR_INTERNAL, "fused network (oneDNN): weight reorder (status %d)", (int)s);
     return MG_OK;
 }
@@ -526,20 +569,17 @@ static fweights *donor_weights(const mg_fnet *net, int k, int c, int r, int stri
 typedef mg_status (*weights_fn)(void *ctx, float *w, float *bias);
 
 /* A convolution's plain OIHW weights (wn floats) and bias (k): the caller's arrays, or, without them,
- * fetched through `get` into one new buffer, *owned, which the caller frees after use. */
-static mg_status fetch_weights(const float *w_plain, const float *b_plain, weights_fn get, void *ctx, size_t wn,
-                               int k, const float **wp, const float **bp, float **owned) {
-    *owned = NULL;
+ * fetched through `get` into the build buffer (build_tmp), where they stay until the next
+ * convolution's. */
+static mg_status fetch_weights(mg_fnet *net, const float *w_plain, const float *b_plain, weights_fn get, void *ctx,
+                               size_t wn, int k, const float **wp, const float **bp) {
     *wp = w_plain, *bp = b_plain;
+    net->tmp_used = 0;
     if (w_plain) return MG_OK;
-    float *buf = malloc((wn + (size_t)k) * sizeof *buf);
+    float *buf = build_tmp(net, (wn + (size_t)k) * sizeof *buf);
     if (!buf) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
-    mg_status s = get(ctx, buf, buf + wn);
-    if (s != MG_OK) {
-        free(buf);
-        return s;
-    }
-    *owned = buf;
+    net->tmp_used = (wn + (size_t)k) * sizeof *buf;
+    MG_TRY(get(ctx, buf, buf + wn));
     *wp = buf, *bp = buf + wn;
     return MG_OK;
 }
@@ -620,13 +660,10 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
         MG_TRY(mg_dconv_init_like(&op->dconv, dd, xd[0], xd[2], xd[3]));
     } else {
         const float *wp, *bp;
-        float *owned;
-        MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
-        mg_status ws = direct        ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
-                       : stride == 2 ? mg_wino4_init_stride2(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp)
-                                     : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp);
-        free(owned);
-        MG_TRY(ws);
+        MG_TRY(fetch_weights(net, w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp));
+        MG_TRY(direct        ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
+               : stride == 2 ? mg_wino4_init_stride2(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp)
+                             : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp));
         if (!direct) MG_TRY(mg_wino4_set_block(op->own, act_block()));
         net->weight_bytes += direct ? mg_dconv_weight_bytes(op->dconv) : mg_wino4_weight_bytes(op->own);
     }
@@ -761,18 +798,16 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
                          .pad = pad};
         size_t wb = dnnl_memory_desc_get_size(wt_md), bb = dnnl_memory_desc_get_size(bi_md);
         wt->bytes = wb + bb;
+        wt->w_bytes = wb, wt->b_bytes = bb;
         wt->w = aligned(wb);
         wt->b = aligned(bb);
         op->wt = wt; /* owned by the network from here on, also on the error paths below */
         if (!wt->w || !wt->b) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
         net->weight_bytes += wb + bb;
         const float *wp, *bp;
-        float *owned;
-        MG_TRY(fetch_weights(w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp, &owned));
-        mg_status ws = reorder_once(net, &w_user, wp, wt_md, wt->w);
-        if (ws == MG_OK) ws = reorder_once(net, &b_md, bp, bi_md, wt->b);
-        free(owned);
-        MG_TRY(ws);
+        MG_TRY(fetch_weights(net, w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp));
+        MG_TRY(reorder_once(net, &w_user, wp, wt_md, wt->w));
+        MG_TRY(reorder_once(net, &b_md, bp, bi_md, wt->b));
     }
     DNNL_TRY(dnnl_memory_create(&op->w_mem, wt_md, net->engine, wt->w));
     DNNL_TRY(dnnl_memory_create(&op->b_mem, bi_md, net->engine, wt->b));
@@ -1067,6 +1102,7 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
             if (g != input_store && net->st[g].slot >= 0 && net->st[g].last_use == i) busy[net->st[g].slot] = 0;
     }
     free(busy);
+    build_tmp_release(net); /* before the activations: the peak holds one or the other */
     for (int s = 0; s < net->nslot; s++) {
         net->slot_buf[s] = aligned(net->slot_bytes[s]);
         if (!net->slot_buf[s]) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for activations");
