@@ -46,6 +46,16 @@ void *mg_hugepage_alloc(size_t bytes) {
     return p;
 }
 
+void mg_mem_populate(void *p, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+    if (!p || bytes < MG_HUGEPAGE_BYTES) return;
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, b = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 void mg_hugepage_free(void *p, size_t bytes) {
     if (!p) return;
     if (bytes < MG_HUGEPAGE_BYTES || !OWN_MAPPINGS)

@@ -224,18 +224,6 @@ static void build_network(mg_model *m) {
     }
 }
 
-/* The parameters, zeroed, on huge pages (core/hugepage.h): a checkpoint or the initialisation writes
- * all of them at once (ResNet-50: 100 MB, 25000 faults of 4 KiB pages). Released with
- * mg_hugepage_free(p, params_bytes(n)). The gradients stay on calloc's lazily zeroed pages: inference
- * never touches them. */
-static size_t params_bytes(int64_t n) { return (size_t)(n ? n : 1) * sizeof(float); }
-
-static float *params_alloc(int64_t n) {
-    float *p = mg_hugepage_alloc(params_bytes(n));
-    if (p) memset(p, 0, params_bytes(n));
-    return p;
-}
-
 mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float p) {
     *out = NULL;
     mg_arch a;
@@ -281,7 +269,9 @@ mg_status mg_model_init(mg_model **out, const char *arch, int num_classes, float
             m->n_counters += 1;
         }
     }
-    m->params = params_alloc(m->n_params);
+    m->params = calloc((size_t)m->n_params, sizeof(float));
+    /* written whole by a checkpoint or the initialisation: mapped at once (small pages; see hugepage.h) */
+    if (m->params) mg_mem_populate(m->params, (size_t)m->n_params * sizeof(float));
     m->grads = calloc((size_t)m->n_params, sizeof(float));
     m->buffers = calloc((size_t)(m->n_buffers ? m->n_buffers : 1), sizeof(float));
     m->counters = calloc((size_t)(m->n_counters ? m->n_counters : 1), sizeof(int64_t));
@@ -342,7 +332,7 @@ void mg_model_free(mg_model *m) {
     if (m->blocks) free_plans(m);
     free(m->blocks);
     free(m->offset);
-    mg_hugepage_free(m->params, params_bytes(m->n_params));
+    free(m->params);
     free(m->grads);
     free(m->buffers);
     free(m->counters);
@@ -381,12 +371,12 @@ mg_status mg_model_set_whitening(mg_model *m, int dim_out) {
         off[i] = np;
         np += i == m->idx_fc_w ? fw->shape[0] * new_in : e->count;
     }
-    float *params = params_alloc(np), *grads = calloc((size_t)np, sizeof *grads);
+    float *params = calloc((size_t)np, sizeof *params), *grads = calloc((size_t)np, sizeof *grads);
     float *mean = dim_out ? calloc((size_t)Da, sizeof *mean) : NULL;
     float *P = dim_out ? calloc((size_t)Da * (size_t)dim_out, sizeof *P) : NULL;
     if (!params || !grads || (dim_out && (!mean || !P))) {
         free(off);
-        mg_hugepage_free(params, params_bytes(np));
+        free(params);
         free(grads);
         free(mean);
         free(P);
@@ -399,7 +389,7 @@ mg_status mg_model_set_whitening(mg_model *m, int dim_out) {
     }
     free_plans(m); /* activation sizes depend on D' */
     free(m->offset);
-    mg_hugepage_free(m->params, params_bytes(m->n_params)); /* m->n_params is still the old count */
+    free(m->params);
     free(m->grads);
     free(m->wh_mean);
     free(m->wh_P);
