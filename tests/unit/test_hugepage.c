@@ -1,13 +1,17 @@
-/* test_hugepage.c: mg_hugepage_alloc (core/hugepage.h). Small buffers are 64-byte aligned; from 2 MiB
+/* test_hugepage.c: mg_hugepage_alloc and mg_mem_populate (core/hugepage.h). Small buffers are 64-byte aligned; from 2 MiB
  * up a buffer is 2 MiB-aligned and, once written, its whole 2 MiB pages are huge pages where the
  * kernel's THP mode allows it ("madvise" or "always", read from /sys; the check skips otherwise) and
  * none of its last partial 2 MiB is (smaps' AnonHugePages of the buffer's range, read back); with
  * MG_HUGEPAGES=0 and the mode "madvise" none is. Under AddressSanitizer buffers come from
- * posix_memalign and only the alignment and the contents are checked. */
+ * posix_memalign and only the alignment and the contents are checked. mg_mem_populate maps a fresh
+ * range's pages without touching them (mincore counts them resident), and nothing below 2 MiB. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "core/hugepage.h"
 #include "mg_test.h"
@@ -95,8 +99,48 @@ static void test_large_buffer(void **state) {
     mg_hugepage_free(p, bytes);
 }
 
+/* pages of [p, p + bytes) resident (mincore), or -1 */
+static long resident_pages(void *p, size_t bytes) {
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = bytes / pg;
+    unsigned char *v = malloc(n);
+    if (!v || mincore(p, bytes, v) != 0) {
+        free(v);
+        return -1;
+    }
+    long c = 0;
+    for (size_t i = 0; i < n; i++) c += v[i] & 1;
+    free(v);
+    return c;
+}
+
+static void test_populate(void **state) {
+    (void)state;
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), bytes = 4 * MG_HUGEPAGE_BYTES;
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    long before = resident_pages(p, bytes);
+    if (before < 0) {
+        munmap(p, bytes);
+        skip();
+    }
+    assert_int_equal(before, 0);
+    mg_mem_populate(p, MG_HUGEPAGE_BYTES - pg); /* under 2 MiB: nothing */
+    assert_int_equal(resident_pages(p, bytes), 0);
+    mg_mem_populate(p + 1, bytes - 1); /* the whole pages inside: all but the first */
+    long after = resident_pages(p, bytes);
+    /* a kernel before 5.14 has no MADV_POPULATE_WRITE: nothing populated, as documented */
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
+    if (major > 5 || (major == 5 && minor >= 14)) assert_true(after >= (long)(bytes / pg) - 1);
+    else assert_true(after == 0 || after >= (long)(bytes / pg) - 1);
+    assert_int_equal(p[pg], 0); /* still zero */
+    munmap(p, bytes);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_populate),
         cmocka_unit_test(test_small_buffer),
         cmocka_unit_test(test_large_buffer),
     };
