@@ -37,6 +37,9 @@ typedef struct mg_st_tensor {
     size_t nbytes;      /* count * dtype size */
     size_t begin, end;  /* data_offsets, relative to the data section */
     const void *data;   /* into the mapping; not necessarily aligned for the dtype */
+    int fd1;            /* private, for mg_st_tensor_copy: the open file's descriptor + 1 (0: none), */
+    uint64_t file_offset; /* the data's offset in that file, */
+    const void *file_data; /* and `data` as opened (a copy whose `data` was changed reads that) */
 } mg_st_tensor;
 
 typedef struct mg_safetensors {
@@ -44,6 +47,7 @@ typedef struct mg_safetensors {
     void *map;          /* whole file (mmap, or malloc'd for empty files) */
     size_t map_size;
     int mapped;
+    int fd1;             /* the file, kept open for mg_st_tensor_copy's reads: descriptor + 1 (0: none) */
     const uint8_t *data; /* data section */
     size_t data_size;
     int n;               /* tensors, in header order */
@@ -61,7 +65,10 @@ void mg_safetensors_close(mg_safetensors *st);
 const mg_st_tensor *mg_safetensors_find(const mg_safetensors *st, const char *name);
 /* Metadata value by key, or NULL. */
 const char *mg_safetensors_meta(const mg_safetensors *st, const char *key);
-/* Copies a tensor's bytes into `dst` (which must hold t->nbytes); for unaligned mappings. */
+/* Copies a tensor's bytes into `dst` (which must hold t->nbytes); for unaligned mappings. Reads them
+ * from the file (pread) when it was opened from one, which leaves the mapping's pages untouched: on our
+ * PVM guest a 100 MB checkpoint then took 149-192 ms to read instead of 204-268 (docs/PERFORMANCE.md,
+ * "Start-up"); from the mapping otherwise, or when a read fails. */
 void mg_st_tensor_copy(const mg_st_tensor *t, void *dst);
 
 /* Writer: collects tensors (data borrowed until write) and metadata, then writes the file

@@ -54,6 +54,7 @@ void mg_safetensors_close(mg_safetensors *st) {
         if (st->mapped) munmap(st->map, st->map_size);
         else free(st->map);
     }
+    if (st->fd1) close(st->fd1 - 1);
     free(st->path);
     memset(st, 0, sizeof *st);
 }
@@ -127,6 +128,9 @@ static mg_status parse_tensor(mg_safetensors *st, const cJSON *item, mg_st_tenso
     t->begin = (size_t)b;
     t->end = (size_t)e;
     t->data = st->data + b;
+    t->fd1 = st->fd1;
+    t->file_offset = (uint64_t)(st->data - (const uint8_t *)st->map) + b;
+    t->file_data = t->data;
     return MG_OK;
 }
 
@@ -275,7 +279,7 @@ mg_status mg_safetensors_open(mg_safetensors *st, const char *path) {
     }
     void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
-    close(fd);
+    st->fd1 = fd + 1; /* closed by mg_safetensors_close */
     if (m == MAP_FAILED) {
         mg_safetensors_close(st);
         return MG_FAIL(MG_ERR_IO, "%s: cannot map %zu bytes: %s", path, size, strerror(e));
@@ -318,7 +322,13 @@ const char *mg_safetensors_meta(const mg_safetensors *st, const char *key) {
 }
 
 void mg_st_tensor_copy(const mg_st_tensor *t, void *dst) {
-    if (t->nbytes) memcpy(dst, t->data, t->nbytes);
+    size_t done = 0;
+    while (t->fd1 && t->data == t->file_data && done < t->nbytes) {
+        ssize_t r = pread(t->fd1 - 1, (char *)dst + done, t->nbytes - done, (off_t)(t->file_offset + done));
+        if (r <= 0) break; /* an error or a short file: the rest from the mapping */
+        done += (size_t)r;
+    }
+    if (done < t->nbytes) memcpy((char *)dst + done, (const char *)t->data + done, t->nbytes - done);
 }
 
 /* ---------------------------------------------------------------- writer */
