@@ -17,7 +17,8 @@
  *
  * It also keeps freed memory in the process (glibc only; before any re-exec, whatever the OpenMP
  * setting): blocks of up to MG_MALLOC_MMAP_MAX bytes come from the heap instead of mappings of their
- * own (M_MMAP_THRESHOLD), and up to MG_MALLOC_TRIM_KEEP bytes free at the heap's top stay (M_TRIM_THRESHOLD).
+ * own (M_MMAP_THRESHOLD), and up to MG_MALLOC_TRIM_KEEP bytes free at the heap's top stay
+ * (M_TRIM_THRESHOLD).
  * Building a network frees temporaries of 8-17 MB (weights folded before oneDNN reorders them, reorder
  * scratchpads); glibc returns such blocks with munmap, and on some virtual machines (a PVM guest, our
  * Zen 5 VM: docs/PERFORMANCE.md, "The first forward") that costs the process a fault of a few
@@ -26,10 +27,12 @@
  * 290.6 MiB at batch 1, 1278 -> 1278 MiB for training). The user's own setting stays: nothing is
  * changed when MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or a glibc.malloc.mmap_threshold /
  * trim_threshold tunable (GLIBC_TUNABLES) is set, and MG_MALLOC_KEEP=0 leaves glibc's defaults. */
-#define MG_MALLOC_MMAP_MAX (32 << 20)   /* glibc's largest M_MMAP_THRESHOLD on 64-bit machines */
-#define MG_MALLOC_TRIM_KEEP (128 << 20)
 #ifndef MULTIGRAIN_RUNTIME_H
 #define MULTIGRAIN_RUNTIME_H
+
+/* mg_runtime_init's malloc settings (above) */
+#define MG_MALLOC_MMAP_MAX (32 << 20)   /* glibc's largest M_MMAP_THRESHOLD on 64-bit machines */
+#define MG_MALLOC_TRIM_KEEP (128 << 20)
 
 #ifdef __cplusplus
 extern "C" {

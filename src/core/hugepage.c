@@ -11,6 +11,8 @@ static int hugepages_on(void) {
     return !(e && !strcmp(e, "0"));
 }
 
+#define PAGE ((size_t)4096) /* the small page: mmap's and madvise's granule */
+
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 /* AddressSanitizer checks the bounds of malloc's blocks only: with it, every buffer comes from
@@ -33,7 +35,7 @@ void *mg_hugepage_alloc(size_t bytes) {
     }
     /* map 2 MiB more than the page-rounded size, then unmap the untouched slack around the 2 MiB-aligned
      * start */
-    const size_t len = round_up(bytes, 4096), span = len + MG_HUGEPAGE_BYTES;
+    const size_t len = round_up(bytes, PAGE), span = len + MG_HUGEPAGE_BYTES;
     char *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return NULL;
     char *p = (char *)round_up((uintptr_t)m, MG_HUGEPAGE_BYTES);
@@ -49,7 +51,7 @@ void *mg_hugepage_alloc(size_t bytes) {
 void mg_mem_populate(void *p, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE
     if (!p || bytes < MG_HUGEPAGE_BYTES) return;
-    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, b = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    const uintptr_t a = round_up((uintptr_t)p, PAGE), b = ((uintptr_t)p + bytes) / PAGE * PAGE;
     if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
 #else
     (void)p, (void)bytes;
@@ -61,5 +63,5 @@ void mg_hugepage_free(void *p, size_t bytes) {
     if (bytes < MG_HUGEPAGE_BYTES || !OWN_MAPPINGS)
         free(p);
     else
-        munmap(p, round_up(bytes, 4096));
+        munmap(p, round_up(bytes, PAGE));
 }

@@ -1,5 +1,5 @@
-/* runtime.c: start-up settings for the OpenMP runtime under oneDNN and for glibc's malloc (runtime.h), the per-call
- * OpenMP thread count of the ops, OpenBLAS's thread count, and the load other processes put on the
+/* runtime.c: start-up settings for the OpenMP runtime under oneDNN and for glibc's malloc
+ * (runtime.h), the per-call OpenMP thread count of the ops, OpenBLAS's thread count, and the load other processes put on the
  * machine. The OpenMP entry point is looked up at run time (dlsym): libgomp is in the process
  * exactly when oneDNN loaded it (the library itself links it only in builds with oneDNN, for
  * ops/cpu/wino_avx2.c). */
@@ -28,24 +28,33 @@ static int malloc_user_set(void) {
            (t && (strstr(t, "glibc.malloc.mmap_threshold") || strstr(t, "glibc.malloc.trim_threshold")));
 }
 
+/* MG_MALLOC_KEEP=0: glibc's defaults */
+static int malloc_keep_off(void) {
+    const char *off = getenv("MG_MALLOC_KEEP");
+    return off && !strcmp(off, "0");
+}
+
 static int g_malloc_kept; /* keep_freed_memory applied its settings */
 
 /* Freed memory stays in the process (runtime.h): blocks up to MG_MALLOC_MMAP_MAX from the heap, and
  * up to MG_MALLOC_TRIM_KEEP of free space at the heap's top kept. */
 static void keep_freed_memory(void) {
 #ifdef __GLIBC__
-    const char *off = getenv("MG_MALLOC_KEEP");
-    if (g_malloc_kept || malloc_user_set() || (off && !strcmp(off, "0"))) return;
+    if (g_malloc_kept || malloc_user_set() || malloc_keep_off()) return;
     g_malloc_kept = mallopt(M_MMAP_THRESHOLD, MG_MALLOC_MMAP_MAX) == 1 && mallopt(M_TRIM_THRESHOLD, MG_MALLOC_TRIM_KEEP) == 1;
 #endif
 }
 
 const char *mg_runtime_malloc_setting(void) {
 #ifdef __GLIBC__
-    if (g_malloc_kept) return "freed memory kept (blocks up to 32 MiB from the heap, 128 MiB of its top kept)";
+    static char buf[96];
+    if (g_malloc_kept) {
+        snprintf(buf, sizeof buf, "freed memory kept (blocks up to %d MiB from the heap, %d MiB of its top kept)",
+                 MG_MALLOC_MMAP_MAX >> 20, MG_MALLOC_TRIM_KEEP >> 20);
+        return buf;
+    }
     if (malloc_user_set()) return "the environment's MALLOC_* / GLIBC_TUNABLES";
-    const char *off = getenv("MG_MALLOC_KEEP");
-    if (off && !strcmp(off, "0")) return "the C library's defaults (MG_MALLOC_KEEP=0)";
+    if (malloc_keep_off()) return "the C library's defaults (MG_MALLOC_KEEP=0)";
 #endif
     return "the C library's defaults";
 }

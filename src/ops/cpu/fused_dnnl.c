@@ -55,7 +55,7 @@ enum { OP_CONV, OP_POOL, OP_REORDER };
 typedef struct fweights {
     int refs;
     void *w, *b;
-    size_t bytes, w_bytes, b_bytes; /* both, then each (their mg_hugepage_free) */
+    size_t w_bytes, b_bytes; /* for mg_hugepage_free */
     dnnl_memory_desc_t w_md, b_md;
     int k, c, r, stride, pad;
 } fweights;
@@ -130,9 +130,29 @@ struct mg_fnet {
 
 bool mg_fnet_available(void) { return true; }
 
-/* weights, activation slots and the scratch (released with mg_hugepage_free and the same size): filled
- * once and read at every forward, so on huge pages from 2 MiB up (core/hugepage.h) */
-static void *aligned(size_t bytes) { return mg_hugepage_alloc(bytes); }
+/* Weights, activation slots and the scratch come from mg_hugepage_alloc (released with mg_hugepage_free
+ * and the same size): filled once and read at every forward, so on huge pages from 2 MiB up
+ * (core/hugepage.h). */
+
+/* The build buffer with room for `bytes`: the weights a callback folds (fetch_weights) and oneDNN's
+ * reorder scratchpads, one convolution at a time, instead of a malloc and free of up to 17 MB each
+ * (every munmap made the PVM guest re-fault each page of the process: docs/PERFORMANCE.md, "The first
+ * forward"). Reserved at BUILD_TMP_BYTES (only touched pages count), on huge pages; contents are lost
+ * when it grows. Released by mg_fnet_finalize. */
+#define BUILD_TMP_BYTES ((size_t)64 << 20)
+static void *build_tmp(mg_fnet *net, size_t bytes) {
+    if (bytes <= net->tmp_bytes) return net->tmp;
+    mg_hugepage_free(net->tmp, net->tmp_bytes);
+    net->tmp_bytes = bytes > BUILD_TMP_BYTES ? bytes : BUILD_TMP_BYTES;
+    net->tmp = mg_hugepage_alloc(net->tmp_bytes);
+    if (!net->tmp) net->tmp_bytes = 0;
+    return net->tmp;
+}
+
+static void build_tmp_release(mg_fnet *net) {
+    mg_hugepage_free(net->tmp, net->tmp_bytes);
+    net->tmp = NULL, net->tmp_bytes = net->tmp_used = 0;
+}
 
 #define GROW(arr, n, cap)                                                                                    \
     do {                                                                                                     \
@@ -385,7 +405,7 @@ void mg_fnet_free(mg_fnet *net) {
     if (net->out_reorder) dnnl_primitive_destroy(net->out_reorder);
     if (net->out_user) dnnl_memory_destroy(net->out_user);
     if (net->scratch) dnnl_memory_destroy(net->scratch);
-    mg_hugepage_free(net->tmp, net->tmp_bytes); /* still there after a failed build */
+    build_tmp_release(net); /* still there after a failed build */
     mg_hugepage_free(net->scratch_buf, net->scratch_bytes);
     for (int i = 0; i < net->nslot; i++) mg_hugepage_free(net->slot_buf[i], net->slot_bytes[i]);
     free(net->slot_buf);
@@ -481,26 +501,6 @@ static mg_status conv_pd(mg_fnet *net, dnnl_alg_kind_t alg, const dnnl_memory_de
     if (dnnl_primitive_desc_create(pd, &cd, attr, net->engine, NULL) != dnnl_success) *pd = NULL;
     dnnl_primitive_attr_destroy(attr);
     return MG_OK;
-}
-
-/* The build buffer with room for `bytes`: the weights a callback folds (fetch_weights) and oneDNN's
- * reorder scratchpads, one convolution at a time, instead of a malloc and free of up to 17 MB each
- * (every munmap made the PVM guest re-fault each page of the process: docs/PERFORMANCE.md, "The first
- * forward"). Reserved at BUILD_TMP_BYTES (only touched pages count), on huge pages; contents are lost
- * when it grows. Released by mg_fnet_finalize. */
-#define BUILD_TMP_BYTES ((size_t)64 << 20)
-static void *build_tmp(mg_fnet *net, size_t bytes) {
-    if (bytes <= net->tmp_bytes) return net->tmp;
-    mg_hugepage_free(net->tmp, net->tmp_bytes);
-    net->tmp_bytes = bytes > BUILD_TMP_BYTES ? bytes : BUILD_TMP_BYTES;
-    net->tmp = mg_hugepage_alloc(net->tmp_bytes);
-    if (!net->tmp) net->tmp_bytes = 0;
-    return net->tmp;
-}
-
-static void build_tmp_release(mg_fnet *net) {
-    mg_hugepage_free(net->tmp, net->tmp_bytes);
-    net->tmp = NULL, net->tmp_bytes = net->tmp_used = 0;
 }
 
 /* `from` reordered into `to`. The reorder's scratchpad (16.8 MB for oneDNN's F(2x2) weights of 512
@@ -797,10 +797,9 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         *wt = (fweights){.refs = 1, .w_md = *wt_md, .b_md = *bi_md, .k = k, .c = xd[1], .r = r, .stride = stride,
                          .pad = pad};
         size_t wb = dnnl_memory_desc_get_size(wt_md), bb = dnnl_memory_desc_get_size(bi_md);
-        wt->bytes = wb + bb;
         wt->w_bytes = wb, wt->b_bytes = bb;
-        wt->w = aligned(wb);
-        wt->b = aligned(bb);
+        wt->w = mg_hugepage_alloc(wb);
+        wt->b = mg_hugepage_alloc(bb);
         op->wt = wt; /* owned by the network from here on, also on the error paths below */
         if (!wt->w || !wt->b) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for weights");
         net->weight_bytes += wb + bb;
@@ -1104,11 +1103,11 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
     free(busy);
     build_tmp_release(net); /* before the activations: the peak holds one or the other */
     for (int s = 0; s < net->nslot; s++) {
-        net->slot_buf[s] = aligned(net->slot_bytes[s]);
+        net->slot_buf[s] = mg_hugepage_alloc(net->slot_bytes[s]);
         if (!net->slot_buf[s]) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for activations");
     }
     if (net->scratch_bytes) {
-        net->scratch_buf = aligned(net->scratch_bytes);
+        net->scratch_buf = mg_hugepage_alloc(net->scratch_bytes);
         if (!net->scratch_buf) return MG_FAIL(MG_ERR_NOMEM, "fused network: out of memory for the scratchpad");
         dnnl_dims_t sd = {(dnnl_dim_t)net->scratch_bytes};
         dnnl_memory_desc_t smd;
