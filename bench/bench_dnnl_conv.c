@@ -412,8 +412,8 @@ static int run_trunk(int threads, int reps, int k1, int kw) {
     return 0;
 }
 
-/* One of our kernels for AVX2 on the same values taken as nChw8c (the Winograd plans: as nChw16c when
- * that is the layout asked for and the channels fit, as the fused network runs them on AVX-512), with
+/* One of our kernels for AVX2 on the same values taken as nChw8c (as nChw16c when that is the layout
+ * asked for and the channels fit, as the fused network runs them on AVX-512), with
  * bias and ReLU, best of reps after one warm-up run: with tile 4 or 2 the Winograd F(4x4, 3x3) or
  * F(2x2, 3x3) kernel (src/ops/cpu/wino_avx2.c, what the fused network runs on 3x3 stride-1 layers;
  * on a stride-2 shape, tile 4 is the stride-2 plan), with tile 0 the direct kernel
@@ -423,11 +423,13 @@ static int time_own(int tile, const shape *s, const float *x, const float *w, co
     const int direct = tile == 0, s2 = !direct && s->stride == 2;
     mg_wino4 *wp = NULL;
     mg_dconv *dp = NULL;
-    mg_status st = direct ? mg_dconv_init(&dp, s->n, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad, w, b)
+    const int blk16 = s->tag == dnnl_nChw16c && s->c % 16 == 0 && s->k % 16 == 0 &&
+                      (!direct || mg_dconv_fits_block(16, s->n, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad));
+    mg_status st = direct ? mg_dconv_init_block(&dp, blk16 ? 16 : 8, s->n, s->c, s->k, s->h, s->h, s->r, s->stride,
+                                                s->pad, w, b)
                    : s2   ? mg_wino4_init_stride2(&wp, s->n, s->c, s->k, s->h, s->h, w, b)
                           : mg_wino4_init_tile(&wp, tile, s->n, s->c, s->k, s->h, s->h, w, b);
-    const int blk16 = !direct && s->tag == dnnl_nChw16c && s->c % 16 == 0 && s->k % 16 == 0;
-    if (st == MG_OK && blk16) st = mg_wino4_set_block(wp, 16);
+    if (st == MG_OK && blk16 && !direct) st = mg_wino4_set_block(wp, 16);
     if (st != MG_OK) {
         fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
         mg_wino4_free(wp);
@@ -456,7 +458,7 @@ static int time_own(int tile, const shape *s, const float *x, const float *w, co
         const char *layout = blk16 ? "nChw16c" : "nChw8c";
         char name[64];
         snprintf(name, sizeof name, "%s, %s",
-                 direct      ? "ours:direct_avx2"
+                 direct      ? "ours:direct"
                  : s2        ? "ours:wino_avx2 stride 2"
                  : tile == 2 ? "ours:wino_avx2 F(2x2)"
                              : "ours:wino_avx2 F(4x4)",

@@ -661,7 +661,8 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
     } else {
         const float *wp, *bp;
         MG_TRY(fetch_weights(net, w_plain, b_plain, get, ctx, (size_t)k * xd[1] * r * r, k, &wp, &bp));
-        MG_TRY(direct        ? mg_dconv_init(&op->dconv, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp, bp)
+        MG_TRY(direct ? mg_dconv_init_block(&op->dconv, act_block(), xd[0], xd[1], k, xd[2], xd[3], r, stride, pad, wp,
+                                            bp)
                : stride == 2 ? mg_wino4_init_stride2(&op->own, xd[0], xd[1], k, xd[2], xd[3], wp, bp)
                              : mg_wino4_init_tile(&op->own, tile, xd[0], xd[1], k, xd[2], xd[3], wp, bp));
         if (!direct) MG_TRY(mg_wino4_set_block(op->own, act_block()));
@@ -748,9 +749,11 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         if (wino && tile == 2) tile = 0;
     }
     const int own = tile > 0 && pd_is_blocked(pd, blk, xd, k, p, q);
-    /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h) */
-    int direct = !wino && !own && blk == 8 && mg_dconv_preferred(xd[0], xd[1], k, xd[2], xd[3], r, stride, pad) &&
-                 pd_is_blocked(pd, 8, xd, k, p, q);
+    /* our direct kernel on the 3x3 stride-2 layers of small maps (direct_avx2.h): on nChw8c, and on
+     * nChw16c where it runs 16-wide (full-width 512-bit FMAs) */
+    int direct = !wino && !own && (blk == 8 || vw == 16) &&
+                 mg_dconv_preferred_block(blk, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad) &&
+                 pd_is_blocked(pd, blk, xd, k, p, q);
     mg_status s = MG_OK;
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
