@@ -34,8 +34,8 @@
  * and FMA it also times our Winograd kernel for AVX2 (src/ops/cpu/wino_avx2.c), which the fused network
  * runs where oneDNN has no Winograd (AVX2 machines, or ONEDNN_MAX_CPU_ISA=AVX2), for 3x3 stride-2 pad-1
  * shapes our stride-2 Winograd plan (the same file, which it runs on large maps), and for 1x1 and 3x3
- * shapes at stride 1 or 2 whose channels fit, our direct kernel (src/ops/cpu/direct_avx2.c), which it
- * runs on the 3x3 stride-2 layers of small maps. */
+ * shapes at stride 1 or 2 whose channels fit, our direct kernel (src/ops/cpu/direct_avx2.c; 16-wide on
+ * nChw16c where the CPU has AVX-512F), which it runs on the 3x3 stride-2 layers of small maps. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
