@@ -61,7 +61,8 @@ bool mg_dconv_matches(const mg_dconv *plan, int c, int k, int r, int stride, int
 size_t mg_dconv_weight_bytes(const mg_dconv *plan);
 size_t mg_dconv_scratch_bytes(const mg_dconv *plan);
 /* y = conv(x) + bias, plus the values y held when sum, then max(y, 0) when relu. x and y are nChw8c
- * (nChw16c for block 16) and must not overlap; runs on `threads` OpenMP threads when the library has OpenMP (else one). */
+ * (nChw16c for block 16) and must not overlap; runs on `threads` OpenMP threads when the library has
+ * OpenMP (else one). */
 void mg_dconv_forward(const mg_dconv *plan, const float *x, float *y, int sum, int relu, void *scratch, int threads);
 
 #endif
