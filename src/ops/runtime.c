@@ -1,8 +1,8 @@
 /* runtime.c: start-up settings for the OpenMP runtime under oneDNN and for glibc's malloc
- * (runtime.h), the per-call OpenMP thread count of the ops, OpenBLAS's thread count, and the load other processes put on the
- * machine. The OpenMP entry point is looked up at run time (dlsym): libgomp is in the process
- * exactly when oneDNN loaded it (the library itself links it only in builds with oneDNN, for
- * ops/cpu/wino_avx2.c). */
+ * (runtime.h), the per-call OpenMP thread count of the ops, OpenBLAS's thread count, and the load
+ * other processes put on the machine. The OpenMP entry point is looked up at run time (dlsym):
+ * libgomp is in the process exactly when oneDNN loaded it (the library itself links it only in
+ * builds with oneDNN, for ops/cpu/wino_avx2.c). */
 #include "multigrain/runtime.h"
 
 #include <cblas.h>

@@ -33,15 +33,19 @@
 #endif
 
 #define KB 16            /* output channels per register block (blk 8) */
-#define PB 6             /* positions per register block at most (blk 8) */
-/* the same for blk 16: 6 x 4 accumulators, the broadcast and 4 rows of weights in 29 of the 32
- * registers (with 7 positions the accumulators spilled) */
-#define PB16 6
+/* positions per register block at most, both widths; on blk 16: 6 x 4 accumulators, the broadcast and
+ * 4 rows of weights in 29 of the 32 registers (with 7 positions the accumulators spilled) */
+#define PB 6
 #define CHUNK_BYTES (192u << 10) /* input bytes per reduction chunk */
+
+/* A register kernel: one block of positions x ko output channels over a chunk of the reduction
+ * (block_np below has the arguments). */
+typedef void (*block_fn)(const float *, const int *, const int *, int, int, size_t, const float *, float *,
+                         const int *, size_t, const float *, int, int, int, int, const float *, int);
 
 typedef struct dconv_weights {
     int refs;
-    float *u;    /* [k / KB][c / 8][r * r][8][KB] */
+    float *u;    /* [k / ko][c / blk][r * r][blk][ko] */
     size_t u_bytes;
     float *bias; /* [k] */
 } dconv_weights;
@@ -58,9 +62,11 @@ struct mg_dconv {
     int cbc;      /* input channel blocks per reduction chunk */
     int blk;      /* channels per block of the activations: 8 (nChw8c, AVX2 kernels) or 16 (nChw16c, AVX-512) */
     int ko;       /* output channels per register block: KB (blk 8), or 16 NB (blk 16: 64, 32 or 16) */
-    int pb;       /* positions per register block at most: PB (blk 8) or PB16 (blk 16) */
+    const block_fn *kernel; /* register kernel for blocks of np positions: kernel[np] (kernel_row) */
     dconv_weights *ww;
 };
+
+static const block_fn *kernel_row(int blk, int ko);
 
 /* The channel and CPU checks: blocks of 8 as the Winograd kernel's (c a multiple of 8, k of 16, AVX2
  * and FMA), blocks of 16 with c and k multiples of 16 and AVX-512F. */
@@ -137,7 +143,7 @@ static mg_status plan_geometry(mg_dconv **out, int block, int n, int c, int k, i
     if (!p) return MG_FAIL(MG_ERR_NOMEM, "direct convolution: out of memory");
     *p = (mg_dconv){.n = n, .c = c, .k = k, .h = h, .w = w, .r = r, .stride = stride, .pad = pad, .blk = block};
     p->ko = block == 8 ? KB : k % 64 == 0 ? 64 : k % 32 == 0 ? 32 : 16;
-    p->pb = block == 8 ? PB : PB16;
+    p->kernel = kernel_row(block, p->ko);
     p->p = (h + 2 * pad - r) / stride + 1;
     p->q = (w + 2 * pad - r) / stride + 1;
     p->hp = h + 2 * pad;
@@ -156,8 +162,8 @@ static mg_status plan_geometry(mg_dconv **out, int block, int n, int c, int k, i
     if (cbc < 1) cbc = 1;
     if (cbc > (int)cb) cbc = (int)cb;
     p->cbc = cbc;
-    /* register blocks: as few as pb allows, of even size (49 positions: 4 of 6 and 5 of 5 with pb 6) */
-    p->nblk = (p->npos + p->pb - 1) / p->pb;
+    /* register blocks: as few as PB allows, of even size (49 positions: 4 of 6 and 5 of 5 with pb 6) */
+    p->nblk = (p->npos + PB - 1) / PB;
     p->pos = malloc(((size_t)p->nblk + 1) * sizeof *p->pos);
     p->xo = malloc((size_t)p->npos * sizeof *p->xo);
     p->yo = malloc((size_t)p->npos * sizeof *p->yo);
@@ -290,7 +296,7 @@ static INLINE TGT void block_np(const int NP, const float *x, const int *xo, con
     }
 }
 
-/* The same on nChw16c (blk 16) with AVX-512F: NP positions (1 <= NP <= PB16) x NB blocks of 16 output
+/* The same on nChw16c (blk 16) with AVX-512F: NP positions (1 <= NP <= PB) x NB blocks of 16 output
  * channels (NB 1, 2 or 4; ys floats apart in y), 16 input channels per channel block, each row of u
  * NB 16 floats (NB lines: a prefetch of a row is NB lines). With NB 4 and NP 6: 24 accumulators, 24
  * FMAs per 4 loads of weights and 6 broadcasts. */
@@ -298,8 +304,8 @@ static INLINE TGT512 void block16_np(const int NP, const int NB, const float *x,
                                      int ntap, int ncb, size_t cbs, const float *u, float *y, const int *yo,
                                      size_t ys, const float *bias, int first, int last, int sum, int relu,
                                      const float *pf, int pf_every) {
-    __m512 a[PB16][4];
-    const float *xp[PB16];
+    __m512 a[PB][4];
+    const float *xp[PB];
 #pragma GCC unroll 6
     for (int i = 0; i < NP; i++) {
         float *yi = y + yo[i];
@@ -347,9 +353,6 @@ static INLINE TGT512 void block16_np(const int NP, const int NB, const float *x,
         }
 }
 
-typedef void (*block_fn)(const float *, const int *, const int *, int, int, size_t, const float *, float *,
-                         const int *, size_t, const float *, int, int, int, int, const float *, int);
-
 #define BLOCK_FN(NP)                                                                                             \
     TGT static void block_##NP(const float *x, const int *xo, const int *tap, int ntap, int ncb, size_t cbs,    \
                                const float *u, float *y, const int *yo, size_t ys, const float *bias, int first, \
@@ -382,12 +385,12 @@ BLOCK16_NB(4)
 #define BLOCK16_ROW(NB)                                                                                        \
     {NULL, block16_1_##NB, block16_2_##NB, block16_3_##NB, block16_4_##NB, block16_5_##NB, block16_6_##NB}
 /* [NB 1, 2, 4 as 0, 1, 2][NP] */
-static const block_fn blocks16[3][PB16 + 1] = {BLOCK16_ROW(1), BLOCK16_ROW(2), BLOCK16_ROW(4)};
+static const block_fn blocks16[3][PB + 1] = {BLOCK16_ROW(1), BLOCK16_ROW(2), BLOCK16_ROW(4)};
 #undef BLOCK16_ROW
 
-/* The register kernel of a plan for blocks of np positions. */
-static block_fn block_for(const mg_dconv *p, int np) {
-    return p->blk == 8 ? blocks[np] : blocks16[p->ko == 16 ? 0 : p->ko == 32 ? 1 : 2][np];
+/* The register kernels of plans on blocks of blk channels with ko output channels per block. */
+static const block_fn *kernel_row(int blk, int ko) {
+    return blk == 8 ? blocks : blocks16[ko == 16 ? 0 : ko == 32 ? 1 : 2];
 }
 
 /* The zero-padded copy of planes [a, b) of the n * c / blk input planes. */
@@ -435,8 +438,8 @@ static void run_range(const mg_dconv *p, const float *x, float *y, int sum, int 
             for (int b = 0; b < nblk; b++) {
                 const int i0 = p->pos[b], np = p->pos[b + 1] - i0;
                 const float *pf = next && b * share < rows ? next + (size_t)b * share * ko : NULL;
-                block_for(p, np)(xc, p->xo + i0, p->tap, nt, ncb, cbs, u, yk, p->yo + i0, ys, bias, first, last, sum,
-                                 relu, pf, every);
+                p->kernel[np](xc, p->xo + i0, p->tap, nt, ncb, cbs, u, yk, p->yo + i0, ys, bias, first, last, sum,
+                              relu, pf, every);
             }
         }
     }
