@@ -51,6 +51,8 @@
 #include "core/threadpool.h"
 #include "ops/cpu/conv2d_internal.h"
 #include "ops/cpu/direct_avx2.h"
+#include "ops/cpu/pool_avx2.h"
+#include "ops/cpu/stem_avx2.h"
 #include "ops/cpu/wino_avx2.h"
 
 typedef struct shape {
@@ -84,7 +86,8 @@ static int conv_desc(const shape *s, int k, dnnl_alg_kind_t alg, dnnl_convolutio
     dnnl_dims_t xd = {s->n, s->c, s->h, s->h}, wd = {k, s->c, s->r, s->r}, bd = {k}, yd = {s->n, k, s->oh, s->oh};
     dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
     dnnl_memory_desc_t xm, wm, bm, ym;
-    CHECK(dnnl_memory_desc_init_by_tag(&xm, 4, xd, dnnl_f32, s->tag));
+    /* an image of a few channels (a network's stem) stays plain NCHW, as the fused network gives it */
+    CHECK(dnnl_memory_desc_init_by_tag(&xm, 4, xd, dnnl_f32, s->c <= MG_STEM_MAX_C ? dnnl_nchw : s->tag));
     CHECK(dnnl_memory_desc_init_by_tag(&ym, 4, yd, dnnl_f32, s->tag));
     CHECK(dnnl_memory_desc_init_by_tag(&wm, 4, wd, dnnl_f32, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&bm, 1, bd, dnnl_f32, dnnl_a));
@@ -474,6 +477,64 @@ static int time_own(int tile, const shape *s, const float *x, const float *w, co
     return rc;
 }
 
+/* Our stem kernel (src/ops/cpu/stem_avx2.c, what the fused network runs on a first convolution of a few
+ * channels) on the plain NCHW image into the activations' blocked layout, with bias and ReLU, best of
+ * reps after one warm-up run: the convolution alone, our max pooling (pool_avx2.c, 3x3 stride 2 pad 1,
+ * ResNet's) alone on its output, and the two in one pass, as the fused network runs them. */
+static int time_stem(const shape *s, const float *x, const float *w, const float *b, int reps, int threads,
+                     double flop) {
+    const int blk = s->tag == dnnl_nChw16c ? 16 : 8;
+    if (!mg_stem_fits(blk, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad)) return 0;
+    mg_stem *pl[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++)
+        if (mg_stem_init(&pl[i], blk, s->c, s->k, s->h, s->h, s->r, s->stride, s->pad, w, b, 1) != MG_OK ||
+            (i == 1 && mg_stem_set_pool(pl[i], 3, 2, 1) != MG_OK)) {
+            fprintf(stderr, "bench_dnnl_conv: %s\n", mg_error_message());
+            mg_stem_free(pl[0]);
+            mg_stem_free(pl[1]);
+            return 1;
+        }
+    int ph, pw;
+    mg_stem_out_dims(pl[1], &ph, &pw, NULL, NULL);
+    const size_t sb = mg_stem_scratch_bytes(pl[1], threads);
+    void *scratch = NULL;
+    float *y = malloc((size_t)s->n * s->k * s->oh * s->oh * sizeof *y);
+    float *yp = malloc((size_t)s->n * s->k * ph * pw * sizeof *yp);
+    if (posix_memalign(&scratch, 64, sb + 64) != 0) scratch = NULL;
+    int rc = 1;
+    if (!scratch || !y || !yp) {
+        fprintf(stderr, "bench_dnnl_conv: out of memory\n");
+    } else {
+        const char *names[3] = {"ours:stem", "ours:pool_avx2 3x3/2 alone", "ours:stem + pool, one pass"};
+        for (int v = 0; v < 3; v++) {
+            double best = 1e30;
+            for (int rep = -1; rep < reps; rep++) {
+                evict_caches();
+                double t0 = mg_time_now();
+                if (v == 1)
+                    mg_maxpool8_forward(y, yp, s->n, s->k, s->oh, s->oh, 3, 2, 1, blk, threads);
+                else
+                    mg_stem_forward(pl[v / 2], x, v ? yp : y, s->n, scratch, threads);
+                double t = mg_time_now() - t0;
+                if (rep >= 0 && t < best) best = t;
+            }
+            char name[64];
+            snprintf(name, sizeof name, "%s, %s", names[v], blk == 16 ? "nChw16c" : "nChw8c");
+            if (v == 1)
+                printf("  %-10s %-28s %8.3f ms\n", "pooling", name, best * 1e3);
+            else
+                printf("  %-10s %-28s %8.3f ms  %7.1f GFLOP/s\n", "direct", name, best * 1e3, flop / best * 1e-9);
+        }
+        rc = 0;
+    }
+    mg_stem_free(pl[0]);
+    mg_stem_free(pl[1]);
+    free(scratch);
+    free(y);
+    free(yp);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     mg_runtime_init(argc, argv, MG_WAIT_SPIN);
     shape s = {.n = 1, .r = 1, .stride = 1, .tag = dnnl_nChw16c};
@@ -625,6 +686,7 @@ int main(int argc, char **argv) {
         return 1;
     if (mg_dconv_fits(s.n, s.c, s.k, s.h, s.h, s.r, s.stride, s.pad) && time_own(0, &s, x, w, b, reps, threads, flop))
         return 1;
+    if (s.c <= MG_STEM_MAX_C && time_stem(&s, x, w, b, reps, threads, flop)) return 1;
     if (first_alg < 0) {
         fprintf(stderr, "bench_dnnl_conv: oneDNN has no optimised implementation of this convolution\n");
         return 1;

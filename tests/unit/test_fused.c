@@ -92,6 +92,20 @@ static void run_chain(int flags, int per_image) {
         assert_true(mg_fnet_per_image_count(net) >= 2);
     else
         assert_int_equal(mg_fnet_per_image_count(net), 0);
+    /* the stem (3 channels, plain NCHW in) runs our kernel with the pooling in the same pass on nChw16c
+     * where our kernels run 16-wide (full-width FMAs), and then no op writes the convolution's own
+     * output; elsewhere, or with MG_FNET_OWN_STEM=0, oneDNN's convolution, then the pooling */
+    const char *stem_env = getenv("MG_FNET_OWN_STEM"), *kp = mg_fnet_value_kernel(net, vp);
+    const int own_stem = !(stem_env && stem_env[0] == '0') && mg_conv2d_blocked_channels() == 16 &&
+                         mg_wino4_block16_width() == 16;
+    assert_non_null(kp);
+    if (own_stem) {
+        assert_string_equal(kp, "ours:stem+pool");
+        assert_null(mg_fnet_value_kernel(net, v0));
+    } else {
+        assert_true(strncmp(kp, "ours:stem", 9) != 0);
+        assert_non_null(mg_fnet_value_kernel(net, v0));
+    }
     mg_fnet_value_dims(net, v3, dims);
     assert_int_equal(dims[1], 8);
     assert_int_equal(dims[2], h3);
@@ -122,11 +136,53 @@ static void test_chain_direct(void **state) {
     run_chain(0, 0);
     run_chain(0, 1);
     unsetenv("MG_FNET_OWN_POOL");
+    setenv("MG_FNET_OWN_STEM", "0", 1); /* oneDNN's stem convolution, then our pooling */
+    run_chain(0, 0);
+    unsetenv("MG_FNET_OWN_STEM");
 }
 
 static void test_chain_winograd(void **state) {
     (void)state;
     run_chain(MG_FNET_WINOGRAD, 0);
+}
+
+/* A stem whose output another op reads too stays a convolution of its own (ours where it runs),
+ * followed by the pooling: x (2 images, 3 channels) -> s = conv 5x5 stride 2 pad 2 (32 channels,
+ * ReLU) -> p = pool 3x3 stride 2 pad 1, and d = conv 1x1 stride 2 of s, both against the reference. */
+static void test_stem_not_fused(void **state) {
+    (void)state;
+    const int n = 2, c = 3, h = 21, k = 32;
+    float *x = mg_test_rand_buf(&g_rng, (size_t)n * c * h * h), *w0 = mg_test_rand_buf(&g_rng, (size_t)k * c * 25);
+    float *b0 = mg_test_rand_buf(&g_rng, k), *w1 = mg_test_rand_buf(&g_rng, (size_t)16 * k);
+    float *b1 = mg_test_rand_buf(&g_rng, 16);
+    int sh, sw, ph, pw, dh, dw;
+    float *rs = ref_conv(x, n, c, h, h, w0, b0, k, 5, 2, 2, NULL, 1, &sh, &sw);
+    mg_win2d win = {3, 3, 2, 2, 1, 1};
+    mg_assert_ok(mg_win2d_out_size(&win, sh, sw, &ph, &pw));
+    float *rp = malloc((size_t)n * k * ph * pw * sizeof *rp);
+    mg_assert_ok(mg_maxpool2d_forward(n, k, sh, sw, &win, rs, rp, NULL));
+    float *rd = ref_conv(rs, n, k, sh, sw, w1, b1, 16, 1, 2, 0, NULL, 0, &dh, &dw);
+    for (int out = 0; out < 2; out++) { /* the network's output: the pooling, then the 1x1 convolution */
+        mg_fnet *net;
+        int vs, vp, vd;
+        mg_assert_ok(mg_fnet_init(&net, n, c, h, h));
+        mg_assert_ok(mg_fnet_add_conv(net, 0, k, 5, 2, 2, w0, b0, -1, MG_FNET_RELU, &vs));
+        mg_assert_ok(mg_fnet_add_maxpool(net, vs, 3, 2, 1, &vp));
+        mg_assert_ok(mg_fnet_add_conv(net, vs, 16, 1, 2, 0, w1, b1, -1, 0, &vd));
+        mg_assert_ok(mg_fnet_finalize(net, out ? vd : vp));
+        const char *ks = mg_fnet_value_kernel(net, vs);
+        assert_non_null(ks);
+        assert_non_null(mg_fnet_value_kernel(net, vp));
+        assert_true(strcmp(ks, "ours:stem+pool") != 0);
+        const size_t ny = out ? (size_t)n * 16 * dh * dw : (size_t)n * k * ph * pw;
+        float *y = malloc(ny * sizeof *y);
+        mg_assert_ok(mg_fnet_run(net, x, y));
+        check_close(out ? "stem read twice: the 1x1 convolution" : "stem read twice: the pooling", y, out ? rd : rp,
+                    ny);
+        mg_fnet_free(net);
+        free(y);
+    }
+    free(x), free(w0), free(b0), free(w1), free(b1), free(rs), free(rp), free(rd);
 }
 
 /* The batch image by image through every op that can (see mg_fnet_per_image_count): the same
@@ -468,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_chain_direct),
         cmocka_unit_test(test_chain_winograd),
         cmocka_unit_test(test_chain_per_image),
+        cmocka_unit_test(test_stem_not_fused),
         cmocka_unit_test(test_per_image_buffers),
         cmocka_unit_test(test_fma_width_policy),
         cmocka_unit_test(test_winograd_layer),

@@ -8,7 +8,8 @@
  * (wino_avx2.c), 3x3 stride-2 layers of large maps its stride-2 plan and of small maps our direct
  * kernel (direct_avx2.c), max pooling ours (pool_avx2.c). On AVX-512 CPUs (nChw16c buffers) our
  * Winograd F(4x4) and stride-2 plan run in place of oneDNN's Winograd and direct kernels where they
- * apply. A batch runs its first ops (large maps)
+ * apply. The first convolution, on the plain image, runs our stem kernel (stem_avx2.c), which also
+ * does the max pooling after it in the same pass (fuse_stem_pool). A batch runs its first ops (large maps)
  * image by image, each image through all of them before the next, with batch-1 twins of those ops
  * (micro_plan).
  *
@@ -28,6 +29,7 @@
 #include "ops/cpu/conv2d_internal.h"
 #include "ops/cpu/direct_avx2.h"
 #include "ops/cpu/pool_avx2.h"
+#include "ops/cpu/stem_avx2.h"
 #include "ops/cpu/wino_avx2.h"
 
 
@@ -80,10 +82,13 @@ typedef struct fop {
     int winograd;
     mg_wino4 *own;  /* our Winograd F(4x4) kernel in place of the primitive (AVX2: see own_wino_enabled) */
     mg_dconv *dconv; /* our direct kernel in place of the primitive (AVX2, few output positions) */
+    mg_stem *stem;   /* our stem kernel in place of the primitive (the first convolution, on the image),
+                      * with the max pooling after it when fuse_stem_pool merged the two */
     int sum, relu;  /* its post-ops */
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
     int r, stride; /* convolutions and pooling: window and stride (for the profile) */
     int pad;       /* pooling: padding */
+    int pool_r, pool_s, pool_pad; /* the stem's max pooling (window, stride, padding; pool_r 0: none) */
     int own_pool;  /* our max pooling (pool_avx2.c) in place of the primitive: its channel block (8, 16), or 0 */
     fmicro *micro; /* the op's batch-1 twin when the network runs it image by image (micro_plan) */
 } fop;
@@ -270,6 +275,7 @@ static const char *op_kernel(const mg_fnet *net, const fop *op) {
                : mg_wino4_matches(op->own, 4, 2, x[1], y[1]) ? "ours:wino stride 2"
                                                              : "ours:wino F(4x4,3x3)";
     else if (op->dconv) impl = "ours:direct";
+    else if (op->stem) impl = op->pool_r ? "ours:stem+pool" : "ours:stem";
     else if (op->own_pool) impl = "ours:pool_avx2";
     else if (op->pd && dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success)
         impl = "?";
@@ -322,10 +328,15 @@ static void profile_report(const mg_fnet *net) {
         if (op->kind == OP_REORDER) {
             snprintf(shape, sizeof shape, "%dx%dx%dx%d", x[0], x[1], x[2], x[3]);
         } else {
-            snprintf(shape, sizeof shape, "%d->%d %dx%d/%d %dx%d->%dx%d", x[1], y[1], op->r, op->r, op->stride, x[2],
-                     x[3], y[2], y[3]);
-            if (op->kind == OP_CONV && ms > 0)
-                gf = 2.0 * y[0] * y[1] * y[2] * y[3] * x[1] * op->r * op->r / (ms * 1e6);
+            int ch = y[2], cw = y[3]; /* the convolution's output (before the stem's pooling) */
+            if (op->pool_r) mg_stem_out_dims(op->stem, NULL, NULL, &ch, &cw);
+            if (op->pool_r)
+                snprintf(shape, sizeof shape, "%d->%d %dx%d/%d+pool %dx%d->%dx%d", x[1], y[1], op->r, op->r,
+                         op->stride, x[2], x[3], y[2], y[3]);
+            else
+                snprintf(shape, sizeof shape, "%d->%d %dx%d/%d %dx%d->%dx%d", x[1], y[1], op->r, op->r, op->stride,
+                         x[2], x[3], y[2], y[3]);
+            if (op->kind == OP_CONV && ms > 0) gf = 2.0 * y[0] * y[1] * ch * cw * x[1] * op->r * op->r / (ms * 1e6);
         }
         const char *kind = op->kind == OP_CONV ? "conv" : op->kind == OP_POOL ? "maxpool" : "reorder";
         fprintf(stderr, "%3d %8.3f %8.1f %6.1f  %-8s %-31s %s%s\n", i, ms, gf,
@@ -393,6 +404,7 @@ void mg_fnet_free(mg_fnet *net) {
         if (op->b_mem) dnnl_memory_destroy(op->b_mem);
         mg_wino4_free(op->own);
         mg_dconv_free(op->dconv);
+        mg_stem_free(op->stem);
         micro_free(op->micro);
         if (op->wt && --op->wt->refs == 0) {
             mg_hugepage_free(op->wt->w, op->wt->w_bytes);
@@ -674,6 +686,59 @@ static mg_status add_own(mg_fnet *net, fop *op, int tile, const int xd[4], int k
     return MG_OK;
 }
 
+/* Our stem kernel (stem_avx2.c) on a convolution of the plain NCHW image (value 0, or any value in
+ * that layout) with at most MG_STEM_MAX_C channels, without a residual, where the activations are
+ * nChw16c and our kernels run 16-wide (full-width 512-bit FMAs). On Zen 5 ResNet's stem alone ran
+ * 1.17-1.33 ms against oneDNN's jit:avx512_core 1.22-1.47 (one thread), and in the network the stem,
+ * its pooling and the next layer took 0.16-0.34 ms less per image at one thread, 0.21-0.31 at two
+ * (docs/PERFORMANCE.md, "The stem and its pooling in one pass"). Not on nChw8c: with 8-wide FMAs it
+ * ran as fast as oneDNN's jit:avx2 and the three ops took 0.07-0.22 ms more in two of three runs
+ * (ONEDNN_MAX_CPU_ISA=AVX2 on Zen 5). MG_FNET_OWN_STEM=0 turns it off (for comparison). The channel
+ * block it runs on, or 0. */
+static int own_stem_block(const mg_fnet *net, int in, int k, int r, int stride, int pad, int residual) {
+    const char *e = getenv("MG_FNET_OWN_STEM");
+    if ((e && e[0] == '0') || residual >= 0) return 0;
+    const int blk = act_block(), *d = net->v[in].dims;
+    if (!(blk == 16 && act_vector_width(16) == 16) ||
+        !mg_stem_fits(blk, d[1], k, d[2], d[3], r, stride, pad))
+        return 0;
+    dnnl_memory_desc_t plain;
+    dnnl_dims_t dd = {d[0], d[1], d[2], d[3]};
+    if (dnnl_memory_desc_init_by_tag(&plain, 4, dd, dnnl_f32, dnnl_nchw) != dnnl_success ||
+        !dnnl_memory_desc_equal(&net->v[in].md, &plain))
+        return 0;
+    return blk;
+}
+
+/* The rest of add_conv for a convolution run by our stem kernel: its output in channel blocks of
+ * `block`, its plan (the weights packed once, or shared with the donor's). */
+static mg_status add_stem(mg_fnet *net, int in, int block, const int ydims[4], int r, int stride, int pad,
+                          const float *w_plain, const float *b_plain, weights_fn get, void *ctx, int relu, int *out) {
+    int xd[4]; /* a copy: adding values may move net->v */
+    memcpy(xd, net->v[in].dims, sizeof xd);
+    const int c = xd[1], k = ydims[1];
+    dnnl_memory_desc_t ymd;
+    DNNL_TRY(blocked_md(&ymd, block, ydims[0], k, ydims[2], ydims[3]));
+    int id;
+    fop *op;
+    MG_TRY(new_value(net, ydims, &ymd, -1, &id));
+    MG_TRY(new_op(net, OP_CONV, &op));
+    op->in = in, op->out = id, op->r = r, op->stride = stride, op->relu = relu;
+    note_use(net, in);
+    const fop *d = donor_conv(net);
+    net->nconv++;
+    if (d && d->stem && mg_stem_matches(d->stem, c, k, r, stride, pad)) {
+        MG_TRY(mg_stem_init_like(&op->stem, d->stem, xd[2], xd[3]));
+    } else {
+        const float *wp, *bp;
+        MG_TRY(fetch_weights(net, w_plain, b_plain, get, ctx, (size_t)k * c * r * r, k, &wp, &bp));
+        MG_TRY(mg_stem_init(&op->stem, block, c, k, xd[2], xd[3], r, stride, pad, wp, bp, relu));
+        net->weight_bytes += mg_stem_weight_bytes(op->stem);
+    }
+    *out = id;
+    return MG_OK;
+}
+
 static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pad, const float *w_plain,
                           const float *b_plain, weights_fn get, void *ctx, int residual, int flags, int *out) {
     MG_TRY(check_value(net, in, "convolution"));
@@ -695,6 +760,10 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
                            "fused network: residual value %d is %dx%dx%dx%d, the convolution gives %dx%dx%dx%d",
                            residual, rd[0], rd[1], rd[2], rd[3], ydims[0], ydims[1], ydims[2], ydims[3]);
     }
+    const int stem_block = own_stem_block(net, in, k, r, stride, pad, residual);
+    if (stem_block)
+        return add_stem(net, in, stem_block, ydims, r, stride, pad, w_plain, b_plain, get, ctx,
+                        (flags & MG_FNET_RELU) != 0, out);
     dnnl_dims_t xdims = {xd[0], xd[1], xd[2], xd[3]}, wdims = {k, xd[1], r, r}, bdims = {k},
                 ydm = {ydims[0], ydims[1], ydims[2], ydims[3]};
     dnnl_memory_desc_t x_any, w_any, w_user, b_md, y_any;
@@ -906,6 +975,7 @@ mg_status mg_fnet_add_maxpool(mg_fnet *net, int in, int r, int stride, int pad, 
     op->out = id;
     op->r = r;
     op->stride = stride;
+    op->pad = pad;
     note_use(net, in);
     DNNL_TRY(dnnl_primitive_create(&op->prim, pd));
     MG_TRY(track_scratch(net, pd));
@@ -1004,7 +1074,7 @@ static mg_status micro_plan(mg_fnet *net) {
         } else if (op->dconv) {
             s = mg_dconv_init_like(&m->dconv, op->dconv, 1, xd[2], xd[3]);
             if (s == MG_OK) sb = mg_dconv_scratch_bytes(m->dconv);
-        } else if (!op->own_pool) {
+        } else if (!op->own_pool && !op->stem) { /* the stem's plan runs any number of images */
             mg_omp_set_threads(op->serial ? 1 : net->threads); /* the primitive keeps this thread count */
             s = micro_pd(net, op, &in1, &out1, &m->pd);
             if (s == MG_OK && m->pd) {
@@ -1028,6 +1098,45 @@ static mg_status micro_plan(mg_fnet *net) {
         if (sb > net->scratch_bytes) net->scratch_bytes = sb;
         op->micro = m;
         net->micro_ops = i + 1;
+    }
+    return MG_OK;
+}
+
+/* Whether value id is read by an op other than op `skip`, summed into (its storage shared), or `output`. */
+static int value_used_elsewhere(const mg_fnet *net, int id, int skip, int output) {
+    if (id == output) return 1;
+    for (int i = 0; i < net->nop; i++)
+        if (i != skip && net->op[i].in == id) return 1;
+    for (int i = 0; i < net->nv; i++)
+        if (i != id && net->v[i].store == net->v[id].store) return 1;
+    return 0;
+}
+
+/* Our stem followed by a max pooling of its output, which nothing else reads, becomes one op: the
+ * stem kernel pools the convolution's rows while they are in the cache (stem_avx2.c), so the
+ * convolution's output is never written (its value keeps no buffer). */
+static mg_status fuse_stem_pool(mg_fnet *net, int output) {
+    for (int i = 0; i + 1 < net->nop; i++) {
+        fop *op = &net->op[i], *pool = &net->op[i + 1];
+        if (!op->stem || op->pool_r || pool->kind != OP_POOL || pool->in != op->out ||
+            value_used_elsewhere(net, op->out, i + 1, output) ||
+            !mg_stem_pool_fits(op->stem, pool->r, pool->stride, pool->pad))
+            continue;
+        const int *pd = net->v[pool->out].dims;
+        dnnl_memory_desc_t ymd;
+        DNNL_TRY(blocked_md(&ymd, mg_stem_block(op->stem), pd[0], pd[1], pd[2], pd[3]));
+        if (!dnnl_memory_desc_equal(&net->v[pool->out].md, &ymd)) continue; /* another layout wanted */
+        MG_TRY(mg_stem_set_pool(op->stem, pool->r, pool->stride, pool->pad));
+        op->pool_r = pool->r, op->pool_s = pool->stride, op->pool_pad = pool->pad;
+        op->out = pool->out;
+        if (pool->prim) dnnl_primitive_destroy(pool->prim);
+        if (pool->pd) dnnl_primitive_desc_destroy(pool->pd);
+        memmove(pool, pool + 1, (size_t)(net->nop - i - 2) * sizeof *pool);
+        net->nop--;
+    }
+    for (int i = 0; i < net->nop; i++) {
+        const size_t sb = net->op[i].stem ? mg_stem_scratch_bytes(net->op[i].stem, net->threads) : 0;
+        if (sb > net->scratch_bytes) net->scratch_bytes = sb;
     }
     return MG_OK;
 }
@@ -1059,6 +1168,7 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: output value %d does not exist (1..%d)", output, net->nv - 1);
     if (net->v[output].consumed)
         return MG_FAIL(MG_ERR_INVALID_ARG, "fused network: output value %d was overwritten by a residual sum", output);
+    MG_TRY(fuse_stem_pool(net, output));
     /* liveness per storage group: the last op touching any of its values */
     for (int i = 0; i < net->nop; i++) {
         const fop *op = &net->op[i];
@@ -1119,7 +1229,8 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
     }
     for (int i = 0; i < net->nv; i++) {
         fvalue *v = &net->v[i];
-        void *buf = i == 0 ? DNNL_MEMORY_NONE : net->slot_buf[net->st[v->store].slot];
+        const int slot = net->st[v->store].slot; /* none: a value no op writes (the stem's before pooling) */
+        void *buf = i == 0 || slot < 0 ? DNNL_MEMORY_NONE : net->slot_buf[slot];
         DNNL_TRY(dnnl_memory_create(&v->mem, &v->md, net->engine, buf));
     }
     const int *od = net->v[output].dims;
@@ -1157,7 +1268,7 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
     const fop *op = &net->op[i];
     const fmicro *m = img >= 0 ? op->micro : NULL;
     const double t0 = net->prof ? mg_time_now() : 0;
-    const int ours = op->own || op->dconv || op->own_pool;
+    const int ours = op->own || op->dconv || op->own_pool || op->stem;
     char *xp = NULL, *yp = NULL;
     if (m || ours) { /* the values' buffers; for image img its block (or the one image's room) */
         void *a = NULL, *b = NULL;
@@ -1170,7 +1281,10 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
         }
     }
     if (ours) {
-        if (op->own_pool) {
+        if (op->stem) {
+            mg_stem_forward(op->stem, (const float *)xp, (float *)yp, m ? 1 : net->v[op->in].dims[0], net->scratch_buf,
+                            net->threads);
+        } else if (op->own_pool) {
             const int *d = net->v[op->in].dims;
             mg_maxpool8_forward((const float *)xp, (float *)yp, m ? 1 : d[0], d[1], d[2], d[3], op->r, op->stride,
                                 op->pad, op->own_pool, net->threads);
