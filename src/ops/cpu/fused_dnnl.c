@@ -809,8 +809,13 @@ static mg_status add_conv(mg_fnet *net, int in, int k, int r, int stride, int pa
         k % blk == 0) {
         if (stride == 1 && p == xd[2] && q == xd[3])
             tile = mg_wino4_inference_tile(xd[0], xd[1], k, p, q);
-        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3], vw))
+        else if (stride == 2 && mg_wino4_inference_s2(xd[0], xd[1], k, xd[2], xd[3], vw) &&
+                 !(vw == 16 && mg_dconv_preferred_block(blk, xd[0], xd[1], k, xd[2], xd[3], r, stride, pad)))
             tile = 4;
+        /* (where our direct kernel runs 16-wide and its rule takes the layer, it beat the stride-2 plan:
+         * ResNet-50's 28x28 -> 14x14 layer at batch 1 on Zen 5, 1.23-1.27 against 1.42-1.53 ms at one
+         * thread, 0.61-0.63 against 0.71-0.74 at two; docs/PERFORMANCE.md, "The stem and its pooling
+         * in one pass") */
         /* AVX-512 (nChw16c): oneDNN's own Winograd stays where ours would run F(2x2) (7x7 maps at batch
          * 1: 1.71-1.74 against 1.82-1.86 ms on Zen 4; 16-wide on Zen 5 the A/B was even, 0.994); ours
          * F(4x4) was 5-17 % faster on the larger maps (docs/PERFORMANCE.md, "Zen 4: our Winograd on

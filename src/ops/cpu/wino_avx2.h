@@ -98,7 +98,8 @@ double mg_wino4_s2_saving(int h, int w);
  * that fit, a CPU with AVX2 and FMA, and MG_WINO_S2_MIN_SAVING or more saved (mg_wino4_s2_saving),
  * MG_WINO_S2_MIN_SAVING_WIDE 16-wide (ResNet-50's 28x28 layer too: 1.0-1.6 % faster on Zen 5,
  * docs/PERFORMANCE.md; its 14x14 layer, 1.23, measured 1.5 % slower). MG_WINO_S2_SAVING=X in the
- * environment sets the minimum for both (experiments). */
+ * environment sets the minimum for both (experiments). The fused network gives the layers our 16-wide
+ * direct kernel takes (mg_dconv_preferred_block: the 28x28 layer at batch 1) to that kernel instead. */
 #define MG_WINO_S2_MIN_SAVING 1.5
 #define MG_WINO_S2_MIN_SAVING_WIDE 1.25
 bool mg_wino4_inference_s2(int n, int c, int k, int h, int w, int vw);
