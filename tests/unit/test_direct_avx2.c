@@ -230,14 +230,25 @@ static void test_block16(void **state) {
         run_case((shape){1, 32, 128, 7, 7, 1, 1, 0, 16}, 0, 1, t);
     }
     run_init_like(16, 32, 64);
-    /* channels must be multiples of the block; the rule is the same on both blocks */
+    /* channels must be multiples of the block; the 3x3 rule is the same on both blocks, and on blocks
+     * of 16 the 1x1 layers with 16 to 196 output positions in all are the kernel's too */
     assert_false(mg_dconv_fits_block(16, 1, 8, 16, 8, 8, 3, 1, 1));
     assert_false(mg_dconv_fits_block(16, 1, 16, 24, 8, 8, 3, 1, 1));
     assert_false(mg_dconv_fits_block(4, 1, 16, 16, 8, 8, 3, 1, 1));
     assert_true(mg_dconv_preferred_block(16, 1, 512, 512, 14, 14, 3, 2, 1));
     assert_true(mg_dconv_preferred_block(16, 8, 512, 512, 14, 14, 3, 2, 1));
     assert_false(mg_dconv_preferred_block(16, 2, 256, 256, 28, 28, 3, 2, 1));
+    assert_true(mg_dconv_preferred_block(16, 1, 1024, 256, 14, 14, 1, 1, 0));  /* 196 positions */
+    assert_true(mg_dconv_preferred_block(16, 4, 2048, 512, 7, 7, 1, 1, 0));    /* 196 */
+    assert_true(mg_dconv_preferred_block(16, 1, 1024, 2048, 14, 14, 1, 2, 0)); /* 49 */
+    assert_true(mg_dconv_preferred_block(16, 1, 256, 1024, 4, 4, 1, 1, 0));    /* 16 */
+    assert_false(mg_dconv_preferred_block(16, 2, 1024, 256, 14, 14, 1, 1, 0)); /* 392 */
+    assert_false(mg_dconv_preferred_block(16, 1, 512, 2048, 2, 2, 1, 1, 0));   /* 4 */
+    assert_false(mg_dconv_preferred_block(8, 1, 1024, 256, 14, 14, 1, 1, 0));  /* not on blocks of 8 */
+    setenv("MG_FNET_OWN_DIRECT", "3", 1); /* the 3x3 layers only */
     assert_false(mg_dconv_preferred_block(16, 1, 1024, 256, 14, 14, 1, 1, 0));
+    assert_true(mg_dconv_preferred_block(16, 1, 512, 512, 14, 14, 3, 2, 1));
+    unsetenv("MG_FNET_OWN_DIRECT");
     assert_false(mg_dconv_preferred_block(16, 1, 24, 32, 14, 14, 3, 2, 1)); /* 24 channels: not blocks of 16 */
     float w0[32 * 24 * 9] = {0};
     mg_dconv *bad = (mg_dconv *)&bad;

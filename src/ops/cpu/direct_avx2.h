@@ -37,8 +37,15 @@ bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, in
  * CPUs whose 16-wide FMAs are clearly faster than 8-wide ones, the caller checks mg_cpu_fma_width()).
  * On Zen 5, 512 channels 14x14 -> 7x7: 1.19-1.28 ms against oneDNN's jit:avx512_core 1.43-1.83 at
  * batch 1 (warm and cold caches), 9.3 against 10.1 at batch 8; ResNet-50 0.6-0.9 % faster
- * (docs/PERFORMANCE.md, "Zen 5: our direct kernel on nChw16c"). It tied with oneDNN's 1x1 kernels of
- * stages 3 and 4 alone and lost 3-4 % of the whole network at two threads there. */
+ * (docs/PERFORMANCE.md, "Zen 5: our direct kernel on nChw16c"). On nChw16c also the 1x1 layers with
+ * MG_DCONV_MIN_1X1_POSITIONS to MG_DCONV_MAX_BATCH_POSITIONS output positions in all (ResNet-50's
+ * stages 3 and 4 at batch 1, stage 4 in streams of 4 images): in the per-op profile the 19 layers of
+ * batch 1 took 0.4-0.5 ms less at one thread and 0.1-0.4 at two than with oneDNN's jit_1x1, the 6 of
+ * stage 4 at batch 8 on two threads (two streams of 4 images) 2 ms less per batch; on maps of 4
+ * positions (2x2, ResNet-50 at 64x64) oneDNN's was faster (0.16 against 0.24 ms), on 16 and 64 ours
+ * (docs/PERFORMANCE.md, "The stem and its pooling in one pass"). MG_FNET_OWN_DIRECT=3 keeps the 1x1
+ * layers on oneDNN's kernel (for comparison). */
+#define MG_DCONV_MIN_1X1_POSITIONS 16
 bool mg_dconv_preferred_block(int block, int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2
  * pad - r) / stride + 1). weights: OIHW (k x c x r x r), bias: k values (NULL: zeros); both packed and
