@@ -37,6 +37,15 @@ static float *ref_conv(const float *x, int n, int c, int h, int w, const float *
     return y;
 }
 
+/* ResNet's max pooling (3x3, stride 2, padding 1) of x (n x c x h x w, plain) by the reference op. */
+static float *ref_pool(const float *x, int n, int c, int h, int w, int *oh, int *ow) {
+    mg_win2d win = {3, 3, 2, 2, 1, 1};
+    mg_assert_ok(mg_win2d_out_size(&win, h, w, oh, ow));
+    float *y = malloc((size_t)n * c * *oh * *ow * sizeof *y);
+    mg_assert_ok(mg_maxpool2d_forward(n, c, h, w, &win, x, y, NULL));
+    return y;
+}
+
 static void check_close(const char *what, const float *got, const float *want, size_t n) {
     double mx = 0;
     for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
@@ -58,10 +67,7 @@ static void run_chain(int flags, int per_image) {
     /* reference */
     int h0, w0o, hp, wp, h1, w1o, h2, w2o, hd, wdo, h3, w3o;
     float *r0 = ref_conv(x, n, c, h, w, w0, b0, k, 7, 2, 3, NULL, 1, &h0, &w0o);
-    mg_win2d pw = {3, 3, 2, 2, 1, 1};
-    mg_assert_ok(mg_win2d_out_size(&pw, h0, w0o, &hp, &wp));
-    float *rp = malloc((size_t)n * k * hp * wp * sizeof *rp);
-    mg_assert_ok(mg_maxpool2d_forward(n, k, h0, w0o, &pw, r0, rp, NULL));
+    float *rp = ref_pool(r0, n, k, h0, w0o, &hp, &wp);
     float *rd = ref_conv(rp, n, k, hp, wp, wd, bd, k, 1, 1, 0, NULL, 0, &hd, &wdo);
     float *r1 = ref_conv(rp, n, k, hp, wp, w1, b1, k, 3, 1, 1, NULL, 1, &h1, &w1o);
     float *r2 = ref_conv(r1, n, k, h1, w1o, w2, b2, k, 3, 1, 1, rd, 1, &h2, &w2o);
@@ -157,10 +163,7 @@ static void test_stem_not_fused(void **state) {
     float *b1 = mg_test_rand_buf(&g_rng, 16);
     int sh, sw, ph, pw, dh, dw;
     float *rs = ref_conv(x, n, c, h, h, w0, b0, k, 5, 2, 2, NULL, 1, &sh, &sw);
-    mg_win2d win = {3, 3, 2, 2, 1, 1};
-    mg_assert_ok(mg_win2d_out_size(&win, sh, sw, &ph, &pw));
-    float *rp = malloc((size_t)n * k * ph * pw * sizeof *rp);
-    mg_assert_ok(mg_maxpool2d_forward(n, k, sh, sw, &win, rs, rp, NULL));
+    float *rp = ref_pool(rs, n, k, sh, sw, &ph, &pw);
     float *rd = ref_conv(rs, n, k, sh, sw, w1, b1, 16, 1, 2, 0, NULL, 0, &dh, &dw);
     for (int out = 0; out < 2; out++) { /* the network's output: the pooling, then the 1x1 convolution */
         mg_fnet *net;
@@ -398,10 +401,7 @@ static void check_profile(int runs) {
     float *b1 = mg_test_rand_buf(&g_rng, 16);
     int oh, ow, ph, pw, qh, qw;
     float *r3 = ref_conv(x, n, c, h, h, w3, b3, k, 3, 1, 1, NULL, 1, &oh, &ow);
-    mg_win2d win = {3, 3, 2, 2, 1, 1};
-    mg_assert_ok(mg_win2d_out_size(&win, oh, ow, &ph, &pw));
-    float *rp = malloc((size_t)n * k * ph * pw * sizeof *rp);
-    mg_assert_ok(mg_maxpool2d_forward(n, k, oh, ow, &win, r3, rp, NULL));
+    float *rp = ref_pool(r3, n, k, oh, ow, &ph, &pw);
     float *want = ref_conv(rp, n, k, ph, pw, w1, b1, 16, 1, 1, 0, NULL, 0, &qh, &qw);
     setenv("MG_FNET_PROFILE", "1", 1);
     mg_fnet *net;

@@ -351,46 +351,31 @@ static void conv_row(const mg_stem *p, const float *x, in_ring *ring, int oh, fl
 }
 
 /* The maximum over convolution rows rows[0 .. nr-1] (each [k/blk][q][blk]) and each window's columns,
- * per channel block, into pooled row y (channel block cb at y + cb * ys); cm: q * blk floats. */
-static TGT void pool_row8(const mg_stem *p, const float *const *rows, int nr, float *cm, float *y, size_t ys) {
-    const int q = p->q, B = 8;
-    for (int cb = 0; cb < p->k / B; cb++) {
-        const size_t off = (size_t)cb * q * B;
-        for (int col = 0; col < q; col++) {
-            __m256 m = _mm256_loadu_ps(rows[0] + off + (size_t)col * B);
-            for (int i = 1; i < nr; i++) m = _mm256_max_ps(m, _mm256_loadu_ps(rows[i] + off + (size_t)col * B));
-            _mm256_storeu_ps(cm + (size_t)col * B, m);
-        }
-        for (int j = 0; j < p->pq; j++) {
-            int c0 = j * p->ps - p->ppad, c1 = c0 + p->pr;
-            if (c0 < 0) c0 = 0;
-            if (c1 > q) c1 = q;
-            __m256 m = _mm256_loadu_ps(cm + (size_t)c0 * B);
-            for (int col = c0 + 1; col < c1; col++) m = _mm256_max_ps(m, _mm256_loadu_ps(cm + (size_t)col * B));
-            _mm256_storeu_ps(y + (size_t)cb * ys + (size_t)j * B, m);
-        }
+ * per channel block, into pooled row y (channel block cb at y + cb * ys); cm: q * blk floats. One
+ * body for both widths: B floats per vector, VEC/LOADU/STOREU/MAX its type and operations. */
+#define POOL_ROW(NAME, TARGET, B, VEC, LOADU, STOREU, MAX)                                                     \
+    static TARGET void NAME(const mg_stem *p, const float *const *rows, int nr, float *cm, float *y, size_t ys) { \
+        const int q = p->q;                                                                                    \
+        for (int cb = 0; cb < p->k / B; cb++) {                                                                \
+            const size_t off = (size_t)cb * q * B;                                                             \
+            for (int col = 0; col < q; col++) {                                                                \
+                VEC m = LOADU(rows[0] + off + (size_t)col * B);                                                \
+                for (int i = 1; i < nr; i++) m = MAX(m, LOADU(rows[i] + off + (size_t)col * B));              \
+                STOREU(cm + (size_t)col * B, m);                                                               \
+            }                                                                                                  \
+            for (int j = 0; j < p->pq; j++) {                                                                  \
+                int c0 = j * p->ps - p->ppad, c1 = c0 + p->pr;                                                 \
+                if (c0 < 0) c0 = 0;                                                                            \
+                if (c1 > q) c1 = q;                                                                            \
+                VEC m = LOADU(cm + (size_t)c0 * B);                                                            \
+                for (int col = c0 + 1; col < c1; col++) m = MAX(m, LOADU(cm + (size_t)col * B));               \
+                STOREU(y + (size_t)cb * ys + (size_t)j * B, m);                                                \
+            }                                                                                                  \
+        }                                                                                                      \
     }
-}
-
-static TGT512 void pool_row16(const mg_stem *p, const float *const *rows, int nr, float *cm, float *y, size_t ys) {
-    const int q = p->q, B = 16;
-    for (int cb = 0; cb < p->k / B; cb++) {
-        const size_t off = (size_t)cb * q * B;
-        for (int col = 0; col < q; col++) {
-            __m512 m = _mm512_loadu_ps(rows[0] + off + (size_t)col * B);
-            for (int i = 1; i < nr; i++) m = _mm512_max_ps(m, _mm512_loadu_ps(rows[i] + off + (size_t)col * B));
-            _mm512_storeu_ps(cm + (size_t)col * B, m);
-        }
-        for (int j = 0; j < p->pq; j++) {
-            int c0 = j * p->ps - p->ppad, c1 = c0 + p->pr;
-            if (c0 < 0) c0 = 0;
-            if (c1 > q) c1 = q;
-            __m512 m = _mm512_loadu_ps(cm + (size_t)c0 * B);
-            for (int col = c0 + 1; col < c1; col++) m = _mm512_max_ps(m, _mm512_loadu_ps(cm + (size_t)col * B));
-            _mm512_storeu_ps(y + (size_t)cb * ys + (size_t)j * B, m);
-        }
-    }
-}
+POOL_ROW(pool_row8, TGT, 8, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_max_ps)
+POOL_ROW(pool_row16, TGT512, 16, __m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_max_ps)
+#undef POOL_ROW
 
 /* Output rows [a, b) of image x (pooled rows when pooling) into y (the image's output); scr: the
  * thread's scratch (thread_floats). */
