@@ -1,11 +1,22 @@
-/* linear.c: fully connected layer y = x W^T + b, forward and backward; fast path OpenBLAS sgemm,
- * reference path plain loops with double accumulation. */
+/* linear.c: fully connected layer y = x W^T + b, forward and backward; fast path OpenBLAS sgemm (sgemv
+ * for a few rows, on slices of W split between the OpenMP threads), reference path plain loops with
+ * double accumulation. */
 #include <cblas.h>
 
+#include "multigrain/ops.h"
 #include "multigrain/runtime.h"
 #include <string.h>
 
 #include "ops/cpu/layers_util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Rows of W per slice boundary of the threaded sgemv: OpenBLAS's sgemv kernels take W's rows in
+ * blocks of 4 to 16, so slices starting at multiples of 64 give every row the same sums as one call
+ * over all of them (the outputs do not depend on the thread count; test_linear_threads). */
+#define GEMV_SLICE_ROWS 64
 
 __attribute__((noinline)) static void add_row(float *restrict acc, const float *restrict row, size_t n) {
     size_t n8 = n & ~(size_t)7;
@@ -36,10 +47,22 @@ mg_status mg_linear_forward(int n, int in, int out, const float *x, const float 
         if (n <= MG_LINEAR_GEMV_MAX_ROWS) {
             /* a few rows (batch-1 inference): sgemm would first copy all of W into its packed
              * layout (ResNet-50's classifier, 8 MB: 1.4 ms at batch 1), sgemv streams it once a row
-             * (0.4 ms; docs/PERFORMANCE.md "Classifier at small batch") */
-            for (int i = 0; i < n; i++)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x + (size_t)i * in, 1, beta,
-                            y + (size_t)i * out, 1);
+             * (0.4 ms; docs/PERFORMANCE.md "Classifier at small batch"), each thread its slice of W's
+             * rows: the stream from memory is the cost, and the threads stay awake for the next
+             * forward (docs/PERFORMANCE.md, "The stem and its pooling in one pass") */
+            int nthr = mg_ops_get_threads();
+            if (nthr > out / GEMV_SLICE_ROWS) nthr = out / GEMV_SLICE_ROWS;
+            if (nthr < 1) nthr = 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthr) if (nthr > 1) schedule(static)
+#endif
+            for (int t = 0; t < nthr; t++) {
+                const int o0 = (int)((long)out * t / nthr / GEMV_SLICE_ROWS * GEMV_SLICE_ROWS);
+                const int o1 = t + 1 == nthr ? out : (int)((long)out * (t + 1) / nthr / GEMV_SLICE_ROWS * GEMV_SLICE_ROWS);
+                for (int i = 0; i < n && o1 > o0; i++)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, in, 1.0f, W + (size_t)o0 * in, in,
+                                x + (size_t)i * in, 1, beta, y + (size_t)i * out + o0, 1);
+            }
             return MG_OK;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, beta, y, out);
