@@ -8,8 +8,9 @@
  * (wino_avx2.c), 3x3 stride-2 layers of large maps its stride-2 plan and of small maps our direct
  * kernel (direct_avx2.c), max pooling ours (pool_avx2.c). On AVX-512 CPUs (nChw16c buffers) our
  * Winograd F(4x4) and stride-2 plan run in place of oneDNN's Winograd and direct kernels where they
- * apply. The first convolution, on the plain image, runs our stem kernel (stem_avx2.c), which also
- * does the max pooling after it in the same pass (fuse_stem_pool). A batch runs its first ops (large maps)
+ * apply, as does our direct kernel on the 3x3 stride-2 and 1x1 layers of small maps where it runs
+ * 16-wide; there the first convolution, on the plain image, runs our stem kernel (stem_avx2.c), which
+ * also does the max pooling after it in the same pass (fuse_stem_pool). A batch runs its first ops (large maps)
  * image by image, each image through all of them before the next, with batch-1 twins of those ops
  * (micro_plan).
  *
