@@ -89,7 +89,7 @@ typedef struct fop {
     int serial; /* a small reorder, created and run on one thread (see SMALL_REORDER) */
     int r, stride; /* convolutions and pooling: window and stride (for the profile) */
     int pad;       /* pooling: padding */
-    int pool_r, pool_s, pool_pad; /* the stem's max pooling (window, stride, padding; pool_r 0: none) */
+    int stem_pool; /* our stem op also does the max pooling that followed it (fuse_stem_pool) */
     int own_pool;  /* our max pooling (pool_avx2.c) in place of the primitive: its channel block (8, 16), or 0 */
     fmicro *micro; /* the op's batch-1 twin when the network runs it image by image (micro_plan) */
 } fop;
@@ -276,7 +276,7 @@ static const char *op_kernel(const mg_fnet *net, const fop *op) {
                : mg_wino4_matches(op->own, 4, 2, x[1], y[1]) ? "ours:wino stride 2"
                                                              : "ours:wino F(4x4,3x3)";
     else if (op->dconv) impl = "ours:direct";
-    else if (op->stem) impl = op->pool_r ? "ours:stem+pool" : "ours:stem";
+    else if (op->stem) impl = op->stem_pool ? "ours:stem+pool" : "ours:stem";
     else if (op->own_pool) impl = "ours:pool_avx2";
     else if (op->pd && dnnl_primitive_desc_query(op->pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success)
         impl = "?";
@@ -330,13 +330,9 @@ static void profile_report(const mg_fnet *net) {
             snprintf(shape, sizeof shape, "%dx%dx%dx%d", x[0], x[1], x[2], x[3]);
         } else {
             int ch = y[2], cw = y[3]; /* the convolution's output (before the stem's pooling) */
-            if (op->pool_r) mg_stem_out_dims(op->stem, NULL, NULL, &ch, &cw);
-            if (op->pool_r)
-                snprintf(shape, sizeof shape, "%d->%d %dx%d/%d+pool %dx%d->%dx%d", x[1], y[1], op->r, op->r,
-                         op->stride, x[2], x[3], y[2], y[3]);
-            else
-                snprintf(shape, sizeof shape, "%d->%d %dx%d/%d %dx%d->%dx%d", x[1], y[1], op->r, op->r, op->stride,
-                         x[2], x[3], y[2], y[3]);
+            if (op->stem_pool) mg_stem_out_dims(op->stem, NULL, NULL, &ch, &cw);
+            snprintf(shape, sizeof shape, "%d->%d %dx%d/%d%s %dx%d->%dx%d", x[1], y[1], op->r, op->r, op->stride,
+                     op->stem_pool ? "+pool" : "", x[2], x[3], y[2], y[3]);
             if (op->kind == OP_CONV && ms > 0) gf = 2.0 * y[0] * y[1] * ch * cw * x[1] * op->r * op->r / (ms * 1e6);
         }
         const char *kind = op->kind == OP_CONV ? "conv" : op->kind == OP_POOL ? "maxpool" : "reorder";
@@ -1124,7 +1120,7 @@ static int value_used_elsewhere(const mg_fnet *net, int id, int skip, int output
 static mg_status fuse_stem_pool(mg_fnet *net, int output) {
     for (int i = 0; i + 1 < net->nop; i++) {
         fop *op = &net->op[i], *pool = &net->op[i + 1];
-        if (!op->stem || op->pool_r || pool->kind != OP_POOL || pool->in != op->out ||
+        if (!op->stem || op->stem_pool || pool->kind != OP_POOL || pool->in != op->out ||
             value_used_elsewhere(net, op->out, i + 1, output) ||
             !mg_stem_pool_fits(op->stem, pool->r, pool->stride, pool->pad))
             continue;
@@ -1133,7 +1129,7 @@ static mg_status fuse_stem_pool(mg_fnet *net, int output) {
         DNNL_TRY(blocked_md(&ymd, mg_stem_block(op->stem), pd[0], pd[1], pd[2], pd[3]));
         if (!dnnl_memory_desc_equal(&net->v[pool->out].md, &ymd)) continue; /* another layout wanted */
         MG_TRY(mg_stem_set_pool(op->stem, pool->r, pool->stride, pool->pad));
-        op->pool_r = pool->r, op->pool_s = pool->stride, op->pool_pad = pool->pad;
+        op->stem_pool = 1;
         op->out = pool->out;
         if (pool->prim) dnnl_primitive_destroy(pool->prim);
         if (pool->pd) dnnl_primitive_desc_destroy(pool->pd);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hugepage.h"
 #include "multigrain/cpu.h"
 
 #ifdef _OPENMP
@@ -40,6 +41,7 @@ typedef struct stem_weights {
     int refs;
     float *u;    /* [k / ko][c][r][r][ko] */
     float *bias; /* [k] */
+    size_t u_bytes, bias_bytes; /* for mg_hugepage_free */
 } stem_weights;
 
 struct mg_stem {
@@ -101,8 +103,8 @@ size_t mg_stem_scratch_bytes(const mg_stem *p, int threads) {
 
 static void weights_release(stem_weights *ww) {
     if (ww && --ww->refs == 0) {
-        free(ww->u);
-        free(ww->bias);
+        mg_hugepage_free(ww->u, ww->u_bytes);
+        mg_hugepage_free(ww->bias, ww->bias_bytes);
         free(ww);
     }
 }
@@ -112,11 +114,6 @@ void mg_stem_free(mg_stem *p) {
     weights_release(p->ww);
     free(p->pos);
     free(p);
-}
-
-static void *aligned_alloc64(size_t bytes) {
-    void *m = NULL;
-    return posix_memalign(&m, 64, bytes ? bytes : 64) == 0 ? m : NULL;
 }
 
 /* Everything but the weights. */
@@ -157,8 +154,10 @@ mg_status mg_stem_init(mg_stem **out, int block, int c, int k, int h, int w, int
     stem_weights *ww = calloc(1, sizeof *ww);
     if (ww) {
         ww->refs = 1;
-        ww->u = aligned_alloc64((size_t)k * c * r * r * sizeof(float));
-        ww->bias = aligned_alloc64((size_t)k * sizeof(float));
+        ww->u_bytes = (size_t)k * c * r * r * sizeof(float);
+        ww->bias_bytes = (size_t)k * sizeof(float);
+        ww->u = mg_hugepage_alloc(ww->u_bytes); /* 64-byte aligned, as the kernels' loads want */
+        ww->bias = mg_hugepage_alloc(ww->bias_bytes);
     }
     p->ww = ww;
     if (!ww || !ww->u || !ww->bias) {
@@ -324,11 +323,12 @@ static void conv_row(const mg_stem *p, const float *x, in_ring *ring, int oh, fl
     const size_t rw = lines((size_t)p->wp);
     const float *rows[MG_STEM_MAX_C * MG_STEM_MAX_R];
     for (int kh = 0; kh < r; kh++) {
-        const int iy = oh * p->stride - pad + kh, slot = iy < 0 ? 0 : iy % r;
+        const int iy = oh * p->stride - pad + kh;
         if (iy < 0 || iy >= p->h) {
             for (int ci = 0; ci < c; ci++) rows[ci * r + kh] = ring->zero;
             continue;
         }
+        const int slot = iy % r;
         for (int ci = 0; ci < c; ci++) {
             float *row = ring->rows + ((size_t)ci * r + slot) * rw;
             if (ring->held[slot] != iy) {
