@@ -241,6 +241,8 @@ static void test_block16(void **state) {
     assert_true(mg_dconv_preferred_block(16, 1, 1024, 256, 14, 14, 1, 1, 0));  /* 196 positions */
     assert_true(mg_dconv_preferred_block(16, 4, 2048, 512, 7, 7, 1, 1, 0));    /* 196 */
     assert_true(mg_dconv_preferred_block(16, 1, 1024, 2048, 14, 14, 1, 2, 0)); /* 49 */
+    assert_true(mg_dconv_preferred_block(16, 4, 1024, 2048, 14, 14, 1, 2, 0)); /* 196, 49 per image */
+    assert_false(mg_dconv_preferred_block(16, 1, 512, 1024, 28, 28, 1, 2, 0)); /* stride 2, 196 per image */
     assert_true(mg_dconv_preferred_block(16, 1, 256, 1024, 4, 4, 1, 1, 0));    /* 16 */
     assert_false(mg_dconv_preferred_block(16, 2, 1024, 256, 14, 14, 1, 1, 0)); /* 392 */
     assert_false(mg_dconv_preferred_block(16, 1, 512, 2048, 2, 2, 1, 1, 0));   /* 4 */

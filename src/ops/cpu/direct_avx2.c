@@ -87,7 +87,8 @@ bool mg_dconv_preferred_block(int block, int n, int c, int k, int h, int w, int 
     if ((e && e[0] == '0') || !mg_dconv_fits_block(block, n, c, k, h, w, r, stride, pad)) return false;
     long p = (h + 2 * pad - r) / stride + 1, q = (w + 2 * pad - r) / stride + 1;
     if (block == 16 && r == 1 && !(e && e[0] == '3')) /* MG_FNET_OWN_DIRECT=3: the 3x3 layers only */
-        return n * p * q >= MG_DCONV_MIN_1X1_POSITIONS && n * p * q <= MG_DCONV_MAX_BATCH_POSITIONS;
+        return n * p * q >= MG_DCONV_MIN_1X1_POSITIONS && n * p * q <= MG_DCONV_MAX_BATCH_POSITIONS &&
+               (stride == 1 || p * q <= MG_DCONV_MAX_POSITIONS);
     return r == 3 && stride == 2 && (p * q <= MG_DCONV_MAX_POSITIONS || n * p * q <= MG_DCONV_MAX_BATCH_POSITIONS);
 }
 

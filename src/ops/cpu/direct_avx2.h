@@ -43,8 +43,11 @@ bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, in
  * batch 1 took 0.4-0.5 ms less at one thread and 0.1-0.4 at two than with oneDNN's jit_1x1, the 6 of
  * stage 4 at batch 8 on two threads (two streams of 4 images) 2 ms less per batch; on maps of 4
  * positions (2x2, ResNet-50 at 64x64) oneDNN's was faster (0.16 against 0.24 ms), on 16 and 64 ours
- * (docs/PERFORMANCE.md, "The stem and its pooling in one pass"). MG_FNET_OWN_DIRECT=3 keeps the 1x1
- * layers on oneDNN's kernel (for comparison). */
+ * (docs/PERFORMANCE.md, "The stem and its pooling in one pass"); at stride 2 only with at most
+ * MG_DCONV_MAX_POSITIONS output positions per image: on ResNet-50's entry to stage 3 (28x28 -> 14x14)
+ * oneDNN's jit_1x1 took 0.05 ms less at one and two threads, on the entry to stage 4 (14x14 -> 7x7)
+ * ours 0.1 ms less (docs/PERFORMANCE.md, "Two threads: where the time goes"). MG_FNET_OWN_DIRECT=3
+ * keeps the 1x1 layers on oneDNN's kernel (for comparison). */
 #define MG_DCONV_MIN_1X1_POSITIONS 16
 bool mg_dconv_preferred_block(int block, int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2
