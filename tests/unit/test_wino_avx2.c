@@ -220,12 +220,13 @@ static void test_epilogue(void **state) {
 
 /* How a run is split (wino_avx2.c, split_for): with 64 channels each way a chunk is 48 tiles. Four
  * 30x30 maps (8x8 tiles each, 256) are 6 chunks, the last one partial, shared out between the threads;
- * one 16x16 map (16 tiles) or four 12x12 ones (36) are one chunk, which two threads split phase by
- * phase. */
+ * one 28x28 map (49 tiles) two chunks on two threads, of 30 and 19; one 16x16 map (16 tiles) or four
+ * 12x12 ones (36), under 20 tiles per thread, are one chunk, which two threads split phase by phase. */
 static void test_threads_and_splits(void **state) {
     (void)state;
     for (int t = 1; t <= 2; t++) {
         run_case(4, 64, 64, 30, 30, 1, 1, t);
+        run_case(1, 64, 64, 28, 28, 1, 1, t);
         run_case(1, 64, 64, 16, 16, 0, 1, t);
         run_case(4, 64, 32, 12, 12, 0, 0, t);
     }

@@ -578,8 +578,14 @@ static void run_chunk(const mg_wino4 *p, const float *u, const float *x, float *
 }
 
 /* How a run is split: chunks of `cap` tiles, each run whole by one thread (their own V and M), or,
- * when there are too few chunks for the threads, one chunk of every tile with each phase split
- * between the threads (`whole`). */
+ * with fewer than WHOLE_BELOW_TILES tiles per thread, one chunk of every tile with each phase split
+ * between the threads (`whole`). Whole runs hand V and M from one thread to the other between phases
+ * (phase 1 splits the tiles, phase 2 the products); where the threads' cores are far apart that costs
+ * more than reading U twice: on the Zen 5 VM (a cache line takes about 250 ns from one core to the
+ * other) ResNet-50's 28x28 layers at batch 1 (49 tiles) took 0.02-0.03 ms less each in chunks, its
+ * stride-2 entry to stage 2 0.05 ms less (docs/PERFORMANCE.md, "Two threads: where the time goes"); on
+ * 14x14 maps (16 tiles, 9.4 MB of U for 256 channels) whole runs stay. */
+#define WHOLE_BELOW_TILES 20
 typedef struct run_split {
     int cap, nchunks, whole, regions;
 } run_split;
@@ -588,7 +594,7 @@ static run_split split_for(const mg_wino4 *p, int threads) {
     run_split r = {.cap = chunk_tiles(p)};
     if (r.cap > p->tiles_pad) r.cap = p->tiles_pad;
     r.nchunks = (p->tiles + r.cap - 1) / r.cap;
-    r.whole = threads > 1 && r.nchunks < 2 * threads;
+    r.whole = threads > 1 && p->tiles < WHOLE_BELOW_TILES * threads;
     if (r.whole) r.cap = p->tiles_pad, r.nchunks = 1;
     if (!r.whole && threads > 1) {
         /* as many chunks per thread, of even size: 196 tiles on 2 threads are 6 chunks of 36 (the last
