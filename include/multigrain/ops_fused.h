@@ -75,6 +75,14 @@ void mg_fnet_value_dims(const mg_fnet *net, int value, int dims[4]);
  * in plain NCHW to y. */
 mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y);
 
+/* The channel block of the output value's own layout (after mg_fnet_finalize): 16 (nChw16c) or 8
+ * (nChw8c), or 0 when it is neither. */
+int mg_fnet_output_block(const mg_fnet *net);
+/* As mg_fnet_run, without the reorder to plain NCHW: *y points at the output value in the network's
+ * memory, in channel blocks of mg_fnet_output_block, valid until the next run or mg_fnet_free. Fails
+ * when mg_fnet_output_block is 0 (mg_fnet_run then). */
+mg_status mg_fnet_run_raw(mg_fnet *net, const float *x, const float **y);
+
 /* Bytes the network holds: reordered weights (not those shared from a donor), activation buffers,
  * scratchpad. */
 size_t mg_fnet_bytes(const mg_fnet *net);

@@ -54,6 +54,31 @@ static void check_close(const char *what, const float *got, const float *want, s
     mg_test_assert_close(what, got, want, n, 1e-5 * mx + 1e-30, 1e-4);
 }
 
+/* mg_fnet_run_raw against y, what mg_fnet_run wrote (dims: the output's n, c, h, w): the output left in
+ * the network's channel blocks holds the same bits, at the blocked offsets; without blocks it fails.
+ * Returns the block. */
+static int check_raw(mg_fnet *net, const float *x, const float *y, const int d[4]) {
+    const int ob = mg_fnet_output_block(net);
+    const float *raw = NULL;
+    if (!ob) {
+        assert_int_not_equal(mg_fnet_run_raw(net, x, &raw), MG_OK);
+        return 0;
+    }
+    assert_true(ob == 8 || ob == 16);
+    assert_int_equal(d[1] % ob, 0);
+    mg_assert_ok(mg_fnet_run_raw(net, x, &raw));
+    assert_non_null(raw);
+    const size_t hw = (size_t)d[2] * d[3];
+    for (int n = 0; n < d[0]; n++)
+        for (int c = 0; c < d[1]; c++)
+            for (size_t p = 0; p < hw; p++) {
+                const float a = raw[(((size_t)n * (d[1] / ob) + c / ob) * hw + p) * ob + c % ob];
+                const float b = y[((size_t)n * d[1] + c) * hw + p];
+                if (memcmp(&a, &b, sizeof a)) fail_msg("run_raw: image %d channel %d position %zu: %g against %g", n, c, p, (double)a, (double)b);
+            }
+    return ob;
+}
+
 /* A small residual block: x -> pool -> [a = conv3x3 relu] -> [b = conv3x3, + ds(pooled) 1x1 stride 1,
  * relu] -> conv 3x3 stride 2 -> out; checked against the reference chain. */
 static void run_chain(int flags, int per_image) {
@@ -124,6 +149,7 @@ static void run_chain(int flags, int per_image) {
         mg_assert_ok(mg_fnet_run(net, x, y));
         check_close("fused chain", y, r3, ny);
     }
+    check_raw(net, x, y, dims);
     assert_true(mg_fnet_bytes(net) > 0);
     /* the two 3x3 stride-1 convolutions (6x5 outputs) run Winograd where oneDNN has it (AVX-512,
      * not capped by ONEDNN_MAX_CPU_ISA), and our kernel on AVX2 (F(4x4) or F(2x2)) */
@@ -337,6 +363,8 @@ static void test_fma_width_policy(void **state) {
         memset(y, 0, ny * sizeof *y);
         mg_assert_ok(mg_fnet_run(net, x, y));
         check_close(gain == 1 ? "8-wide FMAs at peak" : "16-wide FMAs faster", y, want, ny);
+        const int dims[4] = {n, c, oh, ow};
+        if (blk == 8 || blk == 16) assert_int_equal(check_raw(net, x, y, dims), blk); /* 32 channels */
         mg_fnet_free(net);
     }
     free(x), free(w1), free(w2), free(b1), free(b2), free(r1), free(want), free(y);

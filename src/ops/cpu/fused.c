@@ -46,6 +46,14 @@ mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
     (void)net, (void)x, (void)y;
     return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: this build has no oneDNN");
 }
+int mg_fnet_output_block(const mg_fnet *net) {
+    (void)net;
+    return 0;
+}
+mg_status mg_fnet_run_raw(mg_fnet *net, const float *x, const float **y) {
+    (void)net, (void)x, (void)y;
+    return MG_FAIL(MG_ERR_UNSUPPORTED, "fused network: this build has no oneDNN");
+}
 size_t mg_fnet_bytes(const mg_fnet *net) {
     (void)net;
     return 0;

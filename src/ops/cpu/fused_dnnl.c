@@ -112,6 +112,7 @@ struct mg_fnet {
     fstore *st;
     int nst, cap_st;
     int output;
+    int out_block; /* the output value's channel block: 16, 8, or 0 (another layout) */
     dnnl_memory_desc_t out_md; /* plain nchw of the output value */
     dnnl_memory_t out_user;
     dnnl_primitive_t out_reorder;
@@ -1250,6 +1251,13 @@ mg_status mg_fnet_finalize(mg_fnet *net, int output) {
         net->prof_runs = -1;
     }
     net->output = output;
+    net->out_block = 0;
+    for (int b = 16; b >= 8 && !net->out_block; b -= 8) {
+        dnnl_memory_desc_t bm;
+        if (od[1] % b == 0 && blocked_md(&bm, b, od[0], od[1], od[2], od[3]) == dnnl_success &&
+            dnnl_memory_desc_equal(&bm, &net->v[output].md))
+            net->out_block = b;
+    }
     net->donor = NULL;
     net->finalized = 1;
     return MG_OK;
@@ -1330,20 +1338,41 @@ static mg_status run_op(mg_fnet *net, int i, int img) {
     return MG_OK;
 }
 
-mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
-    if (!net || !x || !y) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: null argument");
+/* The ops of a run on x; y: where the output goes in plain NCHW, or NULL to leave it where the last op
+ * wrote it. */
+static mg_status run_ops(mg_fnet *net, const float *x, float *y) {
     if (!net->finalized) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: not finalized");
     mg_omp_set_threads(net->threads);
     DNNL_TRY(dnnl_memory_set_data_handle(net->v[0].mem, (void *)x));
-    DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
     const int n = net->v[0].dims[0];
     for (int img = 0; img < n && net->micro_ops > 0; img++)
         for (int i = 0; i < net->micro_ops; i++) MG_TRY(run_op(net, i, img));
     for (int i = net->micro_ops; i < net->nop; i++) MG_TRY(run_op(net, i, -1));
-    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
-    DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
+    if (y) {
+        DNNL_TRY(dnnl_memory_set_data_handle(net->out_user, y));
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, net->v[net->output].mem}, {DNNL_ARG_TO, net->out_user}};
+        DNNL_TRY(dnnl_primitive_execute(net->out_reorder, net->stream, 2, a));
+    }
     DNNL_TRY(dnnl_stream_wait(net->stream));
     net->prof_runs++; /* with a profile -1 -> 0 at the end of the first run */
+    return MG_OK;
+}
+
+mg_status mg_fnet_run(mg_fnet *net, const float *x, float *y) {
+    if (!net || !x || !y) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: null argument");
+    return run_ops(net, x, y);
+}
+
+int mg_fnet_output_block(const mg_fnet *net) { return net && net->finalized ? net->out_block : 0; }
+
+mg_status mg_fnet_run_raw(mg_fnet *net, const float *x, const float **y) {
+    if (!net || !x || !y) return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: null argument");
+    if (!mg_fnet_output_block(net))
+        return MG_FAIL(MG_ERR_INVALID_ARG, "fused network run: the output is not in channel blocks (use mg_fnet_run)");
+    MG_TRY(run_ops(net, x, NULL));
+    void *h = NULL;
+    DNNL_TRY(dnnl_memory_get_data_handle(net->v[net->output].mem, &h));
+    *y = h;
     return MG_OK;
 }
 

@@ -9,6 +9,9 @@
  * contiguous channels. */
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "ops/cpu/layers_simd.h"
 #include "ops/cpu/layers_util.h"
@@ -404,10 +407,25 @@ mg_status mg_gem_forward_blocked(int n, int c, int h, int w, int block, float p,
     MG_CHECK_PTR(op, x);
     MG_CHECK_PTR(op, y);
     gem_ctx t = {.hw = (size_t)h * w, .p = p, .c = c, .block = block, .x = x, .out = y};
-    if (mg_layers_use_fast())
-        mg_layers_parallel_for((size_t)n * (size_t)(c / block), 1, gem_fwd_blk_range, &t);
-    else
+    if (!mg_layers_use_fast()) {
         gem_fwd_range(&t, 0, (size_t)n * c);
+        return MG_OK;
+    }
+    const size_t items = (size_t)n * (size_t)(c / block);
+#ifdef _OPENMP
+    /* OpenMP's threads, still awake after the fused trunk's last convolution, each on a contiguous
+     * share of the channel blocks: the share that convolution's thread wrote where it split its output
+     * channels the same way. ResNet-50's head at batch 1 on two threads: 48-54 us, against 110-170
+     * through the thread pool, whose threads sleep between calls (docs/PERFORMANCE.md, "Two threads:
+     * where the time goes") */
+    int nthr = mg_ops_get_threads();
+    if ((size_t)nthr > items) nthr = (int)items;
+#pragma omp parallel for num_threads(nthr) if (nthr > 1) schedule(static)
+    for (int th = 0; th < nthr; th++)
+        gem_fwd_blk_range(&t, items * (size_t)th / (size_t)nthr, items * (size_t)(th + 1) / (size_t)nthr);
+#else
+    mg_layers_parallel_for(items, 1, gem_fwd_blk_range, &t);
+#endif
     return MG_OK;
 }
 
