@@ -46,8 +46,8 @@ bool mg_dconv_preferred(int n, int c, int k, int h, int w, int r, int stride, in
  * (docs/PERFORMANCE.md, "The stem and its pooling in one pass"); at stride 2 only with at most
  * MG_DCONV_MAX_POSITIONS output positions per image: on ResNet-50's entry to stage 3 (28x28 -> 14x14)
  * oneDNN's jit_1x1 took 0.05 ms less at one and two threads, on the entry to stage 4 (14x14 -> 7x7)
- * ours 0.1 ms less (docs/PERFORMANCE.md, "Two threads: where the time goes"). MG_FNET_OWN_DIRECT=3
- * keeps the 1x1 layers on oneDNN's kernel (for comparison). */
+ * ours 0.1 ms less (docs/PERFORMANCE.md, "Two threads at batch 1: the cores far apart").
+ * MG_FNET_OWN_DIRECT=3 keeps the 1x1 layers on oneDNN's kernel (for comparison). */
 #define MG_DCONV_MIN_1X1_POSITIONS 16
 bool mg_dconv_preferred_block(int block, int n, int c, int k, int h, int w, int r, int stride, int pad);
 /* A plan for input n x c x h x w (nChw8c), k output channels (output n x k x p x q, nChw8c, p = (h + 2

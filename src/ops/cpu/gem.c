@@ -416,8 +416,8 @@ mg_status mg_gem_forward_blocked(int n, int c, int h, int w, int block, float p,
     /* OpenMP's threads, still awake after the fused trunk's last convolution, each on a contiguous
      * share of the channel blocks: the share that convolution's thread wrote where it split its output
      * channels the same way. ResNet-50's head at batch 1 on two threads: 48-54 us, against 110-170
-     * through the thread pool, whose threads sleep between calls (docs/PERFORMANCE.md, "Two threads:
-     * where the time goes") */
+     * through the thread pool, whose threads sleep between calls (docs/PERFORMANCE.md, "Two threads at
+     * batch 1: the cores far apart") */
     int nthr = mg_ops_get_threads();
     if ((size_t)nthr > items) nthr = (int)items;
 #pragma omp parallel for num_threads(nthr) if (nthr > 1) schedule(static)

@@ -583,8 +583,8 @@ static void run_chunk(const mg_wino4 *p, const float *u, const float *x, float *
  * (phase 1 splits the tiles, phase 2 the products); where the threads' cores are far apart that costs
  * more than reading U twice: on the Zen 5 VM (a cache line takes about 250 ns from one core to the
  * other) ResNet-50's 28x28 layers at batch 1 (49 tiles) took 0.02-0.03 ms less each in chunks, its
- * stride-2 entry to stage 2 0.05 ms less (docs/PERFORMANCE.md, "Two threads: where the time goes"); on
- * 14x14 maps (16 tiles, 9.4 MB of U for 256 channels) whole runs stay. */
+ * stride-2 entry to stage 2 0.05 ms less (docs/PERFORMANCE.md, "Two threads at batch 1: the cores far
+ * apart"); on 14x14 maps (16 tiles, 9.4 MB of U for 256 channels) whole runs stay. */
 #define WHOLE_BELOW_TILES 20
 typedef struct run_split {
     int cap, nchunks, whole, regions;
