@@ -1100,7 +1100,7 @@ static mg_status fused_run_pool(mg_model *m, const float *x, int h, int w) {
     int nk[FUSED_MAX_STREAMS];
     size_t in_per = (size_t)3 * h * w, out_per = (size_t)m->dim * m->out_h * m->out_w, at = 0;
     for (int k = 0; k < e->ns; k++) {
-        nk[k] = e->ns == 1 ? e->n : stream_chunk(e->n, e->ns, k);
+        nk[k] = stream_chunk(e->n, e->ns, k);
         job[k] = (stream_job){.net = e->net[k], .x = x + at * in_per, .y = blk ? NULL : m->fnet_out + at * out_per};
         at += (size_t)nk[k];
     }
@@ -1110,12 +1110,10 @@ static mg_status fused_run_pool(mg_model *m, const float *x, int h, int w) {
         mg_pool_run(mg_pool_global(), e->ns, stream_task, job);
     for (int k = 0; k < e->ns; k++)
         if (job[k].status != MG_OK) return MG_FAIL(job[k].status, "%s", job[k].msg);
-    const float p = mg_model_get_p(m);
-    if (!blk) return mg_gem_forward_blocked(e->n, m->dim, m->out_h, m->out_w, 0, p, m->fnet_out, m->pooled);
     at = 0;
     for (int k = 0; k < e->ns; k++) {
-        MG_TRY(mg_gem_forward_blocked(nk[k], m->dim, m->out_h, m->out_w, blk, p, job[k].raw,
-                                      m->pooled + at * m->dim));
+        MG_TRY(mg_gem_forward_blocked(nk[k], m->dim, m->out_h, m->out_w, blk, mg_model_get_p(m),
+                                      blk ? job[k].raw : job[k].y, m->pooled + at * m->dim));
         at += (size_t)nk[k];
     }
     return MG_OK;

@@ -74,7 +74,9 @@ static int check_raw(mg_fnet *net, const float *x, const float *y, const int d[4
             for (size_t p = 0; p < hw; p++) {
                 const float a = raw[(((size_t)n * (d[1] / ob) + c / ob) * hw + p) * ob + c % ob];
                 const float b = y[((size_t)n * d[1] + c) * hw + p];
-                if (memcmp(&a, &b, sizeof a)) fail_msg("run_raw: image %d channel %d position %zu: %g against %g", n, c, p, (double)a, (double)b);
+                if (memcmp(&a, &b, sizeof a))
+                    fail_msg("run_raw: image %d channel %d position %zu: %g against %g", n, c, p, (double)a,
+                             (double)b);
             }
     return ob;
 }
